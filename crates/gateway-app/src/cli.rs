@@ -1,0 +1,72 @@
+//! The `mcp-gateway` command line. With no subcommand it serves, so
+//! `cargo run -p gateway-app` starts the gateway.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, Overrides};
+
+/// MCP Registry Gateway: a registry of upstream MCP servers and one MCP endpoint in
+/// front of them all.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-gateway", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Default: ./mcp-gateway.toml if it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Database URL (sqlite://PATH?mode=rwc or postgres://USER@HOST/DB); overrides
+    /// DATABASE_URL and the config file.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the REST API and the MCP endpoint (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Validate the configuration and print it (secrets redacted), then exit.
+    CheckConfig,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Interface to bind [default: 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 8000].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Apply pending migrations before serving (PostgreSQL; SQLite always does).
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+impl Cli {
+    /// The command line's overrides of the configuration.
+    pub fn overrides(&self) -> Overrides {
+        let serve = match &self.command {
+            Some(Command::Serve(args)) => args.clone(),
+            _ => ServeArgs::default(),
+        };
+        Overrides {
+            host: serve.host,
+            port: serve.port,
+            log_format: self.log_format,
+            database_url: self.database_url.clone(),
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The one settings type of the gateway, read once at start-up from layered sources:
+//! defaults < `mcp-gateway.toml` (or `--config FILE`) < `DATABASE_URL` <
+//! `MCP_GATEWAY_*` environment variables < command-line flags. Every key is documented
+//! in `docs/configuration.md`; an invalid value stops start-up with a message naming
+//! the key, the value and what is allowed.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use gateway_persistence::{Backend, ConnectSettings, redact_url};
+use serde::{Deserialize, Serialize};
+
+/// The file read when no `--config` is given, if it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "mcp-gateway.toml";
+
+/// The embedded database used when nothing else is configured.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/gateway.db?mode=rwc";
+
+/// Everything the gateway can be configured with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// The registry database.
+    pub database: DatabaseConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// What kinds of upstream may be registered.
+    pub upstreams: UpstreamsConfig,
+}
+
+/// `[http]`: where and how the gateway listens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Interface to bind (`127.0.0.1` keeps the gateway local; `0.0.0.0` exposes it).
+    pub host: String,
+    /// TCP port; `0` picks a free one.
+    pub port: u16,
+    /// HTTP worker threads; absent = one per CPU core.
+    pub workers: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            workers: None,
+            max_body_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[database]`: the registry store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH?mode=rwc` (embedded) or `postgres://USER@HOST/DB`.
+    pub url: String,
+    /// Pool size: most connections this process opens.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// Seconds to wait when opening a connection.
+    pub connect_timeout_secs: u64,
+    /// Seconds a request waits for a pooled connection before failing with 503.
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations at start-up. Absent: yes for SQLite, no for
+    /// PostgreSQL (run `cargo xtask migrate`, or start with `--migrate`).
+    pub auto_migrate: Option<bool>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_DATABASE_URL.into(),
+            max_connections: 10,
+            min_connections: 1,
+            connect_timeout_secs: 5,
+            acquire_timeout_secs: 5,
+            auto_migrate: None,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (colours on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `debug,sqlx=warn`…); `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// `[upstreams]`: what may be registered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamsConfig {
+    /// Allow stdio upstreams, which run a command on this host. Off by default.
+    pub allow_stdio: bool,
+}
+
+/// Values given on the command line; they override every other source.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+}
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads and validates the settings from every source. `config_file` is the
+    /// `--config` path (which must exist); without it `mcp-gateway.toml` is read if
+    /// present.
+    pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(
+            config_file,
+            overrides,
+            Env::prefixed("MCP_GATEWAY_")
+                .ignore(&["CONFIG"])
+                .split("__"),
+        )
+    }
+
+    fn load_from(
+        config_file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) => {
+                std::fs::metadata(path)
+                    .and_then(|meta| {
+                        if meta.is_file() {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other("not a regular file"))
+                        }
+                    })
+                    .map_err(|e| {
+                        ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                    })?;
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        figment = figment.merge(env);
+        if let Some(host) = &overrides.host {
+            figment = figment.merge(Serialized::default("http.host", host));
+        }
+        if let Some(port) = overrides.port {
+            figment = figment.merge(Serialized::default("http.port", port));
+        }
+        if let Some(format) = overrides.log_format {
+            figment = figment.merge(Serialized::default("log.format", format));
+        }
+        if let Some(url) = &overrides.database_url {
+            figment = figment.merge(Serialized::default("database.url", url));
+        }
+        let settings: Settings = figment.extract().map_err(|error| {
+            let messages: Vec<String> = error
+                .into_iter()
+                .map(|e| describe_figment_error(&e))
+                .collect();
+            ConfigError(format!("invalid configuration: {}", messages.join("; ")))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let host = &self.http.host;
+        let valid_hostname = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if host.parse::<IpAddr>().is_err() && !valid_hostname {
+            problems.push(format!("http.host = {host:?}: must be an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0, ::1)"));
+        }
+        if self.http.workers.is_some_and(|w| w == 0 || w > 1024) {
+            problems.push(format!(
+                "http.workers = {:?}: must be between 1 and 1024",
+                self.http.workers.unwrap_or_default()
+            ));
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+            problems.push(format!(
+                "http.max_body_bytes = {}: must be between 1024 and 268435456 (256 MiB)",
+                self.http.max_body_bytes
+            ));
+        }
+        if self.http.shutdown_timeout_secs > 3600 {
+            problems.push(format!(
+                "http.shutdown_timeout_secs = {}: must be at most 3600",
+                self.http.shutdown_timeout_secs
+            ));
+        }
+        if let Err(error) = Backend::from_url(&self.database.url) {
+            problems.push(format!("database.url: {error}"));
+        }
+        if !(1..=1000).contains(&self.database.max_connections) {
+            problems.push(format!(
+                "database.max_connections = {}: must be between 1 and 1000",
+                self.database.max_connections
+            ));
+        }
+        if self.database.min_connections > self.database.max_connections {
+            problems.push(format!(
+                "database.min_connections = {}: must not exceed database.max_connections ({})",
+                self.database.min_connections, self.database.max_connections
+            ));
+        }
+        for (key, value) in [
+            (
+                "database.connect_timeout_secs",
+                self.database.connect_timeout_secs,
+            ),
+            (
+                "database.acquire_timeout_secs",
+                self.database.acquire_timeout_secs,
+            ),
+        ] {
+            if !(1..=300).contains(&value) {
+                problems.push(format!("{key} = {value}: must be between 1 and 300"));
+            }
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            problems.push(format!(
+                "log.filter = {:?}: not a valid tracing filter ({error})",
+                self.log.filter
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(format!(
+                "invalid configuration: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+
+    /// The database backend the URL selects (valid after `load`).
+    pub fn backend(&self) -> Backend {
+        Backend::from_url(&self.database.url).unwrap_or(Backend::Sqlite)
+    }
+
+    /// Whether `serve` applies pending migrations itself.
+    pub fn auto_migrate(&self) -> bool {
+        self.database
+            .auto_migrate
+            .unwrap_or(self.backend() == Backend::Sqlite)
+    }
+
+    /// Pool settings for the persistence adapter.
+    pub fn connect_settings(&self) -> ConnectSettings {
+        ConnectSettings {
+            url: self.database.url.clone(),
+            max_connections: self.database.max_connections,
+            min_connections: self.database.min_connections,
+            connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
+    }
+
+    /// The settings as TOML with secrets (the database password) redacted, for
+    /// `check-config`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = redact_url(&shown.database.url);
+        toml_string(&shown)
+    }
+}
+
+fn toml_string(settings: &Settings) -> String {
+    // figment re-exports no TOML writer; serialise through figment's own value tree.
+    let value = figment::value::Value::serialize(settings)
+        .unwrap_or_else(|_| figment::value::Value::from(""));
+    let mut out = String::new();
+    render(&value, "", &mut out);
+    out
+}
+
+fn render(value: &figment::value::Value, section: &str, out: &mut String) {
+    use figment::value::Value;
+    let Value::Dict(_, dict) = value else { return };
+    for (key, item) in dict {
+        if !matches!(item, Value::Dict(..)) {
+            out.push_str(&format!("{key} = {}\n", scalar(item)));
+        }
+    }
+    for (key, item) in dict {
+        if matches!(item, Value::Dict(..)) {
+            let name = if section.is_empty() {
+                key.clone()
+            } else {
+                format!("{section}.{key}")
+            };
+            out.push_str(&format!("\n[{name}]\n"));
+            render(item, &name, out);
+        }
+    }
+}
+
+fn scalar(value: &figment::value::Value) -> String {
+    use figment::value::Value;
+    match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => n
+            .to_u128()
+            .map(|n| n.to_string())
+            .or_else(|| n.to_f64().map(|f| f.to_string()))
+            .unwrap_or_default(),
+        Value::Empty(..) => "# (unset)".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_figment_error(error: &figment::Error) -> String {
+    let key = error.path.join(".");
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|meta| match &meta.source {
+            Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
+            _ => format!(" (from {})", meta.name),
+        })
+        .unwrap_or_default();
+    if key.is_empty() {
+        format!("{}{source}", error.kind)
+    } else {
+        format!("{key}: {}{source}", error.kind)
+    }
+}
+
+/// Where `--config` points, or `MCP_GATEWAY_CONFIG`.
+pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("MCP_GATEWAY_CONFIG").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Loads from an optional file body and flags, with no environment variables
+    /// (the environment layer is exercised end to end through the binary).
+    fn load_with(file: Option<&str>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let mut tmp = tempfile::NamedTempFile::new().expect("temp file");
+        let path = file.map(|content| {
+            tmp.write_all(content.as_bytes()).expect("write");
+            tmp.path().to_path_buf()
+        });
+        Settings::load_from(
+            path.as_deref(),
+            overrides,
+            Env::prefixed("GATEWAY_TEST_NEVER_SET_").split("__"),
+        )
+    }
+
+    #[test]
+    fn defaults_serve_locally_on_embedded_sqlite() {
+        let settings = Settings::default();
+        assert_eq!(settings.http.host, "127.0.0.1");
+        assert_eq!(settings.http.port, 8000);
+        assert_eq!(settings.database.url, DEFAULT_DATABASE_URL);
+        assert!(settings.auto_migrate());
+        assert!(!settings.upstreams.allow_stdio);
+        settings.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let overrides = Overrides {
+            port: Some(9100),
+            ..Default::default()
+        };
+        let settings = load_with(
+            Some("[http]\nport = 9000\nhost = \"0.0.0.0\"\n"),
+            &overrides,
+        )
+        .expect("valid");
+        assert_eq!(settings.http.port, 9100, "flags win over the file");
+        assert_eq!(settings.http.host, "0.0.0.0", "the file wins over defaults");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        let error = load_with(Some("[http]\nport = \"eighty\"\n"), &Overrides::default())
+            .expect_err("invalid");
+        let message = error.to_string();
+        assert!(message.contains("http.port"), "{message}");
+        assert!(
+            message.contains(".tmp") || message.contains("tmp"),
+            "names the file: {message}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = load_with(Some("[http]\nprot = 1\n"), &Overrides::default()).expect_err("typo");
+        assert!(error.to_string().contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn semantic_checks_name_key_value_and_range() {
+        let overrides = Overrides {
+            database_url: Some("mysql://x/y".into()),
+            host: Some("bad host".into()),
+            ..Default::default()
+        };
+        let message = load_with(None, &overrides)
+            .expect_err("invalid")
+            .to_string();
+        assert!(message.contains("database.url"), "{message}");
+        assert!(message.contains("http.host = \"bad host\""), "{message}");
+        let file = "[database]\nmax_connections = 0\n[http]\nmax_body_bytes = 10\n[log]\nfilter = \"[[[\"\n";
+        let message = load_with(Some(file), &Overrides::default())
+            .expect_err("invalid")
+            .to_string();
+        for key in [
+            "database.max_connections = 0",
+            "http.max_body_bytes = 10",
+            "log.filter",
+        ] {
+            assert!(message.contains(key), "{key} in {message}");
+        }
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let error = Settings::load(
+            Some(Path::new("/nonexistent/mcp-gateway.toml")),
+            &Overrides::default(),
+        )
+        .expect_err("missing file");
+        assert!(
+            error.to_string().contains("/nonexistent/mcp-gateway.toml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn malformed_toml_is_reported() {
+        let error =
+            load_with(Some("[http\nport = 1"), &Overrides::default()).expect_err("bad toml");
+        assert!(!error.to_string().is_empty());
+    }
+
+    #[test]
+    fn redacted_toml_hides_the_password() {
+        let mut settings = Settings::default();
+        settings.database.url = "postgres://gw:s3cret@db/gateway".into();
+        let text = settings.to_redacted_toml();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("[database]"), "{text}");
+    }
+}

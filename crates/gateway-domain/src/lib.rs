@@ -1,0 +1,24 @@
+//! The core of the MCP registry gateway: what an upstream server *is*, what the
+//! gateway needs from the outside world (ports), and the errors those can raise.
+//!
+//! Architecture invariant: this crate performs no I/O and depends on no I/O crate
+//! (no actix, sea-orm, redis, reqwest, tokio runtime, rmcp transport). `cargo xtask
+//! check-layers` enforces it.
+
+pub mod catalog;
+pub mod error;
+pub mod health;
+pub mod name;
+pub mod page;
+pub mod ports;
+pub mod secret;
+pub mod server;
+
+pub use catalog::{Catalog, Descriptor, ToolHit};
+pub use error::{FieldError, RepositoryError, ValidationErrors};
+pub use health::{HealthState, HealthStatus};
+pub use name::{ServerName, Tag, TenantId};
+pub use page::{Cursor, Page, PageRequest};
+pub use ports::{CatalogRepository, ReadinessProbe, ServerFilter, ServerRepository};
+pub use secret::Secret;
+pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};

@@ -1,0 +1,228 @@
+//! Opening the database (one pool for the whole process), applying or checking
+//! migrations, and the readiness probe.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gateway_domain::ReadinessProbe;
+use gateway_migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+/// Which database engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (or `sqlite::memory:`).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// Reads the engine from a database URL's scheme.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url
+            .split_once(':')
+            .map(|(scheme, _)| scheme)
+            .unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(StoreError::UnsupportedUrl(redact_url(url))),
+        }
+    }
+}
+
+/// Pool settings; the defaults suit one gateway process.
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    /// `sqlite://path?mode=rwc`, `sqlite::memory:` or `postgres://user@host/db`.
+    pub url: String,
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// Connections kept open while idle.
+    pub min_connections: u32,
+    /// How long to wait for a new connection.
+    pub connect_timeout: Duration,
+    /// How long a request waits for a free pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+/// Why the store could not be opened or migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names an engine we do not support.
+    #[error(
+        "database URL `{0}` is not supported: use sqlite://PATH, sqlite::memory: or postgres://…"
+    )]
+    UnsupportedUrl(String),
+    /// The database could not be reached or opened.
+    #[error("cannot open database `{url}`: {reason}")]
+    Connect {
+        /// The URL without its password.
+        url: String,
+        /// The driver's explanation.
+        reason: String,
+    },
+    /// Applying or reading migrations failed.
+    #[error("migrations failed: {0}")]
+    Migration(String),
+}
+
+/// Where the schema stands relative to this binary's migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationState {
+    /// Every migration this binary knows is applied.
+    Current,
+    /// These migrations are not applied yet.
+    Pending(Vec<String>),
+}
+
+/// The open database: one pool shared by every repository of the process.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the pool. For a SQLite file the parent directory and the file are
+    /// created and WAL mode is switched on (readers never block the writer).
+    pub async fn connect(settings: &ConnectSettings) -> Result<Self, StoreError> {
+        let backend = Backend::from_url(&settings.url)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_parent_dir(&settings.url)?;
+        }
+        let mut options = ConnectOptions::new(settings.url.clone());
+        options
+            .max_connections(settings.max_connections)
+            .min_connections(settings.min_connections.min(settings.max_connections))
+            .connect_timeout(settings.connect_timeout)
+            .acquire_timeout(settings.acquire_timeout)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options)
+            .await
+            .map_err(|error| StoreError::Connect {
+                url: redact_url(&settings.url),
+                reason: error.to_string(),
+            })?;
+        Ok(Self { db, backend })
+    }
+
+    /// The engine behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// Compares the schema with this binary's migrations without changing anything.
+    /// Fails when the database holds migrations this binary does not know (it is older
+    /// than the schema).
+    pub async fn migration_state(&self) -> Result<MigrationState, StoreError> {
+        let pending = Migrator::get_pending_migrations_read_only(&self.db)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        if pending.is_empty() {
+            Ok(MigrationState::Current)
+        } else {
+            Ok(MigrationState::Pending(
+                pending.iter().map(|m| m.name().to_owned()).collect(),
+            ))
+        }
+    }
+
+    /// Closes the pool, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        if let Err(error) = self.db.close_by_ref().await {
+            tracing::warn!(%error, "closing the database pool failed");
+        }
+    }
+}
+
+#[async_trait]
+impl ReadinessProbe for Store {
+    async fn check_ready(&self) -> Result<(), String> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| format!("database unreachable: {e}"))?;
+        match self.migration_state().await.map_err(|e| e.to_string())? {
+            MigrationState::Current => Ok(()),
+            MigrationState::Pending(names) => {
+                Err(format!("migrations pending: {}", names.join(", ")))
+            }
+        }
+    }
+}
+
+/// `sqlite://data/gateway.db?mode=rwc` → creates `data/`.
+fn create_sqlite_parent_dir(url: &str) -> Result<(), StoreError> {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|error| StoreError::Connect {
+                url: url.to_owned(),
+                reason: format!("cannot create directory {}: {error}", parent.display()),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("********"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_follows_the_scheme() {
+        assert_eq!(
+            Backend::from_url("sqlite::memory:").ok(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(Backend::from_url("mysql://h/db").is_err());
+        assert!(Backend::from_url("").is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:********@h/db"
+        );
+        let error = Backend::from_url("mysql://u:secret@h/db").expect_err("unsupported");
+        assert!(!error.to_string().contains("secret"));
+    }
+}

@@ -1,0 +1,418 @@
+//! [`ServerRepository`] on sea-orm. The spec's transport is one JSON column (its
+//! shape is owned by [`StoredTransport`]); tags are both a JSON column (read back with
+//! the row) and `server_tag` rows (indexed filter).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use gateway_domain::health::HealthState;
+use gateway_domain::{
+    HealthStatus, Page, PageRequest, RepositoryError, Secret, ServerFilter, ServerId, ServerName,
+    ServerRepository, ServerSpec, Tag, TenantId, Transport, UpstreamServer,
+};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set, TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::connect::Store;
+use crate::entity::{catalog_tool, server_tag, upstream_server};
+use crate::error::map_db_err;
+
+/// The transport as stored: the only place where secret values are written out.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+enum StoredTransport {
+    StreamableHttp {
+        url: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    Stdio {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        cwd: Option<String>,
+    },
+}
+
+fn expose_all(values: &BTreeMap<String, Secret>) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect()
+}
+
+fn wrap_all(values: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
+    values
+        .into_iter()
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect()
+}
+
+impl From<&Transport> for StoredTransport {
+    fn from(transport: &Transport) -> Self {
+        match transport {
+            Transport::StreamableHttp { url, headers } => Self::StreamableHttp {
+                url: url.to_string(),
+                headers: expose_all(headers),
+            },
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => Self::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: expose_all(env),
+                cwd: cwd.clone(),
+            },
+        }
+    }
+}
+
+impl StoredTransport {
+    fn into_domain(self) -> Result<Transport, String> {
+        Ok(match self {
+            Self::StreamableHttp { url, headers } => Transport::StreamableHttp {
+                url: url
+                    .parse()
+                    .map_err(|e| format!("stored URL is invalid: {e}"))?,
+                headers: wrap_all(headers),
+            },
+            Self::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => Transport::Stdio {
+                command,
+                args,
+                env: wrap_all(env),
+                cwd,
+            },
+        })
+    }
+}
+
+/// Timestamps with the precision both backends keep (microseconds), so a value read
+/// back equals the value written.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn to_domain(row: upstream_server::Model) -> Result<UpstreamServer, RepositoryError> {
+    let corrupt = |what: String| {
+        RepositoryError::Internal(format!("stored server {} is invalid: {what}", row.id))
+    };
+    let name = ServerName::parse(&row.name).map_err(|e| corrupt(e.to_string()))?;
+    let stored: StoredTransport =
+        serde_json::from_value(row.transport.clone()).map_err(|e| corrupt(e.to_string()))?;
+    let transport = stored.into_domain().map_err(&corrupt)?;
+    let tags: Vec<String> =
+        serde_json::from_value(row.tags.clone()).map_err(|e| corrupt(e.to_string()))?;
+    let tags = tags
+        .iter()
+        .map(|t| Tag::parse(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let tenant = row
+        .tenant
+        .as_deref()
+        .map(TenantId::parse)
+        .transpose()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let state: HealthState = row.health_state.parse().map_err(corrupt)?;
+    Ok(UpstreamServer {
+        id: ServerId::from_uuid(row.id),
+        spec: ServerSpec {
+            name,
+            title: row.title,
+            description: row.description,
+            transport,
+            tags,
+            tenant,
+            enabled: row.enabled,
+        },
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        health: HealthStatus {
+            state,
+            checked_at: row.health_checked_at,
+            latency_ms: row.health_latency_ms,
+            error: row.health_error,
+        },
+    })
+}
+
+/// Sets the spec columns of an active model.
+fn apply_spec(model: &mut upstream_server::ActiveModel, spec: &ServerSpec) {
+    model.name = Set(spec.name.as_str().to_owned());
+    model.title = Set(spec.title.clone());
+    model.description = Set(spec.description.clone());
+    model.transport_kind = Set(spec.transport.kind().as_str().to_owned());
+    model.transport =
+        Set(serde_json::to_value(StoredTransport::from(&spec.transport)).unwrap_or_default());
+    model.tags = Set(serde_json::Value::from(
+        spec.tags.iter().map(Tag::as_str).collect::<Vec<_>>(),
+    ));
+    model.tenant = Set(spec.tenant.as_ref().map(|t| t.as_str().to_owned()));
+    model.enabled = Set(spec.enabled);
+}
+
+async fn replace_tags<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    tags: &[Tag],
+) -> Result<(), RepositoryError> {
+    server_tag::Entity::delete_many()
+        .filter(server_tag::Column::ServerId.eq(id))
+        .exec(db)
+        .await
+        .map_err(map_db_err)?;
+    if !tags.is_empty() {
+        let rows = tags.iter().map(|tag| server_tag::ActiveModel {
+            server_id: Set(id),
+            tag: Set(tag.as_str().to_owned()),
+        });
+        server_tag::Entity::insert_many(rows)
+            .exec_without_returning(db)
+            .await
+            .map_err(map_db_err)?;
+    }
+    Ok(())
+}
+
+/// `%text%` for a case-insensitive LIKE, with the wildcards of `text` escaped.
+pub(crate) fn contains_pattern(text: &str) -> LikeExpr {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    LikeExpr::new(pattern).escape('\\')
+}
+
+/// `lower(column) LIKE pattern`, portable across SQLite and PostgreSQL.
+pub(crate) fn lower_like(
+    column: impl sea_orm::sea_query::IntoColumnRef,
+    pattern: &LikeExpr,
+) -> Expr {
+    Expr::expr(Func::lower(Expr::col(column))).like(pattern.clone())
+}
+
+async fn fetch_one<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<upstream_server::Model, RepositoryError> {
+    upstream_server::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .map_err(map_db_err)?
+        .ok_or(RepositoryError::NotFound)
+}
+
+#[async_trait]
+impl ServerRepository for Store {
+    async fn insert(
+        &self,
+        id: ServerId,
+        spec: &ServerSpec,
+    ) -> Result<UpstreamServer, RepositoryError> {
+        let now = now();
+        let mut model = upstream_server::ActiveModel {
+            id: Set(id.as_uuid()),
+            version: Set(1),
+            health_state: Set(HealthState::Unknown.as_str().to_owned()),
+            health_checked_at: Set(None),
+            health_latency_ms: Set(None),
+            health_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        apply_spec(&mut model, spec);
+        let txn = self.db.begin().await.map_err(map_db_err)?;
+        upstream_server::Entity::insert(model)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|error| match map_db_err(error) {
+                RepositoryError::Duplicate(_) => RepositoryError::Duplicate(spec.name.to_string()),
+                other => other,
+            })?;
+        replace_tags(&txn, id.as_uuid(), &spec.tags).await?;
+        let row = fetch_one(&txn, id.as_uuid()).await?;
+        txn.commit().await.map_err(map_db_err)?;
+        to_domain(row)
+    }
+
+    async fn get(&self, id: ServerId) -> Result<UpstreamServer, RepositoryError> {
+        to_domain(fetch_one(&self.db, id.as_uuid()).await?)
+    }
+
+    async fn get_by_name(&self, name: &ServerName) -> Result<UpstreamServer, RepositoryError> {
+        let row = upstream_server::Entity::find()
+            .filter(upstream_server::Column::Name.eq(name.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(map_db_err)?
+            .ok_or(RepositoryError::NotFound)?;
+        to_domain(row)
+    }
+
+    async fn list(
+        &self,
+        filter: &ServerFilter,
+        page: &PageRequest,
+    ) -> Result<Page<UpstreamServer>, RepositoryError> {
+        use upstream_server::Column;
+        let mut condition = Condition::all();
+        if let Some(tag) = &filter.tag {
+            let tagged = Query::select()
+                .column(server_tag::Column::ServerId)
+                .from(server_tag::Entity)
+                .and_where(server_tag::Column::Tag.eq(tag.as_str()))
+                .to_owned();
+            condition = condition.add(Column::Id.in_subquery(tagged));
+        }
+        if let Some(enabled) = filter.enabled {
+            condition = condition.add(Column::Enabled.eq(enabled));
+        }
+        if let Some(state) = filter.health {
+            condition = condition.add(Column::HealthState.eq(state.as_str()));
+        }
+        if let Some(text) = filter.text.as_deref().filter(|t| !t.is_empty()) {
+            let pattern = contains_pattern(text);
+            condition = condition.add(
+                Condition::any()
+                    .add(lower_like(
+                        (upstream_server::Entity, Column::Name),
+                        &pattern,
+                    ))
+                    .add(lower_like(
+                        (upstream_server::Entity, Column::Title),
+                        &pattern,
+                    ))
+                    .add(lower_like(
+                        (upstream_server::Entity, Column::Description),
+                        &pattern,
+                    )),
+            );
+        }
+        if let Some([after]) = page.after.as_ref().map(|c| c.key()) {
+            condition = condition.add(Column::Name.gt(after.as_str()));
+        }
+        let rows = upstream_server::Entity::find()
+            .filter(condition)
+            .order_by_asc(Column::Name)
+            .limit(page.limit + 1)
+            .all(&self.db)
+            .await
+            .map_err(map_db_err)?;
+        let servers = rows
+            .into_iter()
+            .map(to_domain)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_overfetch(servers, page.limit, |s| {
+            vec![s.spec.name.to_string()]
+        }))
+    }
+
+    async fn update(
+        &self,
+        id: ServerId,
+        expected_version: i64,
+        spec: &ServerSpec,
+    ) -> Result<UpstreamServer, RepositoryError> {
+        use upstream_server::Column;
+        let mut model = upstream_server::ActiveModel {
+            version: Set(expected_version + 1),
+            updated_at: Set(now()),
+            ..Default::default()
+        };
+        apply_spec(&mut model, spec);
+        let txn = self.db.begin().await.map_err(map_db_err)?;
+        let result = upstream_server::Entity::update_many()
+            .set(model)
+            .filter(Column::Id.eq(id.as_uuid()))
+            .filter(Column::Version.eq(expected_version))
+            .exec(&txn)
+            .await
+            .map_err(|error| match map_db_err(error) {
+                RepositoryError::Duplicate(_) => RepositoryError::Duplicate(spec.name.to_string()),
+                other => other,
+            })?;
+        if result.rows_affected == 0 {
+            let current = fetch_one(&txn, id.as_uuid()).await?;
+            return Err(RepositoryError::StaleVersion {
+                expected: expected_version,
+                current: current.version,
+            });
+        }
+        replace_tags(&txn, id.as_uuid(), &spec.tags).await?;
+        catalog_tool::Entity::update_many()
+            .col_expr(
+                catalog_tool::Column::ServerName,
+                Expr::value(spec.name.as_str()),
+            )
+            .filter(catalog_tool::Column::ServerId.eq(id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        let row = fetch_one(&txn, id.as_uuid()).await?;
+        txn.commit().await.map_err(map_db_err)?;
+        to_domain(row)
+    }
+
+    async fn delete(
+        &self,
+        id: ServerId,
+        expected_version: Option<i64>,
+    ) -> Result<(), RepositoryError> {
+        use upstream_server::Column;
+        let txn = self.db.begin().await.map_err(map_db_err)?;
+        let mut query = upstream_server::Entity::delete_many().filter(Column::Id.eq(id.as_uuid()));
+        if let Some(version) = expected_version {
+            query = query.filter(Column::Version.eq(version));
+        }
+        let result = query.exec(&txn).await.map_err(map_db_err)?;
+        if result.rows_affected == 0 {
+            let current = fetch_one(&txn, id.as_uuid()).await?;
+            return Err(RepositoryError::StaleVersion {
+                expected: expected_version.unwrap_or_default(),
+                current: current.version,
+            });
+        }
+        txn.commit().await.map_err(map_db_err)
+    }
+
+    async fn set_health(&self, id: ServerId, health: &HealthStatus) -> Result<(), RepositoryError> {
+        use upstream_server::Column;
+        let result = upstream_server::Entity::update_many()
+            .col_expr(Column::HealthState, Expr::value(health.state.as_str()))
+            .col_expr(Column::HealthCheckedAt, Expr::value(health.checked_at))
+            .col_expr(Column::HealthLatencyMs, Expr::value(health.latency_ms))
+            .col_expr(Column::HealthError, Expr::value(health.error.clone()))
+            .filter(Column::Id.eq(id.as_uuid()))
+            .exec(&self.db)
+            .await
+            .map_err(map_db_err)?;
+        if result.rows_affected == 0 {
+            Err(RepositoryError::NotFound)
+        } else {
+            Ok(())
+        }
+    }
+}

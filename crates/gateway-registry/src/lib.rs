@@ -1,0 +1,13 @@
+//! Registry use cases: register, update, remove and look up upstream MCP servers,
+//! record what they offer, and search it (service discovery).
+//!
+//! Written only against the domain's ports: no database, HTTP or MCP crate here.
+//! Inbound adapters (REST today, MCP gateway tools later) call [`Registry`].
+
+mod error;
+mod input;
+mod service;
+
+pub use error::RegistryError;
+pub use input::{RegisterServer, ServerChanges, ServerRef, TransportInput};
+pub use service::{Registry, RegistryPolicy};

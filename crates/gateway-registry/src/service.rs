@@ -1,0 +1,312 @@
+//! The [`Registry`] service: every registry use case, in one place, for every
+//! inbound adapter.
+
+use std::sync::Arc;
+
+use gateway_domain::{
+    Catalog, CatalogRepository, Page, PageRequest, RepositoryError, ServerFilter, ServerId,
+    ServerName, ServerRepository, ServerSpec, ToolHit, Transport, UpstreamServer, ValidationErrors,
+};
+
+use crate::error::RegistryError;
+use crate::input::{
+    RegisterServer, ServerChanges, ServerRef, TransportInput, parse_tags, parse_tenant,
+};
+
+/// Operator choices that change what the registry accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryPolicy {
+    /// Whether stdio upstreams (host commands) may be registered. Off by default.
+    pub allow_stdio: bool,
+}
+
+/// How many times an update without a client-supplied version re-reads and retries
+/// after losing a race with another writer.
+const UPDATE_ATTEMPTS: usize = 3;
+
+/// Longest free-text search accepted.
+pub const MAX_QUERY_LEN: usize = 200;
+
+/// Registry use cases over the repository ports.
+#[derive(Clone)]
+pub struct Registry {
+    servers: Arc<dyn ServerRepository>,
+    catalogs: Arc<dyn CatalogRepository>,
+    policy: RegistryPolicy,
+}
+
+impl Registry {
+    /// Builds the service over its ports.
+    pub fn new(
+        servers: Arc<dyn ServerRepository>,
+        catalogs: Arc<dyn CatalogRepository>,
+        policy: RegistryPolicy,
+    ) -> Self {
+        Self {
+            servers,
+            catalogs,
+            policy,
+        }
+    }
+
+    fn check_transport_allowed(&self, transport: &TransportInput) -> Result<(), RegistryError> {
+        if transport.is_stdio() && !self.policy.allow_stdio {
+            return Err(RegistryError::StdioDisabled);
+        }
+        Ok(())
+    }
+
+    /// Registers a new server at version 1.
+    pub async fn register(&self, input: RegisterServer) -> Result<UpstreamServer, RegistryError> {
+        self.check_transport_allowed(&input.transport)?;
+        let mut errors = ValidationErrors::new();
+        let name = errors.check("name", ServerName::parse(&input.name));
+        let transport = validate_transport(input.transport, &mut errors);
+        let tags = parse_tags(&input.tags, &mut errors);
+        let tenant = parse_tenant(input.tenant.as_deref(), &mut errors);
+        if let Some(keys) = transport
+            .as_ref()
+            .map(Transport::masked_keys)
+            .filter(|k| !k.is_empty())
+        {
+            for key in keys {
+                errors.push(
+                    format!("transport.{key}"),
+                    "the mask `********` is not a value; send the real secret",
+                );
+            }
+        }
+        let (Some(name), Some(transport), true) = (name, transport, errors.is_empty()) else {
+            return Err(RegistryError::Invalid(errors));
+        };
+        let spec = ServerSpec::new(
+            name,
+            input.title,
+            input.description,
+            transport,
+            tags,
+            tenant,
+            input.enabled,
+        )?;
+        let server = self
+            .servers
+            .insert(ServerId::generate(), &spec)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, spec.name.as_str()))?;
+        tracing::info!(server = %server.spec.name, id = %server.id, transport = server.spec.transport.kind().as_str(), "server registered");
+        Ok(server)
+    }
+
+    /// The server a reference points at.
+    pub async fn get(&self, server: &ServerRef) -> Result<UpstreamServer, RegistryError> {
+        let result = match server {
+            ServerRef::Id(id) => self.servers.get(*id).await,
+            ServerRef::Name(name) => self.servers.get_by_name(name).await,
+        };
+        result.map_err(|e| RegistryError::from_repository(e, &server.describe()))
+    }
+
+    /// One page of servers matching `filter`, ordered by name.
+    pub async fn list(
+        &self,
+        filter: &ServerFilter,
+        page: &PageRequest,
+    ) -> Result<Page<UpstreamServer>, RegistryError> {
+        check_query(filter.text.as_deref())?;
+        self.servers
+            .list(filter, page)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, "list"))
+    }
+
+    /// Applies `changes`. With `expected_version`, fails if the server changed since
+    /// (optimistic concurrency); without it, retries a few times on a lost race so the
+    /// change is applied to the latest version.
+    pub async fn update(
+        &self,
+        server: &ServerRef,
+        expected_version: Option<i64>,
+        changes: ServerChanges,
+    ) -> Result<UpstreamServer, RegistryError> {
+        if let Some(transport) = &changes.transport {
+            self.check_transport_allowed(transport)?;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.get(server).await?;
+            if let Some(expected) = expected_version.filter(|v| *v != current.version) {
+                return Err(RegistryError::StaleVersion {
+                    expected,
+                    current: current.version,
+                });
+            }
+            let spec = apply_changes(&current, changes.clone())?;
+            if spec == current.spec {
+                return Ok(current);
+            }
+            match self
+                .servers
+                .update(current.id, current.version, &spec)
+                .await
+            {
+                Ok(updated) => {
+                    tracing::info!(server = %updated.spec.name, id = %updated.id, version = updated.version, "server updated");
+                    return Ok(updated);
+                }
+                Err(RepositoryError::StaleVersion { .. })
+                    if expected_version.is_none() && attempt < UPDATE_ATTEMPTS =>
+                {
+                    continue;
+                }
+                Err(error) => {
+                    return Err(RegistryError::from_repository(error, &server.describe()));
+                }
+            }
+        }
+    }
+
+    /// Removes a server, its tags and its catalog; with `expected_version`, only if it
+    /// did not change since.
+    pub async fn remove(
+        &self,
+        server: &ServerRef,
+        expected_version: Option<i64>,
+    ) -> Result<(), RegistryError> {
+        let current = self.get(server).await?;
+        if let Some(expected) = expected_version.filter(|v| *v != current.version) {
+            return Err(RegistryError::StaleVersion {
+                expected,
+                current: current.version,
+            });
+        }
+        self.servers
+            .delete(current.id, expected_version)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &server.describe()))?;
+        tracing::info!(server = %current.spec.name, id = %current.id, "server removed");
+        Ok(())
+    }
+
+    /// The server and its last stored catalog (`None` until first discovered).
+    pub async fn catalog(
+        &self,
+        server: &ServerRef,
+    ) -> Result<(UpstreamServer, Option<Catalog>), RegistryError> {
+        let found = self.get(server).await?;
+        let catalog = self
+            .catalogs
+            .get(found.id)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &server.describe()))?;
+        Ok((found, catalog))
+    }
+
+    /// Stores a freshly fetched catalog; returns whether it differs from the stored
+    /// one (so callers notify clients only on real changes).
+    pub async fn record_catalog(
+        &self,
+        id: ServerId,
+        catalog: &Catalog,
+    ) -> Result<bool, RegistryError> {
+        let describe = id.to_string();
+        let stored = self
+            .catalogs
+            .get(id)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &describe))?;
+        if stored.is_some_and(|s| s.content_hash == catalog.content_hash) {
+            return Ok(false);
+        }
+        self.catalogs
+            .replace(id, catalog)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &describe))?;
+        Ok(true)
+    }
+
+    /// Service discovery: tools of every server whose name, title or description
+    /// contains `text`, optionally of one server, ordered by server then tool name.
+    pub async fn search_tools(
+        &self,
+        text: Option<&str>,
+        server: Option<&ServerName>,
+        page: &PageRequest,
+    ) -> Result<Page<ToolHit>, RegistryError> {
+        check_query(text)?;
+        self.catalogs
+            .search_tools(text, server, page)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, "tools"))
+    }
+}
+
+fn check_query(text: Option<&str>) -> Result<(), RegistryError> {
+    match text {
+        Some(text) if text.chars().count() > MAX_QUERY_LEN => {
+            Err(RegistryError::Invalid(ValidationErrors::single(
+                "q",
+                format!("search text must be at most {MAX_QUERY_LEN} characters"),
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn validate_transport(input: TransportInput, errors: &mut ValidationErrors) -> Option<Transport> {
+    match input.validate() {
+        Ok(transport) => Some(transport),
+        Err(nested) => {
+            errors.absorb("transport", nested);
+            None
+        }
+    }
+}
+
+/// The spec that results from applying `changes` to `current`, validated as a whole.
+fn apply_changes(
+    current: &UpstreamServer,
+    changes: ServerChanges,
+) -> Result<ServerSpec, RegistryError> {
+    let mut errors = ValidationErrors::new();
+    let spec = &current.spec;
+    let name = match &changes.name {
+        Some(raw) => errors.check("name", ServerName::parse(raw)),
+        None => Some(spec.name.clone()),
+    };
+    let transport = match changes.transport {
+        Some(input) => validate_transport(input, &mut errors).map(|mut transport| {
+            transport.keep_masked_secrets_from(&spec.transport);
+            for key in transport.masked_keys() {
+                errors.push(
+                    format!("transport.{key}"),
+                    "the mask `********` is not a value; send the real secret",
+                );
+            }
+            transport
+        }),
+        None => Some(spec.transport.clone()),
+    };
+    let tags = match &changes.tags {
+        Some(raw) => parse_tags(raw, &mut errors),
+        None => spec.tags.clone(),
+    };
+    let tenant = match &changes.tenant {
+        Some(raw) => parse_tenant(raw.as_deref(), &mut errors),
+        None => spec.tenant.clone(),
+    };
+    let (Some(name), Some(transport), true) = (name, transport, errors.is_empty()) else {
+        return Err(RegistryError::Invalid(errors));
+    };
+    Ok(ServerSpec::new(
+        name,
+        changes.title.unwrap_or_else(|| spec.title.clone()),
+        changes
+            .description
+            .unwrap_or_else(|| spec.description.clone()),
+        transport,
+        tags,
+        tenant,
+        changes.enabled.unwrap_or(spec.enabled),
+    )?)
+}

@@ -1,0 +1,133 @@
+//! Assembles the actix-web application: REST scope, probes, OpenAPI viewers, the
+//! problem+json fallbacks (404/405) and the request-context middleware.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::error::{PathError, QueryPayloadError};
+use actix_web::middleware::from_fn;
+use actix_web::web::{self, Data, PathConfig, QueryConfig};
+use actix_web::{App, HttpRequest, HttpResponse, ResponseError};
+use gateway_domain::ReadinessProbe;
+use gateway_registry::Registry;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
+use utoipa_redoc::{Redoc, Servable};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::middleware::request_context;
+use super::openapi::{ApiDoc, RouteTable};
+use super::problem::{ApiError, ProblemKind};
+use super::routes::{servers, system, tools};
+
+/// Name and version reported by `/` and the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceInfo {
+    /// Product name.
+    pub name: &'static str,
+    /// Build version.
+    pub version: &'static str,
+}
+
+/// HTTP limits that the configuration controls.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest accepted request body; bigger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What the handlers share: the services and probes, built once by the app crate.
+pub struct ApiState {
+    /// Registry use cases.
+    pub registry: Registry,
+    /// Readiness of the store.
+    pub readiness: Arc<dyn ReadinessProbe>,
+    /// How long `/ready` waits for the store.
+    pub readiness_timeout: Duration,
+    /// Name and version.
+    pub info: ServiceInfo,
+}
+
+fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let reason = match &error {
+        QueryPayloadError::Deserialize(inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::new(ProblemKind::BadRequest, format!("query string: {reason}")).into()
+}
+
+fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::new(ProblemKind::NotFound, format!("path: {error}")).into()
+}
+
+/// 405 with `Allow` when the path exists for other methods, 404 otherwise.
+async fn fallback(req: HttpRequest, routes: Data<RouteTable>) -> HttpResponse {
+    let error = match routes.allowed_methods(req.path()) {
+        Some(allowed) => ApiError::method_not_allowed(req.method().as_str(), req.path(), allowed),
+        None => ApiError::new(
+            ProblemKind::NotFound,
+            format!(
+                "no route {} {}; see /openapi.json",
+                req.method(),
+                req.path()
+            ),
+        ),
+    };
+    error.error_response()
+}
+
+/// The whole HTTP application. Call it inside `HttpServer::new` (once per worker).
+pub fn build_app(
+    state: Data<ApiState>,
+    settings: HttpSettings,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = state.info.version.to_owned();
+    let (app, api) = App::new()
+        .into_utoipa_app()
+        .openapi(doc)
+        .app_data(state)
+        .app_data(Data::new(settings))
+        .app_data(QueryConfig::default().error_handler(query_error))
+        .app_data(PathConfig::default().error_handler(path_error))
+        .service(system::root)
+        .service(system::health)
+        .service(system::ready)
+        .service(
+            utoipa_actix_web::scope("/api/v1")
+                .service(servers::create_server)
+                .service(servers::list_servers)
+                .service(servers::get_server)
+                .service(servers::update_server)
+                .service(servers::delete_server)
+                .service(servers::get_catalog)
+                .service(tools::search_tools),
+        )
+        .split_for_parts();
+    let mut routes = RouteTable::from_openapi(&api);
+    routes.add("/openapi.json", &["GET", "HEAD"]);
+    app.app_data(Data::new(routes))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+        .service(web::redirect("/docs", "/docs/"))
+        .service(Redoc::with_url("/redoc", api))
+        .default_service(web::to(fallback))
+        .wrap(from_fn(request_context))
+}

@@ -1,0 +1,425 @@
+//! Wire shapes of the REST API (request and response bodies, query strings), with
+//! their OpenAPI schemas. Requests reject unknown fields; secrets are masked on output.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use gateway_domain::secret::MASK;
+use gateway_domain::{
+    Catalog, Descriptor, HealthState, Secret, ToolHit, Transport, UpstreamServer,
+};
+use gateway_registry::{RegisterServer, ServerChanges, TransportInput};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// How the gateway reaches an upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TransportBody {
+    /// MCP Streamable HTTP.
+    StreamableHttp {
+        /// `http(s)://` endpoint of the upstream's MCP route.
+        url: String,
+        /// Static headers sent upstream (e.g. an API key). Values are secret: they are
+        /// returned as `********`; sending `********` back keeps the stored value.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    /// A child process speaking MCP on stdin/stdout. Only accepted when the
+    /// operator set `upstreams.allow_stdio = true`.
+    Stdio {
+        /// Executable.
+        command: String,
+        /// Arguments.
+        #[serde(default)]
+        args: Vec<String>,
+        /// Environment variables (secret, masked on output like headers).
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Working directory.
+        #[serde(default)]
+        cwd: Option<String>,
+    },
+}
+
+fn secrets(values: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
+    values
+        .into_iter()
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect()
+}
+
+fn masked(values: &BTreeMap<String, Secret>) -> BTreeMap<String, String> {
+    values
+        .keys()
+        .map(|k| (k.clone(), MASK.to_owned()))
+        .collect()
+}
+
+impl From<TransportBody> for TransportInput {
+    fn from(body: TransportBody) -> Self {
+        match body {
+            TransportBody::StreamableHttp { url, headers } => Self::StreamableHttp {
+                url,
+                headers: secrets(headers),
+            },
+            TransportBody::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => Self::Stdio {
+                command,
+                args,
+                env: secrets(env),
+                cwd,
+            },
+        }
+    }
+}
+
+impl From<&Transport> for TransportBody {
+    fn from(transport: &Transport) -> Self {
+        match transport {
+            Transport::StreamableHttp { url, headers } => Self::StreamableHttp {
+                url: url.to_string(),
+                headers: masked(headers),
+            },
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => Self::Stdio {
+                command: command.clone(),
+                args: args.clone(),
+                env: masked(env),
+                cwd: cwd.clone(),
+            },
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Registration of a new upstream server.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerBody {
+    /// Unique name, `[a-z0-9][a-z0-9-]{0,62}`; prefixes its tools (`<name>__<tool>`).
+    #[schema(example = "github")]
+    pub name: String,
+    /// Human-readable name (≤ 200 characters).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// What the server is for (≤ 4000 characters).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// How to reach it.
+    pub transport: TransportBody,
+    /// Labels for grouping and filtering.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Owning tenant; absent means shared by all tenants.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Whether to route to it (default `true`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl From<CreateServerBody> for RegisterServer {
+    fn from(body: CreateServerBody) -> Self {
+        Self {
+            name: body.name,
+            title: body.title,
+            description: body.description,
+            transport: body.transport.into(),
+            tags: body.tags,
+            tenant: body.tenant,
+            enabled: body.enabled,
+        }
+    }
+}
+
+/// `Some(None)` for an explicit `null`, `None` for an absent field (merge-patch).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A partial update (JSON merge-patch semantics): absent fields stay unchanged,
+/// `null` clears an optional field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchServerBody {
+    /// The version this change is based on; a different current version gives 409.
+    /// (`If-Match: "<version>"` does the same with 412.)
+    #[serde(default)]
+    pub version: Option<i64>,
+    /// New name (renames the tool prefix).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New title, or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub title: Option<Option<String>>,
+    /// New description, or `null` to clear it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub description: Option<Option<String>>,
+    /// New transport (replaces it whole).
+    #[serde(default)]
+    pub transport: Option<TransportBody>,
+    /// New set of tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// New tenant, or `null` to share the server with all tenants.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub tenant: Option<Option<String>>,
+    /// Enable or disable routing to the server.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl PatchServerBody {
+    /// Splits the body into the version it is based on and the changes.
+    pub fn into_parts(self) -> (Option<i64>, ServerChanges) {
+        let changes = ServerChanges {
+            name: self.name,
+            title: self.title,
+            description: self.description,
+            transport: self.transport.map(Into::into),
+            tags: self.tags,
+            tenant: self.tenant,
+            enabled: self.enabled,
+        };
+        (self.version, changes)
+    }
+}
+
+/// Last known health of a server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    /// `unknown`, `healthy`, `degraded` or `unhealthy`.
+    #[schema(value_type = String, example = "unknown")]
+    pub state: HealthState,
+    /// When it was last checked.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Latency of the last check.
+    pub latency_ms: Option<i64>,
+    /// Error of the last check.
+    pub error: Option<String>,
+}
+
+/// A registered server, secrets masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerView {
+    /// Stable id.
+    pub id: Uuid,
+    /// Unique name.
+    pub name: String,
+    /// Human-readable name.
+    pub title: Option<String>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// How the gateway reaches it (header and env values masked).
+    pub transport: TransportBody,
+    /// Labels, sorted.
+    pub tags: Vec<String>,
+    /// Owning tenant.
+    pub tenant: Option<String>,
+    /// Whether the gateway routes to it.
+    pub enabled: bool,
+    /// Optimistic-concurrency version (also the `ETag`).
+    pub version: i64,
+    /// Registration time.
+    pub created_at: DateTime<Utc>,
+    /// Last change of the spec.
+    pub updated_at: DateTime<Utc>,
+    /// Last known health.
+    pub health: HealthView,
+}
+
+impl From<&UpstreamServer> for ServerView {
+    fn from(server: &UpstreamServer) -> Self {
+        let spec = &server.spec;
+        Self {
+            id: server.id.as_uuid(),
+            name: spec.name.to_string(),
+            title: spec.title.clone(),
+            description: spec.description.clone(),
+            transport: TransportBody::from(&spec.transport),
+            tags: spec.tags.iter().map(ToString::to_string).collect(),
+            tenant: spec.tenant.as_ref().map(|t| t.as_str().to_owned()),
+            enabled: spec.enabled,
+            version: server.version,
+            created_at: server.created_at,
+            updated_at: server.updated_at,
+            health: HealthView {
+                state: server.health.state,
+                checked_at: server.health.checked_at,
+                latency_ms: server.health.latency_ms,
+                error: server.health.error.clone(),
+            },
+        }
+    }
+}
+
+/// A page of servers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerPage {
+    /// Servers, ordered by name.
+    pub items: Vec<ServerView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters and paging of `GET /api/v1/servers`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServerListQuery {
+    /// Only servers with this tag.
+    pub tag: Option<String>,
+    /// Only enabled (`true`) or disabled (`false`) servers.
+    pub enabled: Option<bool>,
+    /// Only servers in this health state (`unknown`, `healthy`, `degraded`, `unhealthy`).
+    pub health: Option<String>,
+    /// Case-insensitive text in the name, title or description.
+    pub q: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Tools search query of `GET /api/v1/tools`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ToolSearchQuery {
+    /// Case-insensitive text in the tool's name, title or description.
+    pub q: Option<String>,
+    /// Only tools of this server (by name).
+    pub server: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn values(list: &[Descriptor]) -> Vec<Value> {
+    list.iter().map(Descriptor::to_value).collect()
+}
+
+/// What a server offers, as last fetched from it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogView {
+    /// The server's id.
+    pub server_id: Uuid,
+    /// The server's name.
+    pub server: String,
+    /// When the catalog was fetched; `null` if never.
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// SHA-256 over the lists; changes exactly when the catalog does.
+    pub content_hash: Option<String>,
+    /// Tool descriptors as the upstream reported them.
+    pub tools: Vec<Value>,
+    /// Resource descriptors.
+    pub resources: Vec<Value>,
+    /// Resource template descriptors.
+    pub resource_templates: Vec<Value>,
+    /// Prompt descriptors.
+    pub prompts: Vec<Value>,
+}
+
+impl CatalogView {
+    /// The view of a server's catalog, empty when never fetched.
+    pub fn new(server: &UpstreamServer, catalog: Option<&Catalog>) -> Self {
+        Self {
+            server_id: server.id.as_uuid(),
+            server: server.spec.name.to_string(),
+            fetched_at: catalog.map(|c| c.fetched_at),
+            content_hash: catalog.map(|c| c.content_hash.clone()),
+            tools: catalog.map(|c| values(&c.tools)).unwrap_or_default(),
+            resources: catalog.map(|c| values(&c.resources)).unwrap_or_default(),
+            resource_templates: catalog
+                .map(|c| values(&c.resource_templates))
+                .unwrap_or_default(),
+            prompts: catalog.map(|c| values(&c.prompts)).unwrap_or_default(),
+        }
+    }
+}
+
+/// A tool found by discovery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolView {
+    /// Id of the server offering it.
+    pub server_id: Uuid,
+    /// Name of the server offering it.
+    pub server: String,
+    /// The tool's name at its server.
+    pub name: String,
+    /// Title, if the upstream gave one.
+    pub title: Option<String>,
+    /// Description, if the upstream gave one.
+    pub description: Option<String>,
+    /// The full descriptor (input/output schema, annotations) as the upstream sent it.
+    pub tool: Value,
+}
+
+impl From<&ToolHit> for ToolView {
+    fn from(hit: &ToolHit) -> Self {
+        Self {
+            server_id: hit.server_id.as_uuid(),
+            server: hit.server_name.to_string(),
+            name: hit.tool.name().to_owned(),
+            title: hit.tool.title().map(str::to_owned),
+            description: hit.tool.description().map(str::to_owned),
+            tool: hit.tool.to_value(),
+        }
+    }
+}
+
+/// A page of tools.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolPage {
+    /// Tools, ordered by server name then tool name.
+    pub items: Vec<ToolView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok` while the process serves HTTP.
+    pub status: &'static str,
+}
+
+/// Readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// Result of each check: `ok`, or why it failed.
+    pub checks: BTreeMap<String, String>,
+}
+
+/// Where to go from the root.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RootView {
+    /// Product name.
+    pub name: &'static str,
+    /// Version of this build.
+    pub version: &'static str,
+    /// Entry points.
+    pub links: BTreeMap<&'static str, &'static str>,
+}

@@ -1,0 +1,12 @@
+//! The REST face of the gateway, assembled by [`build_app`].
+
+mod app;
+mod body;
+mod dto;
+mod middleware;
+mod openapi;
+mod problem;
+mod routes;
+
+pub use app::{ApiState, HttpSettings, ServiceInfo, build_app};
+pub use problem::{ApiError, ProblemKind};

@@ -1,0 +1,88 @@
+//! The OpenAPI document's fixed parts (info, tags, shared schemas) and the route table
+//! derived from the generated document, used to answer 405 with an `Allow` header.
+
+use utoipa::OpenApi;
+use utoipa::openapi::PathItem;
+
+use super::problem::{InvalidField, Problem};
+
+/// Info, tags and shared components; paths are collected from the handlers by
+/// utoipa-actix-web when the app is built.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "MCP Registry Gateway",
+        description = "Registry of upstream MCP servers (register, update, discover) behind one MCP gateway. \
+                       Errors are RFC 9457 problem+json; see docs/errors.md for every `type`."
+    ),
+    tags(
+        (name = "servers", description = "Register and manage upstream MCP servers"),
+        (name = "discovery", description = "Search what the registered servers offer"),
+        (name = "system", description = "Probes and service information"),
+    ),
+    components(schemas(Problem, InvalidField))
+)]
+pub struct ApiDoc;
+
+/// Path templates of the API and the methods each accepts.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable(Vec<(Vec<String>, Vec<&'static str>)>);
+
+impl RouteTable {
+    /// Reads every path and method of the generated document.
+    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> Self {
+        let routes = api
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| (segments(path), methods(item)))
+            .collect();
+        Self(routes)
+    }
+
+    /// Adds a route that is not part of the document (the document itself).
+    pub fn add(&mut self, path: &str, methods: &[&'static str]) {
+        self.0.push((segments(path), methods.to_vec()));
+    }
+
+    /// The methods a path accepts, if any route template matches it.
+    pub fn allowed_methods(&self, path: &str) -> Option<&[&'static str]> {
+        let wanted = segments(path);
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                template.len() == wanted.len()
+                    && template
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(t, w)| t == w || (t.starts_with('{') && t.ends_with('}')))
+            })
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn methods(item: &PathItem) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    for (name, operation) in [
+        ("GET", &item.get),
+        ("POST", &item.post),
+        ("PUT", &item.put),
+        ("PATCH", &item.patch),
+        ("DELETE", &item.delete),
+    ] {
+        if operation.is_some() {
+            methods.push(name);
+        }
+    }
+    if item.get.is_some() {
+        methods.push("HEAD");
+    }
+    methods
+}

@@ -1,0 +1,68 @@
+//! Service information and probes: `/`, `/health` (liveness: the process serves
+//! HTTP) and `/ready` (readiness: the database answers and its schema is current).
+
+use std::collections::BTreeMap;
+
+use actix_web::web::Data;
+use actix_web::{HttpResponse, get};
+
+use crate::rest::app::ApiState;
+use crate::rest::dto::{Liveness, Readiness, RootView};
+
+/// Name, version and entry points of this gateway.
+#[utoipa::path(tag = "system", responses((status = 200, body = RootView)))]
+#[get("/")]
+pub async fn root(state: Data<ApiState>) -> HttpResponse {
+    let links = BTreeMap::from([
+        ("api", "/api/v1"),
+        ("servers", "/api/v1/servers"),
+        ("tools", "/api/v1/tools"),
+        ("openapi", "/openapi.json"),
+        ("docs", "/docs/"),
+        ("redoc", "/redoc"),
+        ("health", "/health"),
+        ("ready", "/ready"),
+    ]);
+    HttpResponse::Ok().json(RootView {
+        name: state.info.name,
+        version: state.info.version,
+        links,
+    })
+}
+
+/// Liveness: 200 while the process can answer HTTP at all.
+#[utoipa::path(tag = "system", responses((status = 200, body = Liveness)))]
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Liveness { status: "ok" })
+}
+
+/// Readiness: 200 when the database is reachable and migrated, 503 otherwise (a load
+/// balancer then stops sending traffic here).
+#[utoipa::path(tag = "system", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+#[get("/ready")]
+pub async fn ready(state: Data<ApiState>) -> HttpResponse {
+    let check = tokio::time::timeout(state.readiness_timeout, state.readiness.check_ready()).await;
+    let database = match check {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(reason)) => Err(reason),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            state.readiness_timeout.as_millis()
+        )),
+    };
+    let ready = database.is_ok();
+    let checks = BTreeMap::from([(
+        "database".to_owned(),
+        database.err().unwrap_or_else(|| "ok".to_owned()),
+    )]);
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks,
+    };
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
