@@ -1,1 +1,291 @@
-//! placeholder
+//! Test support: start the real gateway on a random port against a fresh database
+//! (a temporary SQLite file, or a PostgreSQL database of its own when
+//! `TEST_DATABASE_URL` is set), so integration tests exercise real HTTP and real SQL.
+
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use gateway_app::{Application, Settings};
+use gateway_persistence::Store;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::task::JoinHandle;
+
+/// Which database a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh database on the server named by `TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// The PostgreSQL server for tests, if configured.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// A database created for one test and removed after it.
+pub enum TestDatabase {
+    /// SQLite file in a temporary directory (removed with it).
+    Sqlite(tempfile::TempDir),
+    /// A PostgreSQL database dropped when this value is dropped.
+    Postgres {
+        /// URL of the admin database used to create and drop it.
+        admin_url: String,
+        /// Database name.
+        name: String,
+    },
+}
+
+impl TestDatabase {
+    /// Creates an empty database of the given kind; `None` if PostgreSQL is asked for
+    /// but `TEST_DATABASE_URL` is not set.
+    pub async fn create(backend: TestBackend) -> Option<Self> {
+        match backend {
+            TestBackend::Sqlite => Some(Self::Sqlite(
+                tempfile::tempdir().expect("temporary directory"),
+            )),
+            TestBackend::Postgres => {
+                let admin_url = postgres_admin_url()?;
+                let name = format!("gw_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.expect("close admin connection");
+                Some(Self::Postgres { admin_url, name })
+            }
+        }
+    }
+
+    /// The URL the gateway should use.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite://{}/gateway.db?mode=rwc", dir.path().display()),
+            Self::Postgres { admin_url, name } => with_database(admin_url, name),
+        }
+    }
+}
+
+/// `postgres://u@h:5432/admin` → `postgres://u@h:5432/<name>`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Self::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs outside any runtime we can block on: use a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
+                            .await;
+                        let _ = admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Settings for a test app on `database_url`: random port, loopback, fast shutdown.
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.http.port = 0;
+    settings.http.workers = Some(2);
+    settings.http.shutdown_timeout_secs = 5;
+    settings.database.url = database_url.to_owned();
+    settings.database.max_connections = 5;
+    settings.database.auto_migrate = Some(true);
+    settings
+}
+
+/// A running gateway and an HTTP client pointed at it.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// Plain HTTP client.
+    pub client: reqwest::Client,
+    /// The settings it runs with.
+    pub settings: Settings,
+    /// The backend under test.
+    pub backend: TestBackend,
+    handle: ServerHandle,
+    task: JoinHandle<std::io::Result<()>>,
+    database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    /// Starts a gateway on a fresh database; `None` if that backend is not configured.
+    pub async fn spawn(backend: TestBackend) -> Option<Self> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], letting the test adjust the settings first.
+    pub async fn spawn_with(
+        backend: TestBackend,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        let mut settings = test_settings(&database.url());
+        adjust(&mut settings);
+        Some(Self::start(settings, backend, Some(database)).await)
+    }
+
+    async fn start(
+        settings: Settings,
+        backend: TestBackend,
+        database: Option<TestDatabase>,
+    ) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            gateway_app::telemetry::init(&settings.log);
+        }
+        let app = Application::build(&settings, false)
+            .await
+            .expect("gateway starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        let task = tokio::spawn(app.run_until_stopped(false));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
+        Self {
+            address,
+            client,
+            settings,
+            backend,
+            handle,
+            task,
+            database,
+        }
+    }
+
+    /// Stops the gateway gracefully and starts a new one on the same database, as an
+    /// operator restart would (the port changes).
+    pub async fn restart(mut self) -> Self {
+        let database = self.database.take();
+        let (settings, backend) = (self.settings.clone(), self.backend);
+        self.stop().await;
+        Self::start(settings, backend, database).await
+    }
+
+    /// Stops the gateway gracefully and waits until it has closed its pool.
+    pub async fn stop(&mut self) {
+        self.handle.stop(true).await;
+        let _ = (&mut self.task).await;
+    }
+
+    /// A second connection to the same database, for arranging state the REST API
+    /// cannot create yet (catalogs, health).
+    pub async fn store(&self) -> Store {
+        Store::connect(&self.settings.connect_settings())
+            .await
+            .expect("test store connects")
+    }
+
+    /// Absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+}
+
+/// A minimal valid registration body for a Streamable HTTP server.
+pub fn http_server_body(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "transport": {"type": "streamable-http", "url": format!("http://127.0.0.1:9/{name}/mcp")},
+    })
+}
+
+/// Defines each listed `async fn(TestApp)` scenario as two tests: one on SQLite, one
+/// on PostgreSQL (which returns early, passing, when `TEST_DATABASE_URL` is unset;
+/// `.ci/run` always sets it).
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let app = $crate::TestApp::spawn($crate::TestBackend::Sqlite).await.expect("sqlite always available");
+                    super::$scenario(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(app) = $crate::TestApp::spawn($crate::TestBackend::Postgres).await else {
+                        eprintln!("TEST_DATABASE_URL not set: PostgreSQL variant skipped");
+                        return;
+                    };
+                    super::$scenario(app).await;
+                }
+            )*
+        }
+    };
+}

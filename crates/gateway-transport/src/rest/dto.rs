@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 /// How the gateway reaches an upstream.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "kebab-case", try_from = "RawTransport")]
 pub enum TransportBody {
     /// MCP Streamable HTTP.
     StreamableHttp {
@@ -42,6 +42,82 @@ pub enum TransportBody {
         #[serde(default)]
         cwd: Option<String>,
     },
+}
+
+/// The transport kinds a client may name.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawTransportKind {
+    StreamableHttp,
+    Stdio,
+}
+
+/// The wire form decoded field by field (an internally tagged enum would buffer its
+/// content and lose the path of a bad field, e.g. `transport.url`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransport {
+    #[serde(rename = "type")]
+    kind: RawTransportKind,
+    url: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<String>,
+}
+
+impl TryFrom<RawTransport> for TransportBody {
+    type Error = String;
+
+    fn try_from(raw: RawTransport) -> Result<Self, String> {
+        let foreign = |present: &[(&str, bool)], kind: &str| {
+            present
+                .iter()
+                .find(|(_, is_set)| *is_set)
+                .map(|(field, _)| format!("`{field}` is not a field of a {kind} transport"))
+        };
+        match raw.kind {
+            RawTransportKind::StreamableHttp => {
+                let stray = [
+                    ("command", raw.command.is_some()),
+                    ("args", raw.args.is_some()),
+                    ("env", raw.env.is_some()),
+                    ("cwd", raw.cwd.is_some()),
+                ];
+                if let Some(error) = foreign(&stray, "streamable-http") {
+                    return Err(error);
+                }
+                let url = raw
+                    .url
+                    .ok_or("missing field `url` (required for a streamable-http transport)")?;
+                Ok(Self::StreamableHttp {
+                    url,
+                    headers: raw.headers.unwrap_or_default(),
+                })
+            }
+            RawTransportKind::Stdio => {
+                if let Some(error) = foreign(
+                    &[
+                        ("url", raw.url.is_some()),
+                        ("headers", raw.headers.is_some()),
+                    ],
+                    "stdio",
+                ) {
+                    return Err(error);
+                }
+                let command = raw
+                    .command
+                    .ok_or("missing field `command` (required for a stdio transport)")?;
+                Ok(Self::Stdio {
+                    command,
+                    args: raw.args.unwrap_or_default(),
+                    env: raw.env.unwrap_or_default(),
+                    cwd: raw.cwd,
+                })
+            }
+        }
+    }
 }
 
 fn secrets(values: BTreeMap<String, String>) -> BTreeMap<String, Secret> {

@@ -1,0 +1,338 @@
+//! The `mcp-gateway` binary as an operator runs it: configuration layering and
+//! errors, JSON logs with request ids, graceful shutdown on SIGTERM, and the
+//! PostgreSQL migration workflow.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway_test_support::{TestBackend, TestDatabase};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-gateway");
+
+/// A command with a clean configuration environment, run in a fresh directory (so no
+/// stray mcp-gateway.toml or ./data is picked up).
+fn gateway(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env("RUST_BACKTRACE", "0");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MCP_GATEWAY_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().expect("binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn configuration_layers_in_documented_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("mcp-gateway.toml"),
+        "[http]\nport = 9001\nhost = \"0.0.0.0\"\n[log]\nfilter = \"debug\"\n",
+    )
+    .expect("write config");
+    let (code, out, err) = run(gateway(dir.path())
+        .arg("check-config")
+        .env("MCP_GATEWAY_HTTP__PORT", "9002")
+        .env("MCP_GATEWAY_UPSTREAMS__ALLOW_STDIO", "true")
+        .env("DATABASE_URL", "postgres://gw:hunter2@db.internal/gateway"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("port = 9002"), "env beats the file: {out}");
+    assert!(
+        out.contains("host = \"0.0.0.0\""),
+        "the file beats defaults: {out}"
+    );
+    assert!(out.contains("allow_stdio = true"), "{out}");
+    assert!(
+        out.contains("postgres://gw:********@db.internal/gateway"),
+        "DATABASE_URL is read, password redacted: {out}"
+    );
+    assert!(!out.contains("hunter2"));
+
+    let (code, out, _) = run(gateway(dir.path())
+        .args(["--database-url", "sqlite::memory:", "check-config"])
+        .env("MCP_GATEWAY_DATABASE__URL", "postgres://x@y/z"));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("url = \"sqlite::memory:\""),
+        "flags beat env: {out}"
+    );
+}
+
+#[test]
+fn invalid_configuration_stops_startup_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (
+            &["check-config"],
+            &[("MCP_GATEWAY_HTTP__PORT", "eighty")],
+            "http.port",
+        ),
+        (
+            &["check-config"],
+            &[("MCP_GATEWAY_HTTP__PROT", "1")],
+            "prot",
+        ),
+        (
+            &["--database-url", "mysql://u@h/db", "check-config"],
+            &[],
+            "database.url",
+        ),
+        (
+            &["--config", "/does/not/exist.toml", "check-config"],
+            &[],
+            "/does/not/exist.toml",
+        ),
+        (&["serve", "--host", "not a host"], &[], "http.host"),
+    ];
+    for (args, env, expected) in cases {
+        let mut command = gateway(dir.path());
+        command.args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let (code, _, err) = run(&mut command);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?} names {expected}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("stack backtrace"),
+            "{err}"
+        );
+    }
+    let (code, _, err) = run(gateway(dir.path()).args(["serve", "--port", "99999"]));
+    assert_eq!(code, 2, "clap rejects an out-of-range port: {err}");
+    assert!(err.contains("--port"), "{err}");
+}
+
+#[test]
+fn help_and_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, _) = run(gateway(dir.path()).arg("--help"));
+    assert_eq!(code, 0);
+    for word in [
+        "serve",
+        "migrate",
+        "check-config",
+        "--config",
+        "--log-format",
+    ] {
+        assert!(out.contains(word), "{word} in help: {out}");
+    }
+    let (code, out, _) = run(gateway(dir.path()).arg("--version"));
+    assert_eq!(code, 0);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// A gateway process with JSON logs, and the port it reported.
+struct Running {
+    child: Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> Running {
+    spawn_and_wait(
+        gateway(dir)
+            .args(["--log-format", "json", "serve", "--port", "0"])
+            .args(extra),
+    )
+}
+
+fn start_with_database(dir: &std::path::Path, url: &str) -> Running {
+    spawn_and_wait(gateway(dir).args([
+        "--log-format",
+        "json",
+        "--database-url",
+        url,
+        "serve",
+        "--port",
+        "0",
+    ]))
+}
+
+fn spawn_and_wait(command: &mut Command) -> Running {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let stdout = child.stdout.take().expect("stdout");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        if let Some(port) = event["port"].as_u64().filter(|_| {
+            event["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("listening"))
+        }) {
+            return Running {
+                child,
+                port: u16::try_from(port).expect("port"),
+                lines,
+            };
+        }
+    }
+    let _ = child.kill();
+    panic!("gateway did not report its port");
+}
+
+fn collect_until_exit(mut running: Running) -> (i32, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let Some(status) = running.child.try_wait().expect("wait") {
+            break status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < deadline, "gateway did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let events = running
+        .lines
+        .try_iter()
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    (code, events)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn serves_json_logs_and_shuts_down_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{}", running.port);
+    let response = client
+        .get(format!("{base}/health"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(response.status(), 200);
+    let created = client
+        .post(format!("{base}/api/v1/servers"))
+        .json(&gateway_test_support::http_server_body("from-binary"))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    assert!(
+        dir.path().join("data/gateway.db").exists(),
+        "the embedded database is created under ./data"
+    );
+
+    sigterm(&running.child);
+    let (code, events) = collect_until_exit(running);
+    assert_eq!(code, 0, "graceful exit");
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    let position = |needle: &str| {
+        messages
+            .iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {messages:?}"))
+    };
+    assert!(position("shutdown requested") < position("HTTP server stopped"));
+    assert!(position("HTTP server stopped") < position("database pool closed"));
+    let access = events
+        .iter()
+        .find(|e| e["span"]["request_id"] == "trace-me-42")
+        .unwrap_or_else(|| panic!("access line with the request id in {events:?}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["span"]["path"], "/health");
+    assert!(access["latency_ms"].is_number());
+
+    // Restarted on the same directory, the server registered before is still there.
+    let running = start(dir.path(), &[]);
+    let list: Value = client
+        .get(format!("http://127.0.0.1:{}/api/v1/servers", running.port))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["items"][0]["name"], "from-binary");
+    sigterm(&running.child);
+    assert_eq!(collect_until_exit(running).0, 0);
+}
+
+#[test]
+fn a_taken_port_is_reported_not_panicked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let (code, _, err) = run(gateway(dir.path()).args(["serve", "--port", &port]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot listen on 127.0.0.1:") && err.contains("http.port"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_schema_must_be_migrated_first() {
+    let Some(database) = TestDatabase::create(TestBackend::Postgres).await else {
+        eprintln!("TEST_DATABASE_URL not set: PostgreSQL migration workflow skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = database.url();
+    let (code, _, err) =
+        run(gateway(dir.path()).args(["--database-url", &url, "serve", "--port", "0"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cargo xtask migrate"),
+        "the message says what to run: {err}"
+    );
+
+    let (code, out, err) = run(gateway(dir.path()).args(["--database-url", &url, "migrate"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("up to date"), "{out}");
+    let (code, _, _) = run(gateway(dir.path()).args(["--database-url", &url, "migrate"]));
+    assert_eq!(code, 0, "migrating twice is harmless");
+
+    let running = start_with_database(dir.path(), &url);
+    let response = reqwest::get(format!("http://127.0.0.1:{}/ready", running.port))
+        .await
+        .expect("ready");
+    assert_eq!(response.status(), 200);
+    sigterm(&running.child);
+    assert_eq!(collect_until_exit(running).0, 0);
+    drop(database);
+}

@@ -1,0 +1,443 @@
+//! Cross-cutting HTTP behaviour: problem+json for every error kind the framework
+//! could produce, body limits, media types, request ids, probes and API docs.
+
+use gateway_test_support::{TestApp, TestBackend, http_server_body, on_every_backend};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_every_backend!(
+    probes_answer,
+    data_survives_a_restart,
+    catalog_and_tool_discovery
+);
+
+async fn problem_type(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    (status, response.json().await.expect("problem body"))
+}
+
+async fn sqlite_app() -> TestApp {
+    TestApp::spawn(TestBackend::Sqlite)
+        .await
+        .expect("sqlite app")
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_with_413() {
+    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| s.http.max_body_bytes = 4096)
+        .await
+        .expect("app");
+    let mut body = http_server_body("big");
+    body["description"] = json!("x".repeat(5000));
+    let (status, problem) = problem_type(app.post_json("/api/v1/servers", &body).await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        problem["detail"].as_str().expect("detail").contains("4096"),
+        "{problem}"
+    );
+
+    // Chunked bodies (no Content-Length) are cut off while streaming, too.
+    let chunks =
+        futures_util::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+    let response = app
+        .client
+        .post(app.url("/api/v1/servers"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        app.get("/api/v1/servers")
+            .await
+            .json::<Value>()
+            .await
+            .expect("list")["items"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_non_json_bodies() {
+    let app = sqlite_app().await;
+    let post = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/api/v1/servers"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases = [
+        (
+            "{not json",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+        ),
+        (
+            "",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+        ),
+        (
+            "[1,2,3]",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+        ),
+        (
+            "null",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+        ),
+        (
+            "{\"name\":\"a\"} trailing",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "malformed-body",
+        ),
+        (
+            "name=a",
+            "application/x-www-form-urlencoded",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        (
+            "{}",
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+    ];
+    for (body, content_type, status, slug) in cases {
+        let (got, problem) = problem_type(post(body, content_type).await.expect("sent")).await;
+        assert_eq!(got, status, "{body:?} as {content_type}: {problem}");
+        assert_eq!(
+            problem["type"],
+            format!("tag:mcp-gateway,2026:problem:{slug}")
+        );
+    }
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let response = app
+        .client
+        .post(app.url("/api/v1/servers"))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "deep nesting is an error, not a crash"
+    );
+    let response = app
+        .client
+        .post(app.url("/api/v1/servers"))
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0xfe, 0x00])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // The gateway is still healthy after all of that.
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let app = sqlite_app().await;
+    let (status, problem) = problem_type(app.get("/api/v1/nothing-here").await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("/api/v1/nothing-here")
+    );
+
+    let response = app
+        .client
+        .put(app.url("/api/v1/servers/x"))
+        .send()
+        .await
+        .expect("sent");
+    let allow = response.headers()["allow"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let (status, _) = problem_type(response).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    for method in ["GET", "PATCH", "DELETE"] {
+        assert!(allow.contains(method), "{allow}");
+    }
+    let response = app
+        .client
+        .delete(app.url("/health"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET, HEAD");
+}
+
+#[tokio::test]
+async fn request_ids_are_honoured_or_generated() {
+    let app = sqlite_app().await;
+    let response = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.headers()["x-request-id"], "abc-123");
+    let generated = app.get("/health").await.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+    let hostile = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "a b\tc")
+        .send()
+        .await
+        .expect("sent");
+    assert_ne!(
+        hostile.headers()["x-request-id"],
+        "a b\tc",
+        "unsafe ids are replaced"
+    );
+    let long = "a".repeat(500);
+    let response = app
+        .client
+        .get(app.url("/nope"))
+        .header("x-request-id", long.as_str())
+        .send()
+        .await
+        .expect("sent");
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_ne!(id, long);
+    let (_, problem) = problem_type(response).await;
+    assert_eq!(
+        problem["request_id"], id,
+        "the problem body names the same request id"
+    );
+}
+
+#[tokio::test]
+async fn openapi_and_docs_are_served() {
+    let app = sqlite_app().await;
+    let spec: Value = app
+        .get("/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("OpenAPI JSON");
+    assert!(spec["openapi"].as_str().expect("version").starts_with("3."));
+    let paths = spec["paths"].as_object().expect("paths");
+    for path in [
+        "/api/v1/servers",
+        "/api/v1/servers/{server}",
+        "/api/v1/servers/{server}/catalog",
+        "/api/v1/tools",
+        "/health",
+        "/ready",
+        "/",
+    ] {
+        assert!(paths.contains_key(path), "{path} documented");
+    }
+    assert!(paths["/api/v1/servers/{server}"]["patch"].is_object());
+    assert!(spec["components"]["schemas"]["Problem"].is_object());
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(
+        docs.text()
+            .await
+            .expect("html")
+            .to_lowercase()
+            .contains("swagger")
+    );
+    assert_eq!(app.get("/redoc").await.status(), StatusCode::OK);
+    let root: Value = app.get("/").await.json().await.expect("root");
+    assert_eq!(root["name"], "mcp-gateway");
+    assert_eq!(root["links"]["openapi"], "/openapi.json");
+}
+
+async fn probes_answer(app: TestApp) {
+    assert_eq!(
+        app.get("/health")
+            .await
+            .json::<Value>()
+            .await
+            .expect("json"),
+        json!({"status": "ok"})
+    );
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        ready.json::<Value>().await.expect("json"),
+        json!({"status": "ready", "checks": {"database": "ok"}})
+    );
+}
+
+async fn data_survives_a_restart(app: TestApp) {
+    let created = app
+        .post_json("/api/v1/servers", &http_server_body("durable"))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let before: Value = created.json().await.expect("json");
+    let app = app.restart().await;
+    let after: Value = app
+        .get("/api/v1/servers/durable")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after, before);
+}
+
+async fn catalog_and_tool_discovery(app: TestApp) {
+    use gateway_domain::{Catalog, CatalogRepository, Descriptor, ServerId};
+
+    let mut ids = Vec::new();
+    for name in ["alpha", "beta"] {
+        let server: Value = app
+            .post_json("/api/v1/servers", &http_server_body(name))
+            .await
+            .json()
+            .await
+            .expect("json");
+        ids.push(ServerId::from_uuid(
+            server["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("uuid"),
+        ));
+    }
+    let empty: Value = app
+        .get("/api/v1/servers/alpha/catalog")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(empty["fetched_at"], Value::Null);
+    assert_eq!(empty["tools"], json!([]));
+
+    let tool = |name: &str, description: &str| {
+        Descriptor::from_value(json!({"name": name, "description": description,
+            "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}}, "annotations": {"readOnlyHint": true}}))
+        .expect("object")
+    };
+    let store = app.store().await;
+    let now = chrono::Utc::now();
+    let alpha_tools: Vec<Descriptor> = (0..30)
+        .map(|i| tool(&format!("tool_{i:02}"), "Generic tool"))
+        .collect();
+    let alpha = Catalog::new(alpha_tools, vec![], vec![], vec![], now);
+    store.replace(ids[0], &alpha).await.expect("alpha catalog");
+    let prompt =
+        Descriptor::from_value(json!({"name": "greet", "description": "Say hi"})).expect("object");
+    let beta = Catalog::new(
+        vec![tool("forecast", "Weather FORECAST for a city")],
+        vec![],
+        vec![],
+        vec![prompt],
+        now,
+    );
+    store.replace(ids[1], &beta).await.expect("beta catalog");
+
+    let catalog: Value = app
+        .get("/api/v1/servers/beta/catalog")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        catalog["tools"][0]["annotations"],
+        json!({"readOnlyHint": true}),
+        "descriptors are stored untouched"
+    );
+    assert_eq!(catalog["prompts"][0]["name"], "greet");
+    assert_eq!(catalog["content_hash"], beta.content_hash);
+
+    let hits: Value = app
+        .get("/api/v1/tools?q=forecast")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(hits["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(hits["items"][0]["server"], "beta");
+    assert_eq!(hits["items"][0]["tool"]["inputSchema"]["type"], "object");
+
+    // All 31 tools, in (server, tool) order, over pages of 7.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/tools?limit=7".to_owned();
+    loop {
+        let page: Value = app.get(&path).await.json().await.expect("json");
+        seen.extend(page["items"].as_array().expect("items").iter().map(|t| {
+            format!(
+                "{}/{}",
+                t["server"].as_str().unwrap_or(""),
+                t["name"].as_str().unwrap_or("")
+            )
+        }));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/tools?limit=7&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..30).map(|i| format!("alpha/tool_{i:02}")).collect();
+    expected.push("beta/forecast".into());
+    assert_eq!(seen, expected);
+    let only_beta: Value = app
+        .get("/api/v1/tools?server=beta")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(only_beta["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        app.get("/api/v1/tools?server=Bad_Name").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Renaming a server renames it in the index; removing it removes its tools.
+    assert_eq!(
+        app.patch_json("/api/v1/servers/beta", &json!({"name": "gamma"}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let renamed: Value = app
+        .get("/api/v1/tools?q=forecast")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(renamed["items"][0]["server"], "gamma");
+    assert_eq!(
+        app.delete("/api/v1/servers/alpha").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let remaining: Value = app.get("/api/v1/tools").await.json().await.expect("json");
+    assert_eq!(remaining["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        store.get(ids[0]).await.expect("query"),
+        None,
+        "the catalog went with its server"
+    );
+    store.close().await;
+}
