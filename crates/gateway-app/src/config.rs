@@ -326,48 +326,9 @@ impl Settings {
 }
 
 fn toml_string(settings: &Settings) -> String {
-    // figment re-exports no TOML writer; serialise through figment's own value tree.
-    let value = figment::value::Value::serialize(settings)
-        .unwrap_or_else(|_| figment::value::Value::from(""));
-    let mut out = String::new();
-    render(&value, "", &mut out);
-    out
-}
-
-fn render(value: &figment::value::Value, section: &str, out: &mut String) {
-    use figment::value::Value;
-    let Value::Dict(_, dict) = value else { return };
-    for (key, item) in dict {
-        if !matches!(item, Value::Dict(..)) {
-            out.push_str(&format!("{key} = {}\n", scalar(item)));
-        }
-    }
-    for (key, item) in dict {
-        if matches!(item, Value::Dict(..)) {
-            let name = if section.is_empty() {
-                key.clone()
-            } else {
-                format!("{section}.{key}")
-            };
-            out.push_str(&format!("\n[{name}]\n"));
-            render(item, &name, out);
-        }
-    }
-}
-
-fn scalar(value: &figment::value::Value) -> String {
-    use figment::value::Value;
-    match value {
-        Value::String(_, s) => format!("{s:?}"),
-        Value::Bool(_, b) => b.to_string(),
-        Value::Num(_, n) => n
-            .to_u128()
-            .map(|n| n.to_string())
-            .or_else(|| n.to_f64().map(|f| f.to_string()))
-            .unwrap_or_default(),
-        Value::Empty(..) => "# (unset)".into(),
-        other => format!("{other:?}"),
-    }
+    // Unset optional keys are omitted, so the output is a valid config file.
+    toml::to_string_pretty(settings)
+        .unwrap_or_else(|error| format!("# cannot render settings: {error}\n"))
 }
 
 fn describe_figment_error(error: &figment::Error) -> String {
@@ -484,6 +445,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid_and_matches_the_defaults() {
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/mcp-gateway.toml.example"
+        );
+        let settings = Settings::load_from(
+            Some(Path::new(example)),
+            &Overrides::default(),
+            Env::prefixed("GATEWAY_TEST_NEVER_SET_"),
+        )
+        .expect("example parses");
+        assert_eq!(settings, Settings::default());
+    }
+
+    #[test]
     fn missing_config_file_is_an_error() {
         let error = Settings::load(
             Some(Path::new("/nonexistent/mcp-gateway.toml")),
@@ -510,5 +486,8 @@ mod tests {
         let text = settings.to_redacted_toml();
         assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains("[database]"), "{text}");
+        let reparsed: Settings =
+            toml::from_str(&text).expect("check-config output is a valid config file");
+        assert_eq!(reparsed.http, settings.http);
     }
 }

@@ -76,7 +76,8 @@ fn configuration_layers_in_documented_order() {
 #[test]
 fn invalid_configuration_stops_startup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
         (
             &["check-config"],
             &[("MCP_GATEWAY_HTTP__PORT", "eighty")],
@@ -199,6 +200,7 @@ fn spawn_and_wait(command: &mut Command) -> Running {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("gateway did not report its port");
 }
 

@@ -185,7 +185,13 @@ async fn unknown_routes_and_methods() {
         .await
         .expect("sent");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(response.headers()["allow"], "GET, HEAD");
+    assert_eq!(response.headers()["allow"], "GET");
+    let (status, _) = problem_type(app.get("/api/v1/servers/").await).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a trailing slash is another path"
+    );
 }
 
 #[tokio::test]
@@ -289,6 +295,26 @@ async fn probes_answer(app: TestApp) {
     assert_eq!(
         ready.json::<Value>().await.expect("json"),
         json!({"status": "ready", "checks": {"database": "ok"}})
+    );
+
+    // A schema the binary does not recognise as current makes the gateway not ready:
+    // 503 with the reason, so a load balancer stops sending traffic.
+    app.execute_sql("DROP TABLE seaql_migrations").await;
+    let not_ready = app.get("/ready").await;
+    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = not_ready.json().await.expect("json");
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["checks"]["database"]
+            .as_str()
+            .expect("reason")
+            .contains("pending"),
+        "{body}"
+    );
+    assert_eq!(
+        app.get("/health").await.status(),
+        StatusCode::OK,
+        "liveness is unaffected"
     );
 }
 

@@ -190,6 +190,7 @@ async fn invalid_fields_are_all_named(app: TestApp) {
             "name",
             "tags.1",
             "tenant",
+            "title",
             "transport.headers.Host",
             "transport.headers.X-Ok",
             "transport.url"
@@ -587,12 +588,13 @@ async fn list_filters_and_pages(app: TestApp) {
     )
     .await;
     let long = "x".repeat(201);
-    problem(
+    let body = problem(
         app.get(&format!("/api/v1/servers?q={long}")).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation",
+        StatusCode::BAD_REQUEST,
+        "bad-request",
     )
     .await;
+    assert_eq!(body["errors"][0]["field"], "q");
 }
 
 async fn servers_are_found_by_id_or_name(app: TestApp) {

@@ -28,9 +28,9 @@ impl ServerName {
     pub fn parse(value: &str) -> Result<Self, InvalidName> {
         if value.is_empty() || value.len() > Self::MAX_LEN {
             return Err(InvalidName(format!(
-                "must be 1 to {} characters long, got {}",
+                "must be 1 to {} bytes long, got {}",
                 Self::MAX_LEN,
-                value.chars().count()
+                value.len()
             )));
         }
         let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
@@ -38,6 +38,11 @@ impl ServerName {
             return Err(InvalidName(format!(
                 "`{}` must match [a-z0-9][a-z0-9-]{{0,62}}: lowercase letters, digits and '-', not starting with '-'",
                 value.escape_debug()
+            )));
+        }
+        if uuid::Uuid::try_parse(value).is_ok() {
+            return Err(InvalidName(format!(
+                "`{value}` looks like a server id (UUID); names must be told apart from ids in URLs"
             )));
         }
         if RESERVED_SERVER_NAMES.contains(&value) {
@@ -156,6 +161,8 @@ mod tests {
             "é",
             &"x".repeat(64),
             "gateway",
+            "0e6f5a4c-2b1d-4c3e-9f8a-7b6c5d4e3f2a",
+            "0e6f5a4c2b1d4c3e9f8a7b6c5d4e3f2a",
         ] {
             assert!(ServerName::parse(name).is_err(), "{name} should be invalid");
         }

@@ -233,13 +233,14 @@ impl Transport {
                 );
             }
         }
-        if let Some(dir) = &cwd {
-            if dir.is_empty() || dir.len() > MAX_PATH_LIKE || dir.contains('\0') {
-                errors.push(
-                    "cwd",
-                    format!("must be 1 to {MAX_PATH_LIKE} bytes without NUL"),
-                );
-            }
+        if cwd
+            .as_ref()
+            .is_some_and(|dir| dir.is_empty() || dir.len() > MAX_PATH_LIKE || dir.contains('\0'))
+        {
+            errors.push(
+                "cwd",
+                format!("must be 1 to {MAX_PATH_LIKE} bytes without NUL"),
+            );
         }
         errors.into_result(|| Self::Stdio {
             command: command.to_owned(),
@@ -269,10 +270,10 @@ impl Transport {
             _ => return,
         };
         for (key, value) in new.iter_mut() {
-            if value.is_mask() {
-                if let Some(stored) = old.get(key) {
-                    *value = stored.clone();
-                }
+            if value.is_mask()
+                && let Some(stored) = old.get(key)
+            {
+                *value = stored.clone();
             }
         }
     }
@@ -349,6 +350,37 @@ pub struct ServerSpec {
 }
 
 impl ServerSpec {
+    /// Records what is wrong with the free-text fields and the tag count, so callers
+    /// can report these together with their own field errors.
+    pub fn check_text(
+        title: Option<&str>,
+        description: Option<&str>,
+        tag_count: usize,
+        errors: &mut ValidationErrors,
+    ) {
+        let bad_title = |t: &str| {
+            t.trim().is_empty() || t.chars().count() > MAX_TITLE || t.chars().any(char::is_control)
+        };
+        if title.is_some_and(bad_title) {
+            errors.push(
+                "title",
+                format!("must be 1 to {MAX_TITLE} characters without control characters"),
+            );
+        }
+        if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION || d.contains('\0')) {
+            errors.push(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION} characters without NUL"),
+            );
+        }
+        if tag_count > MAX_TAGS {
+            errors.push(
+                "tags",
+                format!("at most {MAX_TAGS} tags are allowed, got {tag_count}"),
+            );
+        }
+    }
+
     /// Checks the free-text fields and normalises tags (sorted, deduplicated).
     /// Names, transport and tenant are already valid by their types.
     pub fn new(
@@ -361,33 +393,14 @@ impl ServerSpec {
         enabled: bool,
     ) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        if let Some(title) = &title {
-            if title.trim().is_empty()
-                || title.chars().count() > MAX_TITLE
-                || title.chars().any(char::is_control)
-            {
-                errors.push(
-                    "title",
-                    format!("must be 1 to {MAX_TITLE} characters without control characters"),
-                );
-            }
-        }
-        if let Some(description) = &description {
-            if description.chars().count() > MAX_DESCRIPTION || description.contains('\0') {
-                errors.push(
-                    "description",
-                    format!("must be at most {MAX_DESCRIPTION} characters without NUL"),
-                );
-            }
-        }
         tags.sort();
         tags.dedup();
-        if tags.len() > MAX_TAGS {
-            errors.push(
-                "tags",
-                format!("at most {MAX_TAGS} tags are allowed, got {}", tags.len()),
-            );
-        }
+        Self::check_text(
+            title.as_deref(),
+            description.as_deref(),
+            tags.len(),
+            &mut errors,
+        );
         errors.into_result(|| Self {
             name,
             title,
@@ -470,7 +483,7 @@ mod tests {
             "http://h/mcp#x",
             "not a url",
             "file:///etc/passwd",
-            "http:///nohost",
+            "http://",
         ] {
             assert!(
                 Transport::streamable_http(url, BTreeMap::new()).is_err(),

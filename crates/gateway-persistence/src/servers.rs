@@ -191,11 +191,12 @@ async fn replace_tags<C: ConnectionTrait>(
     Ok(())
 }
 
-/// `%text%` for a case-insensitive LIKE, with the wildcards of `text` escaped.
+/// `%text%` for a LIKE that ignores ASCII case (SQLite's `lower()` folds ASCII only,
+/// so folding more here would make the backends disagree), wildcards escaped.
 pub(crate) fn contains_pattern(text: &str) -> LikeExpr {
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
-    for c in text.to_lowercase().chars() {
+    for c in text.to_ascii_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
             pattern.push('\\');
         }

@@ -10,4 +10,4 @@ mod service;
 
 pub use error::RegistryError;
 pub use input::{RegisterServer, ServerChanges, ServerRef, TransportInput};
-pub use service::{Registry, RegistryPolicy};
+pub use service::{MAX_QUERY_LEN, Registry, RegistryPolicy};

@@ -64,6 +64,12 @@ impl Registry {
         let transport = validate_transport(input.transport, &mut errors);
         let tags = parse_tags(&input.tags, &mut errors);
         let tenant = parse_tenant(input.tenant.as_deref(), &mut errors);
+        ServerSpec::check_text(
+            input.title.as_deref(),
+            input.description.as_deref(),
+            tags.len(),
+            &mut errors,
+        );
         if let Some(keys) = transport
             .as_ref()
             .map(Transport::masked_keys)
@@ -295,18 +301,232 @@ fn apply_changes(
         Some(raw) => parse_tenant(raw.as_deref(), &mut errors),
         None => spec.tenant.clone(),
     };
+    let title = changes.title.unwrap_or_else(|| spec.title.clone());
+    let description = changes
+        .description
+        .unwrap_or_else(|| spec.description.clone());
+    ServerSpec::check_text(
+        title.as_deref(),
+        description.as_deref(),
+        tags.len(),
+        &mut errors,
+    );
     let (Some(name), Some(transport), true) = (name, transport, errors.is_empty()) else {
         return Err(RegistryError::Invalid(errors));
     };
     Ok(ServerSpec::new(
         name,
-        changes.title.unwrap_or_else(|| spec.title.clone()),
-        changes
-            .description
-            .unwrap_or_else(|| spec.description.clone()),
+        title,
+        description,
         transport,
         tags,
         tenant,
         changes.enabled.unwrap_or(spec.enabled),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use gateway_domain::{Descriptor, Secret};
+    use gateway_persistence::{ConnectSettings, Store};
+
+    use super::*;
+
+    /// The service over a real in-memory SQLite store (no mocks).
+    async fn registry(policy: RegistryPolicy) -> Registry {
+        let store = Store::connect(&ConnectSettings {
+            url: "sqlite::memory:".into(),
+            max_connections: 1,
+            min_connections: 1,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("in-memory store");
+        store.migrate().await.expect("migrations");
+        let store = Arc::new(store);
+        Registry::new(store.clone(), store, policy)
+    }
+
+    fn http(name: &str, headers: &[(&str, &str)]) -> RegisterServer {
+        RegisterServer {
+            name: name.into(),
+            title: None,
+            description: None,
+            transport: TransportInput::StreamableHttp {
+                url: format!("http://127.0.0.1:9/{name}"),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
+                    .collect(),
+            },
+            tags: vec![],
+            tenant: None,
+            enabled: true,
+        }
+    }
+
+    fn by_name(name: &str) -> ServerRef {
+        ServerRef::parse(name).expect("valid reference")
+    }
+
+    #[tokio::test]
+    async fn registration_collects_every_field_error() {
+        let registry = registry(RegistryPolicy::default()).await;
+        let mut input = http("Bad Name", &[("Connection", "close")]);
+        input.tags = vec!["ok".into(), "bad tag".into()];
+        input.tenant = Some(String::new());
+        input.title = Some(" ".into());
+        let Err(RegistryError::Invalid(errors)) = registry.register(input).await else {
+            panic!("invalid input accepted")
+        };
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "transport.headers.Connection",
+                "tags.1",
+                "tenant",
+                "title"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn stdio_needs_the_policy() {
+        let stdio = RegisterServer {
+            transport: TransportInput::Stdio {
+                command: "echo".into(),
+                args: vec![],
+                env: BTreeMap::new(),
+                cwd: None,
+            },
+            ..http("local", &[])
+        };
+        let denied = registry(RegistryPolicy::default()).await;
+        assert_eq!(
+            denied.register(stdio.clone()).await,
+            Err(RegistryError::StdioDisabled)
+        );
+        let allowed = registry(RegistryPolicy { allow_stdio: true }).await;
+        assert!(allowed.register(stdio).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn updates_check_the_expected_version() {
+        let registry = registry(RegistryPolicy::default()).await;
+        registry
+            .register(http("svc", &[]))
+            .await
+            .expect("registered");
+        let changes = ServerChanges {
+            title: Some(Some("T".into())),
+            ..Default::default()
+        };
+        let updated = registry
+            .update(&by_name("svc"), Some(1), changes.clone())
+            .await
+            .expect("updated");
+        assert_eq!(updated.version, 2);
+        let stale = registry
+            .update(
+                &by_name("svc"),
+                Some(1),
+                ServerChanges {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(
+            stale,
+            Err(RegistryError::StaleVersion {
+                expected: 1,
+                current: 2
+            })
+        );
+        let same = registry
+            .update(&by_name("svc"), None, changes)
+            .await
+            .expect("no-op");
+        assert_eq!(
+            same.version, 2,
+            "an update that changes nothing keeps the version"
+        );
+        assert_eq!(
+            registry.remove(&by_name("svc"), Some(1)).await,
+            Err(RegistryError::StaleVersion {
+                expected: 1,
+                current: 2
+            })
+        );
+        registry
+            .remove(&by_name("svc"), Some(2))
+            .await
+            .expect("removed");
+        assert_eq!(
+            registry.get(&by_name("svc")).await,
+            Err(RegistryError::NotFound("svc".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_transport_keeps_masked_secrets() {
+        let registry = registry(RegistryPolicy::default()).await;
+        registry
+            .register(http("svc", &[("x-key", "real")]))
+            .await
+            .expect("registered");
+        let transport = TransportInput::StreamableHttp {
+            url: "http://127.0.0.1:9/moved".into(),
+            headers: BTreeMap::from([(
+                "x-key".to_owned(),
+                Secret::new(gateway_domain::secret::MASK),
+            )]),
+        };
+        let updated = registry
+            .update(
+                &by_name("svc"),
+                None,
+                ServerChanges {
+                    transport: Some(transport),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("updated");
+        let Transport::StreamableHttp { headers, url } = updated.spec.transport else {
+            panic!("kind changed")
+        };
+        assert_eq!(url.path(), "/moved");
+        assert_eq!(headers["x-key"].expose(), "real");
+    }
+
+    #[tokio::test]
+    async fn recording_a_catalog_reports_real_changes_only() {
+        let registry = registry(RegistryPolicy::default()).await;
+        let server = registry
+            .register(http("svc", &[]))
+            .await
+            .expect("registered");
+        let tool = Descriptor::from_value(serde_json::json!({"name": "echo"})).expect("object");
+        let catalog = Catalog::new(vec![tool], vec![], vec![], vec![], chrono::Utc::now());
+        assert_eq!(registry.record_catalog(server.id, &catalog).await, Ok(true));
+        assert_eq!(
+            registry.record_catalog(server.id, &catalog).await,
+            Ok(false),
+            "same content, no change"
+        );
+        let empty = Catalog::new(vec![], vec![], vec![], vec![], chrono::Utc::now());
+        assert_eq!(registry.record_catalog(server.id, &empty).await, Ok(true));
+        let missing = ServerId::generate();
+        assert!(matches!(
+            registry.record_catalog(missing, &catalog).await,
+            Err(RegistryError::NotFound(_))
+        ));
+    }
 }

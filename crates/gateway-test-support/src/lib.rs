@@ -208,6 +208,15 @@ impl TestApp {
             .expect("test store connects")
     }
 
+    /// Runs raw SQL on the app's database, to break it on purpose (readiness tests).
+    pub async fn execute_sql(&self, sql: &str) {
+        let db = Database::connect(&self.settings.database.url)
+            .await
+            .expect("connect to the test database");
+        db.execute_unprepared(sql).await.expect("SQL runs");
+        db.close().await.expect("close");
+    }
+
     /// Absolute URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)

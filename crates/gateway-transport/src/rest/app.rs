@@ -73,8 +73,10 @@ fn path_error(error: PathError, _: &HttpRequest) -> actix_web::Error {
 /// 405 with `Allow` when the path exists for other methods, 404 otherwise.
 async fn fallback(req: HttpRequest, routes: Data<RouteTable>) -> HttpResponse {
     let error = match routes.allowed_methods(req.path()) {
-        Some(allowed) => ApiError::method_not_allowed(req.method().as_str(), req.path(), allowed),
-        None => ApiError::new(
+        Some(allowed) if !allowed.contains(&req.method().as_str()) => {
+            ApiError::method_not_allowed(req.method().as_str(), req.path(), allowed)
+        }
+        _ => ApiError::new(
             ProblemKind::NotFound,
             format!(
                 "no route {} {}; see /openapi.json",
@@ -123,7 +125,7 @@ pub fn build_app(
         )
         .split_for_parts();
     let mut routes = RouteTable::from_openapi(&api);
-    routes.add("/openapi.json", &["GET", "HEAD"]);
+    routes.add("/openapi.json", &["GET"]);
     app.app_data(Data::new(routes))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
         .service(web::redirect("/docs", "/docs/"))

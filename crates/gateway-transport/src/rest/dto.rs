@@ -353,7 +353,7 @@ impl From<&UpstreamServer> for ServerView {
 pub struct ServerPage {
     /// Servers, ordered by name.
     pub items: Vec<ServerView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -469,7 +469,7 @@ impl From<&ToolHit> for ToolView {
 pub struct ToolPage {
     /// Tools, ordered by server name then tool name.
     pub items: Vec<ToolView>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

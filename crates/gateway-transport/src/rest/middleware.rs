@@ -91,11 +91,12 @@ fn to_problem_if_needed<B: MessageBody>(
     request_id: &str,
 ) -> ServiceResponse<EitherBody<B>> {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    // problem+json is ours; plain JSON is a deliberate body (the /ready report).
+    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        let value = v.as_bytes();
+        value.starts_with(PROBLEM_JSON.as_bytes()) || value.starts_with(b"application/json")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response.map_into_left_body();
     }
     let detail = response
@@ -108,6 +109,7 @@ fn to_problem_if_needed<B: MessageBody>(
         405 => ProblemKind::MethodNotAllowed,
         413 => ProblemKind::PayloadTooLarge,
         415 => ProblemKind::UnsupportedMediaType,
+        503 => ProblemKind::Unavailable,
         400..=499 => ProblemKind::BadRequest,
         _ => ProblemKind::Internal,
     };

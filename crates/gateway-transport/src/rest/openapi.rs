@@ -52,20 +52,17 @@ impl RouteTable {
             .iter()
             .find(|(template, _)| {
                 template.len() == wanted.len()
-                    && template
-                        .iter()
-                        .zip(&wanted)
-                        .all(|(t, w)| t == w || (t.starts_with('{') && t.ends_with('}')))
+                    && template.iter().zip(&wanted).all(|(t, w)| {
+                        t == w || (t.starts_with('{') && t.ends_with('}') && !w.is_empty())
+                    })
             })
             .map(|(_, methods)| methods.as_slice())
     }
 }
 
+/// `/a/b/` → `["a", "b", ""]`: a trailing slash is a different path (404, not 405).
 fn segments(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    path.split('/').skip(1).map(str::to_owned).collect()
 }
 
 fn methods(item: &PathItem) -> Vec<&'static str> {
@@ -80,9 +77,6 @@ fn methods(item: &PathItem) -> Vec<&'static str> {
         if operation.is_some() {
             methods.push(name);
         }
-    }
-    if item.get.is_some() {
-        methods.push("HEAD");
     }
     methods
 }

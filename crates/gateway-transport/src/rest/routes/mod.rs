@@ -27,3 +27,21 @@ pub(crate) fn page_request(
         ApiError::new(ProblemKind::BadRequest, format!("limit: {e}")).with_field("limit", e)
     })
 }
+
+/// Checks the free-text `q` parameter up front, so an over-long one is a 400 like
+/// every other bad query parameter.
+pub(crate) fn search_text(q: Option<String>) -> Result<Option<String>, ApiError> {
+    match q {
+        Some(text) if text.chars().count() > gateway_registry::MAX_QUERY_LEN => {
+            let reason = format!(
+                "must be at most {} characters",
+                gateway_registry::MAX_QUERY_LEN
+            );
+            Err(
+                ApiError::new(ProblemKind::BadRequest, format!("q: {reason}"))
+                    .with_field("q", reason),
+            )
+        }
+        other => Ok(other),
+    }
+}

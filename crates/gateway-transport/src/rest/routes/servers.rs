@@ -139,7 +139,7 @@ pub async fn list_servers(
             .map(str::parse::<HealthState>)
             .transpose()
             .map_err(|e| bad("health", e))?,
-        text: query.q,
+        text: super::search_text(query.q)?,
     };
     let page = page_request(query.limit, query.cursor.as_deref(), 1)?;
     let found = state.registry.list(&filter, &page).await?;

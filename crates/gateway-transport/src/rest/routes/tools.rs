@@ -34,9 +34,10 @@ pub async fn search_tools(
                 .with_field("server", e.to_string())
         })?;
     let page = page_request(query.limit, query.cursor.as_deref(), 2)?;
+    let text = super::search_text(query.q)?;
     let found = state
         .registry
-        .search_tools(query.q.as_deref(), server.as_ref(), &page)
+        .search_tools(text.as_deref(), server.as_ref(), &page)
         .await?;
     Ok(HttpResponse::Ok().json(ToolPage {
         items: found.items.iter().map(ToolView::from).collect(),
