@@ -254,6 +254,10 @@ async fn serves_json_logs_and_shuts_down_gracefully_on_sigterm() {
         dir.path().join("data/gateway.db").exists(),
         "the embedded database is created under ./data"
     );
+    assert!(
+        dir.path().join("data/gateway.db-wal").exists(),
+        "SQLite runs in WAL mode"
+    );
 
     sigterm(&running.child);
     let (code, events) = collect_until_exit(running);
@@ -337,4 +341,57 @@ async fn postgres_schema_must_be_migrated_first() {
     sigterm(&running.child);
     assert_eq!(collect_until_exit(running).0, 0);
     drop(database);
+}
+
+/// SIGTERM while a request is still uploading its body: the gateway stops accepting
+/// new connections but lets that request finish (and answers it) before exiting.
+#[tokio::test]
+async fn in_flight_requests_finish_during_shutdown() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = start(dir.path(), &[]);
+    let url = format!("http://127.0.0.1:{}/api/v1/servers", running.port);
+    let body = serde_json::to_vec(&gateway_test_support::http_server_body("late")).expect("json");
+    let (first, rest) = body.split_at(body.len() / 2);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|chunk| (Ok::<_, std::io::Error>(chunk), receiver))
+    });
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(url.clone())
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    );
+    sender.send(first.to_vec()).await.expect("first half");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sigterm(&running.child);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = reqwest::Client::new()
+        .get(url.replace("/api/v1/servers", "/health"))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "no new connections are accepted while draining"
+    );
+
+    sender.send(rest.to_vec()).await.expect("second half");
+    drop(sender);
+    let response = request
+        .await
+        .expect("task")
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), 201);
+    let (code, events) = collect_until_exit(running);
+    assert_eq!(code, 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "database pool closed; goodbye")
+    );
 }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 on_every_backend!(
     probes_answer,
     data_survives_a_restart,
-    catalog_and_tool_discovery
+    catalog_and_tool_discovery,
+    corrupt_rows_give_an_opaque_500
 );
 
 async fn problem_type(response: reqwest::Response) -> (StatusCode, Value) {
@@ -466,4 +467,74 @@ async fn catalog_and_tool_discovery(app: TestApp) {
         "the catalog went with its server"
     );
     store.close().await;
+}
+
+/// A stored row the gateway cannot read is a 500 whose body hides the cause (it is
+/// logged with the request id instead); the other servers keep working.
+async fn corrupt_rows_give_an_opaque_500(app: TestApp) {
+    for name in ["good", "broken"] {
+        assert_eq!(
+            app.post_json("/api/v1/servers", &http_server_body(name))
+                .await
+                .status(),
+            StatusCode::CREATED
+        );
+    }
+    app.execute_sql("UPDATE upstream_server SET transport = '{\"type\":\"carrier-pigeon\"}' WHERE name = 'broken'")
+        .await;
+    let (status, problem) = problem_type(app.get("/api/v1/servers/broken").await).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(problem["type"], "tag:mcp-gateway,2026:problem:internal");
+    let detail = problem["detail"].as_str().expect("detail");
+    assert!(
+        !detail.contains("carrier-pigeon") && !detail.contains("upstream_server"),
+        "no internals leak: {detail}"
+    );
+    assert_eq!(
+        app.get("/api/v1/servers/good").await.status(),
+        StatusCode::OK
+    );
+}
+
+/// With the database gone, writes and reads answer 503 `unavailable` with
+/// `Retry-After`, and `/ready` reports not ready; liveness stays up.
+#[tokio::test]
+async fn a_lost_database_is_a_503_not_a_crash() {
+    let Some(app) = TestApp::spawn_with(TestBackend::Postgres, |s| {
+        s.database.acquire_timeout_secs = 2
+    })
+    .await
+    else {
+        eprintln!("TEST_DATABASE_URL not set: database-outage test skipped");
+        return;
+    };
+    let database = app
+        .settings
+        .database
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    gateway_test_support::postgres_admin_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await;
+
+    let response = app
+        .post_json("/api/v1/servers", &http_server_body("lost"))
+        .await;
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("5")
+    );
+    let (status, problem) = problem_type(response).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(problem["type"], "tag:mcp-gateway,2026:problem:unavailable");
+    assert_eq!(
+        app.get("/ready").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
 }

@@ -26,6 +26,17 @@ pub fn postgres_admin_url() -> Option<String> {
         .filter(|url| !url.is_empty())
 }
 
+/// Runs SQL on the PostgreSQL admin database (`TEST_DATABASE_URL`), for tests that
+/// must act on a gateway's database from outside (dropping it under the gateway).
+pub async fn postgres_admin_sql(sql: &str) {
+    let url = postgres_admin_url().expect("TEST_DATABASE_URL is set");
+    let admin = Database::connect(&url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    admin.execute_unprepared(sql).await.expect("admin SQL runs");
+    admin.close().await.expect("close admin connection");
+}
+
 /// A database created for one test and removed after it.
 pub enum TestDatabase {
     /// SQLite file in a temporary directory (removed with it).
