@@ -10,7 +10,7 @@ use crate::config::{LogFormat, Overrides};
 /// MCP Registry Gateway: a registry of upstream MCP servers and one MCP endpoint in
 /// front of them all.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-gateway", version, about, long_about = None)]
+#[command(name = "mcp-gateway", version, long_about = None)]
 pub struct Cli {
     /// Configuration file (TOML). Default: ./mcp-gateway.toml if it exists.
     #[arg(long, global = true, value_name = "FILE")]
@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
 
+    /// Serving options; accepted with or without the `serve` subcommand.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -33,8 +37,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the REST API and the MCP endpoint (the default).
-    Serve(ServeArgs),
+    /// Serve the gateway on HTTP (the default).
+    Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Validate the configuration and print it (secrets redacted), then exit.
@@ -45,26 +49,22 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// Interface to bind [default: 127.0.0.1].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub host: Option<String>,
     /// Port to listen on; 0 picks a free one [default: 8000].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub port: Option<u16>,
     /// Apply pending migrations before serving (PostgreSQL; SQLite always does).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub migrate: bool,
 }
 
 impl Cli {
     /// The command line's overrides of the configuration.
     pub fn overrides(&self) -> Overrides {
-        let serve = match &self.command {
-            Some(Command::Serve(args)) => args.clone(),
-            _ => ServeArgs::default(),
-        };
         Overrides {
-            host: serve.host,
-            port: serve.port,
+            host: self.serve.host.clone(),
+            port: self.serve.port,
             log_format: self.log_format,
             database_url: self.database_url.clone(),
         }

@@ -27,8 +27,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::Migrate) => migrate(&settings).await,
-        Some(Command::Serve(ref args)) => serve(&settings, args.migrate).await,
-        None => serve(&settings, false).await,
+        Some(Command::Serve) | None => serve(&settings, cli.serve.migrate).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

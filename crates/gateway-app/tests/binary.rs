@@ -302,7 +302,7 @@ fn a_taken_port_is_reported_not_panicked() {
     let dir = tempfile::tempdir().expect("temp dir");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port().to_string();
-    let (code, _, err) = run(gateway(dir.path()).args(["serve", "--port", &port]));
+    let (code, _, err) = run(gateway(dir.path()).args(["--port", &port]));
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("cannot listen on 127.0.0.1:") && err.contains("http.port"),
