@@ -8,6 +8,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_registry;
+mod m20261126_000002_upstream_runtime;
 
 /// Runs and inspects the migrations; `cargo xtask migrate` and `serve` use it.
 pub struct Migrator;
@@ -15,6 +16,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_create_registry::Migration)]
+        vec![
+            Box::new(m20261126_000001_create_registry::Migration),
+            Box::new(m20261126_000002_upstream_runtime::Migration),
+        ]
     }
 }

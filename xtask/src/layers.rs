@@ -38,6 +38,7 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
     BTreeMap::from([
         ("gateway-domain", (&[][..], true)),
         ("gateway-registry", (&["gateway-domain"][..], true)),
+        ("gateway-router", (&["gateway-domain"][..], true)),
         ("gateway-migrations", (&[][..], false)),
         (
             "gateway-persistence",
@@ -193,6 +194,7 @@ mod tests {
         vec![
             ("gateway-domain", &["serde", "thiserror"]),
             ("gateway-registry", &["gateway-domain", "tracing"]),
+            ("gateway-router", &["gateway-domain"]),
             ("gateway-migrations", &["sea-orm-migration"]),
             (
                 "gateway-persistence",
@@ -238,7 +240,7 @@ mod tests {
     #[test]
     fn an_adapter_depending_on_another_fails() {
         let mut edges = clean();
-        edges[4] = (
+        edges[5] = (
             "gateway-transport",
             &["gateway-domain", "gateway-persistence"],
         );

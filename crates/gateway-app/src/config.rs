@@ -31,6 +31,52 @@ pub struct Settings {
     pub log: LogConfig,
     /// What kinds of upstream may be registered.
     pub upstreams: UpstreamsConfig,
+    /// The MCP endpoint and how it reaches upstreams.
+    pub mcp: McpConfig,
+}
+
+/// `[mcp]`: naming, paging, timeouts and discovery of the MCP endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// `always` (`<server>__<tool>`), `conditional` (prefix only clashing names) or `never`.
+    pub prefix_mode: gateway_router::PrefixMode,
+    /// Between server and tool name; only `_` and `.` (which server names never contain).
+    pub separator: String,
+    /// Longest exposed tool or prompt name (16–128); longer ones are shortened with a hash.
+    pub max_name_length: usize,
+    /// Items per `*/list` page (1–1000).
+    pub page_size: usize,
+    /// Default per-call timeout in milliseconds (a server's `request_timeout_ms` wins).
+    pub request_timeout_ms: u64,
+    /// Longest wait for a new upstream session, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How often every enabled upstream's catalog is re-fetched, in seconds.
+    pub discovery_interval_secs: u64,
+    /// Largest response accepted from an HTTP upstream, in bytes.
+    pub max_response_bytes: usize,
+    /// Browser origins allowed on `/mcp`, besides the gateway's own loopback origins.
+    pub allowed_origins: Vec<String>,
+    /// `Host` values accepted on `/mcp` (DNS-rebinding protection). Empty: loopback
+    /// only; set it when clients reach the gateway under a DNS name.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            prefix_mode: gateway_router::PrefixMode::Always,
+            separator: "__".into(),
+            max_name_length: 64,
+            page_size: 500,
+            request_timeout_ms: 60_000,
+            connect_timeout_ms: 10_000,
+            discovery_interval_secs: 300,
+            max_response_bytes: 16 * 1024 * 1024,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
+    }
 }
 
 /// `[http]`: where and how the gateway listens.
@@ -275,6 +321,51 @@ impl Settings {
         ] {
             if !(1..=300).contains(&value) {
                 problems.push(format!("{key} = {value}: must be between 1 and 300"));
+            }
+        }
+        let mcp = &self.mcp;
+        if let Err(error) =
+            gateway_router::NamingPolicy::new(mcp.prefix_mode, &mcp.separator, mcp.max_name_length)
+        {
+            problems.push(format!("mcp.separator / mcp.max_name_length: {error}"));
+        }
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 5] = [
+            ("mcp.page_size", mcp.page_size as u64, 1..=1000),
+            (
+                "mcp.request_timeout_ms",
+                mcp.request_timeout_ms,
+                100..=3_600_000,
+            ),
+            (
+                "mcp.connect_timeout_ms",
+                mcp.connect_timeout_ms,
+                100..=300_000,
+            ),
+            (
+                "mcp.discovery_interval_secs",
+                mcp.discovery_interval_secs,
+                5..=86_400,
+            ),
+            (
+                "mcp.max_response_bytes",
+                mcp.max_response_bytes as u64,
+                1024..=1024 * 1024 * 1024,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                problems.push(format!(
+                    "{key} = {value}: must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        for origin in &mcp.allowed_origins {
+            let valid = url::Url::parse(origin)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+            if !valid {
+                problems.push(format!("mcp.allowed_origins: {origin:?} must be an origin such as https://app.example.com"));
             }
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {

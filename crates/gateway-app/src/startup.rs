@@ -12,6 +12,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::web::Data;
 use gateway_persistence::{MigrationState, Store};
 use gateway_registry::{Registry, RegistryPolicy};
+use gateway_router::NamingPolicy;
+use gateway_transport::mcp::{
+    McpHttpSettings, McpRuntime, McpServices, McpSettings, UpstreamSettings, WorkQueue,
+};
 use gateway_transport::rest::{ApiState, HttpSettings, ServiceInfo, build_app};
 
 use crate::config::Settings;
@@ -34,6 +38,9 @@ pub enum StartupError {
          (or `mcp-gateway migrate`), or start with --migrate"
     )]
     SchemaOutdated(String),
+    /// The MCP runtime could not be built.
+    #[error("cannot start the MCP runtime: {0}")]
+    Mcp(String),
     /// The listener could not be bound.
     #[error("cannot listen on {address} (http.host/http.port): {reason}")]
     Bind {
@@ -78,26 +85,25 @@ pub struct Application {
     server: Server,
     port: u16,
     store: Store,
+    runtime: Arc<McpRuntime>,
+    runtime_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
-    /// Opens the database, builds the services and binds the listener.
+    /// Opens the database, builds the services, binds the listener and starts the
+    /// MCP runtime (which loads the stored catalogs, then refreshes them).
     pub async fn build(settings: &Settings, migrate: bool) -> Result<Self, StartupError> {
         let store = open_store(settings, migrate || settings.auto_migrate()).await?;
         let store_arc = Arc::new(store.clone());
+        let (queue, work) = WorkQueue::new();
         let registry = Registry::new(
             store_arc.clone(),
             store_arc.clone(),
             RegistryPolicy {
                 allow_stdio: settings.upstreams.allow_stdio,
             },
-        );
-        let state = Data::new(ApiState {
-            registry,
-            readiness: store_arc,
-            readiness_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
-            info: SERVICE_INFO,
-        });
+        )
+        .with_listener(Arc::new(queue.clone()));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&address).map_err(|e| StartupError::Bind {
@@ -111,12 +117,28 @@ impl Application {
                 reason: e.to_string(),
             })?
             .port();
+
+        let (runtime, upstream_events) =
+            McpRuntime::new(registry.clone(), mcp_settings(settings), queue)
+                .map_err(StartupError::Mcp)?;
+        let runtime_task = tokio::spawn(runtime.clone().run(work, upstream_events));
+        let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
+
+        let state = Data::new(ApiState {
+            registry,
+            readiness: store_arc,
+            readiness_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
+            info: SERVICE_INFO,
+            mcp: Some(runtime.clone()),
+        });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
         };
-        let mut server = HttpServer::new(move || build_app(state.clone(), http_settings.clone()))
-            .disable_signals()
-            .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        let mut server = HttpServer::new(move || {
+            build_app(state.clone(), http_settings.clone(), Some(mcp.clone()))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
         if let Some(workers) = settings.http.workers {
             server = server.workers(workers);
         }
@@ -132,6 +154,8 @@ impl Application {
             server,
             port,
             store,
+            runtime,
+            runtime_task,
         })
     }
 
@@ -161,6 +185,9 @@ impl Application {
             task.abort();
         }
         tracing::info!("HTTP server stopped");
+        self.runtime_task.abort();
+        self.runtime.shutdown().await;
+        tracing::info!("upstream sessions closed");
         self.store.close().await;
         tracing::info!("database pool closed; goodbye");
         served
@@ -188,5 +215,50 @@ async fn shutdown_signal() -> &'static str {
     {
         let _ = tokio::signal::ctrl_c().await;
         "ctrl-c"
+    }
+}
+
+/// The MCP runtime's settings from the configuration (validated at load).
+fn mcp_settings(settings: &Settings) -> McpSettings {
+    let mcp = &settings.mcp;
+    McpSettings {
+        naming: NamingPolicy::new(mcp.prefix_mode, &mcp.separator, mcp.max_name_length)
+            .unwrap_or_default(),
+        page_size: mcp.page_size,
+        request_timeout: Duration::from_millis(mcp.request_timeout_ms),
+        discovery_interval: Duration::from_secs(mcp.discovery_interval_secs),
+        upstream: UpstreamSettings {
+            connect_timeout: Duration::from_millis(mcp.connect_timeout_ms),
+            max_response_bytes: mcp.max_response_bytes,
+            ..UpstreamSettings::default()
+        },
+    }
+}
+
+/// Origins and hosts accepted on `/mcp`: the gateway's own loopback origins on its
+/// bound port, plus what the operator configured.
+fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
+    let mut allowed_origins: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .flat_map(|host| {
+            [
+                format!("http://{host}:{port}"),
+                format!("https://{host}:{port}"),
+            ]
+        })
+        .collect();
+    allowed_origins.extend(
+        settings
+            .mcp
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_owned()),
+    );
+    let allowed_hosts =
+        (!settings.mcp.allowed_hosts.is_empty()).then(|| settings.mcp.allowed_hosts.clone());
+    McpHttpSettings {
+        allowed_hosts,
+        allowed_origins,
+        max_body_bytes: settings.http.max_body_bytes,
     }
 }

@@ -76,6 +76,8 @@ pub struct HealthStatus {
     pub latency_ms: Option<i64>,
     /// Why the last check failed, if it did.
     pub error: Option<String>,
+    /// The MCP protocol version negotiated at the last connection.
+    pub protocol_version: Option<String>,
 }
 
 #[cfg(test)]

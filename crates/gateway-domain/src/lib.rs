@@ -19,6 +19,9 @@ pub use error::{FieldError, RepositoryError, ValidationErrors};
 pub use health::{HealthState, HealthStatus};
 pub use name::{ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};
-pub use ports::{CatalogRepository, ReadinessProbe, ServerFilter, ServerRepository};
+pub use ports::{
+    CatalogRepository, ReadinessProbe, RegistryEvent, RegistryListener, ServerFilter,
+    ServerRepository,
+};
 pub use secret::Secret;
 pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};

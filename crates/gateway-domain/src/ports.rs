@@ -88,3 +88,22 @@ pub trait ReadinessProbe: Send + Sync {
     /// `Ok` when the store is reachable and its schema is current; otherwise why not.
     async fn check_ready(&self) -> Result<(), String>;
 }
+
+/// What changed in the registry, for components that keep state derived from it
+/// (the MCP catalog snapshot, upstream connections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryEvent {
+    /// A server was registered or its spec changed.
+    Upserted(ServerId),
+    /// A server was removed.
+    Removed(ServerId),
+    /// A server's stored catalog changed.
+    CatalogChanged(ServerId),
+}
+
+/// Told about every successful registry change. Called synchronously after the
+/// change is stored, so implementations only enqueue work.
+pub trait RegistryListener: Send + Sync {
+    /// One change happened.
+    fn registry_changed(&self, event: RegistryEvent);
+}

@@ -347,9 +347,24 @@ pub struct ServerSpec {
     pub tenant: Option<TenantId>,
     /// Whether the gateway routes to it.
     pub enabled: bool,
+    /// How long a call to this server may take; the gateway default when absent.
+    pub request_timeout_ms: Option<u64>,
 }
 
+/// Accepted range of a per-server request timeout, in milliseconds.
+pub const REQUEST_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
+
 impl ServerSpec {
+    /// Records an out-of-range per-server timeout.
+    pub fn check_timeout(request_timeout_ms: Option<u64>, errors: &mut ValidationErrors) {
+        if request_timeout_ms.is_some_and(|ms| !REQUEST_TIMEOUT_RANGE_MS.contains(&ms)) {
+            errors.push(
+                "request_timeout_ms",
+                "must be between 100 and 3600000 milliseconds",
+            );
+        }
+    }
+
     /// Records what is wrong with the free-text fields and the tag count, so callers
     /// can report these together with their own field errors.
     pub fn check_text(
@@ -409,6 +424,7 @@ impl ServerSpec {
             tags,
             tenant,
             enabled,
+            request_timeout_ms: None,
         })
     }
 }

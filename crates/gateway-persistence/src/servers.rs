@@ -140,6 +140,7 @@ fn to_domain(row: upstream_server::Model) -> Result<UpstreamServer, RepositoryEr
             tags,
             tenant,
             enabled: row.enabled,
+            request_timeout_ms: row.request_timeout_ms.and_then(|ms| u64::try_from(ms).ok()),
         },
         version: row.version,
         created_at: row.created_at,
@@ -149,6 +150,7 @@ fn to_domain(row: upstream_server::Model) -> Result<UpstreamServer, RepositoryEr
             checked_at: row.health_checked_at,
             latency_ms: row.health_latency_ms,
             error: row.health_error,
+            protocol_version: row.protocol_version,
         },
     })
 }
@@ -166,6 +168,9 @@ fn apply_spec(model: &mut upstream_server::ActiveModel, spec: &ServerSpec) {
     ));
     model.tenant = Set(spec.tenant.as_ref().map(|t| t.as_str().to_owned()));
     model.enabled = Set(spec.enabled);
+    model.request_timeout_ms = Set(spec
+        .request_timeout_ms
+        .and_then(|ms| i64::try_from(ms).ok()));
 }
 
 async fn replace_tags<C: ConnectionTrait>(
@@ -240,6 +245,7 @@ impl ServerRepository for Store {
             health_checked_at: Set(None),
             health_latency_ms: Set(None),
             health_error: Set(None),
+            protocol_version: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
@@ -406,6 +412,10 @@ impl ServerRepository for Store {
             .col_expr(Column::HealthCheckedAt, Expr::value(health.checked_at))
             .col_expr(Column::HealthLatencyMs, Expr::value(health.latency_ms))
             .col_expr(Column::HealthError, Expr::value(health.error.clone()))
+            .col_expr(
+                Column::ProtocolVersion,
+                Expr::value(health.protocol_version.clone()),
+            )
             .filter(Column::Id.eq(id.as_uuid()))
             .exec(&self.db)
             .await

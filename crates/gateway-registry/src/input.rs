@@ -96,6 +96,8 @@ pub struct RegisterServer {
     pub tenant: Option<String>,
     /// Whether to route to it right away.
     pub enabled: bool,
+    /// Its own request timeout, in milliseconds.
+    pub request_timeout_ms: Option<u64>,
 }
 
 /// A partial update: `None` leaves a field unchanged; `Some(None)` clears an
@@ -116,6 +118,8 @@ pub struct ServerChanges {
     pub tenant: Option<Option<String>>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// New or cleared request timeout.
+    pub request_timeout_ms: Option<Option<u64>>,
 }
 
 pub(crate) fn parse_tags(raw: &[String], errors: &mut ValidationErrors) -> Vec<Tag> {

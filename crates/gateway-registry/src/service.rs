@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use gateway_domain::{
-    Catalog, CatalogRepository, Page, PageRequest, RepositoryError, ServerFilter, ServerId,
-    ServerName, ServerRepository, ServerSpec, ToolHit, Transport, UpstreamServer, ValidationErrors,
+    Catalog, CatalogRepository, Page, PageRequest, RegistryEvent, RegistryListener,
+    RepositoryError, ServerFilter, ServerId, ServerName, ServerRepository, ServerSpec, ToolHit,
+    Transport, UpstreamServer, ValidationErrors,
 };
 
 use crate::error::RegistryError;
@@ -33,6 +34,7 @@ pub struct Registry {
     servers: Arc<dyn ServerRepository>,
     catalogs: Arc<dyn CatalogRepository>,
     policy: RegistryPolicy,
+    listeners: Vec<Arc<dyn RegistryListener>>,
 }
 
 impl Registry {
@@ -46,7 +48,58 @@ impl Registry {
             servers,
             catalogs,
             policy,
+            listeners: Vec::new(),
         }
+    }
+
+    /// Adds a component to tell about every successful change.
+    pub fn with_listener(mut self, listener: Arc<dyn RegistryListener>) -> Self {
+        self.listeners.push(listener);
+        self
+    }
+
+    fn announce(&self, event: RegistryEvent) {
+        for listener in &self.listeners {
+            listener.registry_changed(event.clone());
+        }
+    }
+
+    /// Every server (enabled or not), in name order, reading the store page by page.
+    pub async fn all_servers(&self) -> Result<Vec<UpstreamServer>, RegistryError> {
+        let mut servers = Vec::new();
+        let mut after = None;
+        loop {
+            let page = PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                after,
+            };
+            let found = self.list(&ServerFilter::default(), &page).await?;
+            servers.extend(found.items);
+            match found.next {
+                Some(next) => after = Some(next),
+                None => return Ok(servers),
+            }
+        }
+    }
+
+    /// The stored catalog of a server, `None` if never fetched.
+    pub async fn stored_catalog(&self, id: ServerId) -> Result<Option<Catalog>, RegistryError> {
+        self.catalogs
+            .get(id)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &id.to_string()))
+    }
+
+    /// Records what the gateway last learned from talking to a server.
+    pub async fn record_health(
+        &self,
+        id: ServerId,
+        health: &gateway_domain::HealthStatus,
+    ) -> Result<(), RegistryError> {
+        self.servers
+            .set_health(id, health)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &id.to_string()))
     }
 
     fn check_transport_allowed(&self, transport: &TransportInput) -> Result<(), RegistryError> {
@@ -70,6 +123,7 @@ impl Registry {
             tags.len(),
             &mut errors,
         );
+        ServerSpec::check_timeout(input.request_timeout_ms, &mut errors);
         if let Some(keys) = transport
             .as_ref()
             .map(Transport::masked_keys)
@@ -85,7 +139,7 @@ impl Registry {
         let (Some(name), Some(transport), true) = (name, transport, errors.is_empty()) else {
             return Err(RegistryError::Invalid(errors));
         };
-        let spec = ServerSpec::new(
+        let mut spec = ServerSpec::new(
             name,
             input.title,
             input.description,
@@ -94,12 +148,14 @@ impl Registry {
             tenant,
             input.enabled,
         )?;
+        spec.request_timeout_ms = input.request_timeout_ms;
         let server = self
             .servers
             .insert(ServerId::generate(), &spec)
             .await
             .map_err(|e| RegistryError::from_repository(e, spec.name.as_str()))?;
         tracing::info!(server = %server.spec.name, id = %server.id, transport = server.spec.transport.kind().as_str(), "server registered");
+        self.announce(RegistryEvent::Upserted(server.id));
         Ok(server)
     }
 
@@ -158,6 +214,7 @@ impl Registry {
             {
                 Ok(updated) => {
                     tracing::info!(server = %updated.spec.name, id = %updated.id, version = updated.version, "server updated");
+                    self.announce(RegistryEvent::Upserted(updated.id));
                     return Ok(updated);
                 }
                 Err(RepositoryError::StaleVersion { .. })
@@ -191,6 +248,7 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::from_repository(e, &server.describe()))?;
         tracing::info!(server = %current.spec.name, id = %current.id, "server removed");
+        self.announce(RegistryEvent::Removed(current.id));
         Ok(())
     }
 
@@ -228,6 +286,7 @@ impl Registry {
             .replace(id, catalog)
             .await
             .map_err(|e| RegistryError::from_repository(e, &describe))?;
+        self.announce(RegistryEvent::CatalogChanged(id));
         Ok(true)
     }
 
@@ -311,6 +370,10 @@ fn apply_changes(
         tags.len(),
         &mut errors,
     );
+    let request_timeout_ms = changes
+        .request_timeout_ms
+        .unwrap_or(spec.request_timeout_ms);
+    ServerSpec::check_timeout(request_timeout_ms, &mut errors);
     let (Some(name), Some(transport), true) = (name, transport, errors.is_empty()) else {
         return Err(RegistryError::Invalid(errors));
     };
@@ -322,7 +385,11 @@ fn apply_changes(
         tags,
         tenant,
         changes.enabled.unwrap_or(spec.enabled),
-    )?)
+    )
+    .map(|mut updated| {
+        updated.request_timeout_ms = request_timeout_ms;
+        updated
+    })?)
 }
 
 #[cfg(test)]
@@ -366,6 +433,7 @@ mod tests {
             tags: vec![],
             tenant: None,
             enabled: true,
+            request_timeout_ms: None,
         }
     }
 

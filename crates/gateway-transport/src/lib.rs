@@ -5,4 +5,5 @@
 //! Architecture invariant: handlers only translate between the wire and the
 //! [`gateway_registry::Registry`] service; no business rule lives here.
 
+pub mod mcp;
 pub mod rest;

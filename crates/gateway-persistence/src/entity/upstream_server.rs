@@ -22,6 +22,8 @@ pub struct Model {
     pub health_checked_at: Option<DateTimeUtc>,
     pub health_latency_ms: Option<i64>,
     pub health_error: Option<String>,
+    pub request_timeout_ms: Option<i64>,
+    pub protocol_version: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -56,6 +56,8 @@ pub struct ApiState {
     pub readiness_timeout: Duration,
     /// Name and version.
     pub info: ServiceInfo,
+    /// The MCP runtime, when the MCP endpoint is mounted (for `refresh`).
+    pub mcp: Option<Arc<crate::mcp::McpRuntime>>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -92,6 +94,7 @@ async fn fallback(req: HttpRequest, routes: Data<RouteTable>) -> HttpResponse {
 pub fn build_app(
     state: Data<ApiState>,
     settings: HttpSettings,
+    mcp: Option<crate::mcp::McpServices>,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -121,13 +124,21 @@ pub fn build_app(
                 .service(servers::update_server)
                 .service(servers::delete_server)
                 .service(servers::get_catalog)
+                .service(servers::refresh_server)
                 .service(tools::search_tools),
         )
         .split_for_parts();
     let mut routes = RouteTable::from_openapi(&api);
     routes.add("/openapi.json", &["GET"]);
-    app.app_data(Data::new(routes))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+    routes.add("/mcp", &["GET", "POST", "DELETE"]);
+    let mut app = app.app_data(Data::new(routes));
+    if let Some(mcp) = mcp {
+        // The per-server scope first: the `/mcp` scope would also claim its paths.
+        app = app
+            .service(mcp.per_server.scope_with_path("/mcp/servers/{server}"))
+            .service(mcp.aggregate.scope_with_path("/mcp"));
+    }
+    app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
         .service(web::redirect("/docs", "/docs/"))
         .service(Redoc::with_url("/redoc", api))
         .default_service(web::to(fallback))

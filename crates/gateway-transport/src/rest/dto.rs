@@ -206,6 +206,10 @@ pub struct CreateServerBody {
     /// Whether to route to it (default `true`).
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// This server's own request timeout in milliseconds (100–3600000); the
+    /// gateway's `mcp.request_timeout_ms` when absent.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl From<CreateServerBody> for RegisterServer {
@@ -218,6 +222,7 @@ impl From<CreateServerBody> for RegisterServer {
             tags: body.tags,
             tenant: body.tenant,
             enabled: body.enabled,
+            request_timeout_ms: body.request_timeout_ms,
         }
     }
 }
@@ -262,6 +267,10 @@ pub struct PatchServerBody {
     /// Enable or disable routing to the server.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// New request timeout in milliseconds, or `null` for the gateway default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>, nullable)]
+    pub request_timeout_ms: Option<Option<u64>>,
 }
 
 impl PatchServerBody {
@@ -275,6 +284,7 @@ impl PatchServerBody {
             tags: self.tags,
             tenant: self.tenant,
             enabled: self.enabled,
+            request_timeout_ms: self.request_timeout_ms,
         };
         (self.version, changes)
     }
@@ -292,6 +302,8 @@ pub struct HealthView {
     pub latency_ms: Option<i64>,
     /// Error of the last check.
     pub error: Option<String>,
+    /// MCP protocol version negotiated at the last connection.
+    pub protocol_version: Option<String>,
 }
 
 /// A registered server, secrets masked.
@@ -313,6 +325,8 @@ pub struct ServerView {
     pub tenant: Option<String>,
     /// Whether the gateway routes to it.
     pub enabled: bool,
+    /// Its own request timeout in milliseconds, if set.
+    pub request_timeout_ms: Option<u64>,
     /// Optimistic-concurrency version (also the `ETag`).
     pub version: i64,
     /// Registration time.
@@ -335,6 +349,7 @@ impl From<&UpstreamServer> for ServerView {
             tags: spec.tags.iter().map(ToString::to_string).collect(),
             tenant: spec.tenant.as_ref().map(|t| t.as_str().to_owned()),
             enabled: spec.enabled,
+            request_timeout_ms: spec.request_timeout_ms,
             version: server.version,
             created_at: server.created_at,
             updated_at: server.updated_at,
@@ -343,6 +358,7 @@ impl From<&UpstreamServer> for ServerView {
                 checked_at: server.health.checked_at,
                 latency_ms: server.health.latency_ms,
                 error: server.health.error.clone(),
+                protocol_version: server.health.protocol_version.clone(),
             },
         }
     }

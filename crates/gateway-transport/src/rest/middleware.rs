@@ -96,7 +96,9 @@ fn to_problem_if_needed<B: MessageBody>(
         let value = v.as_bytes();
         value.starts_with(PROBLEM_JSON.as_bytes()) || value.starts_with(b"application/json")
     });
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    // `/mcp` answers in JSON-RPC and plain HTTP statuses as the MCP transport defines.
+    let is_mcp = response.request().path().starts_with("/mcp");
+    if !(status.is_client_error() || status.is_server_error()) || is_json || is_mcp {
         return response.map_into_left_body();
     }
     let detail = response

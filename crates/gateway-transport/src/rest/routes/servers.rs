@@ -272,3 +272,33 @@ pub async fn get_catalog(
     let (server, catalog) = state.registry.catalog(&server_ref(&path)?).await?;
     Ok(HttpResponse::Ok().json(CatalogView::new(&server, catalog.as_ref())))
 }
+
+/// Reconnect to the server if needed and fetch its catalog now (all pages of
+/// tools, prompts, resources and templates); answers with the catalog stored
+/// afterwards. A failure is recorded as the server's health and the last known
+/// catalog is kept.
+#[utoipa::path(
+    tag = "discovery",
+    params(("server" = String, Path, description = "Server id or name")),
+    responses(
+        (status = 200, body = CatalogView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The MCP runtime is not running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/servers/{server}/refresh")]
+pub async fn refresh_server(
+    state: Data<ApiState>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let found = state.registry.get(&server_ref(&path)?).await?;
+    let Some(runtime) = state.mcp.as_ref() else {
+        return Err(ApiError::new(
+            ProblemKind::Unavailable,
+            "the MCP runtime is not running in this process",
+        ));
+    };
+    runtime.refresh(found.id).await;
+    let (server, catalog) = state.registry.catalog(&ServerRef::Id(found.id)).await?;
+    Ok(HttpResponse::Ok().json(CatalogView::new(&server, catalog.as_ref())))
+}

@@ -1,0 +1,15 @@
+//! Routing decisions of the MCP gateway, free of I/O: how upstream tools and prompts
+//! are named to clients ([`naming`]), how resource URIs carry their upstream
+//! ([`resource_uri`]), and the read-optimised [`CatalogSnapshot`] that answers
+//! "what is listed" and "where does this name go" on the hot path.
+//!
+//! Architecture invariant: nothing here touches the network, the database or the MCP
+//! wire types; the snapshot is rebuilt off the hot path when the registry or a catalog
+//! changes and swapped in whole.
+
+pub mod naming;
+pub mod resource_uri;
+pub mod snapshot;
+
+pub use naming::{NamingError, NamingPolicy, PrefixMode};
+pub use snapshot::{CatalogSnapshot, Exposed, ListKind, Route, SnapshotServer};

@@ -1,0 +1,17 @@
+//! The MCP face of the gateway: upstream connections ([`upstream`]), the runtime
+//! that keeps the catalog snapshot current ([`runtime`]), the downstream MCP server
+//! ([`server`]) and its HTTP mounting ([`service`]).
+
+// Sampling, roots and logging are deprecated by the 2026-07-28 revision (SEP-2577),
+// but clients and servers on the session-based revisions still use them, and the
+// gateway relays them between such peers.
+#![allow(deprecated)]
+
+pub mod runtime;
+pub mod server;
+pub mod service;
+pub mod upstream;
+
+pub use runtime::{McpItem, McpRuntime, McpSettings, Work, WorkQueue};
+pub use service::{McpHttpSettings, McpServices};
+pub use upstream::{UpstreamError, UpstreamSettings};

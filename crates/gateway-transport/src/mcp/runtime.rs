@@ -1,0 +1,521 @@
+//! The MCP runtime: keeps the catalog snapshot in step with the registry and the
+//! upstreams, and tells connected clients when their lists change.
+//!
+//! Work arrives on one queue (registry changes, upstream `list_changed`, the periodic
+//! discovery tick, `POST /api/v1/servers/{id}/refresh`) and is done off the request
+//! path: connect, fetch every page of tools/prompts/resources/templates, store the
+//! catalog, rebuild the snapshot, notify. A dead upstream keeps its last stored
+//! catalog, so it never empties the aggregate list; its failure is logged and
+//! recorded as its health.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::Utc;
+use gateway_domain::{
+    Catalog, Descriptor, HealthState, HealthStatus, RegistryEvent, RegistryListener, ServerId,
+    ServerName, UpstreamServer,
+};
+use gateway_registry::Registry;
+use gateway_router::snapshot::ListKind;
+use gateway_router::{CatalogSnapshot, NamingPolicy, SnapshotServer};
+use rmcp::RoleServer;
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use rmcp::service::Peer;
+use rmcp::service::SubscriptionSink;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::upstream::{UpstreamEvent, UpstreamPool, UpstreamSettings};
+
+/// Settings of the MCP face.
+#[derive(Debug, Clone)]
+pub struct McpSettings {
+    /// How exposed names are formed.
+    pub naming: NamingPolicy,
+    /// Items per page of `*/list` results.
+    pub page_size: usize,
+    /// Default per-call timeout (a server's own `request_timeout_ms` wins).
+    pub request_timeout: Duration,
+    /// How often every enabled upstream's catalog is re-fetched.
+    pub discovery_interval: Duration,
+    /// Upstream connection behaviour.
+    pub upstream: UpstreamSettings,
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        Self {
+            naming: NamingPolicy::default(),
+            page_size: 500,
+            request_timeout: Duration::from_secs(60),
+            discovery_interval: Duration::from_secs(300),
+            upstream: UpstreamSettings::default(),
+        }
+    }
+}
+
+/// A listed item, already in the wire type rmcp serves.
+#[derive(Debug, Clone)]
+pub enum McpItem {
+    /// A tool.
+    Tool(Tool),
+    /// A prompt.
+    Prompt(Prompt),
+    /// A resource.
+    Resource(Resource),
+    /// A resource template.
+    Template(ResourceTemplate),
+}
+
+/// Converts a stored descriptor into the wire type; an item the upstream described
+/// invalidly is dropped with a warning rather than breaking the whole list.
+fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {
+    let converted = match kind {
+        ListKind::Tools => serde_json::from_value(value.clone()).map(McpItem::Tool),
+        ListKind::Prompts => serde_json::from_value(value.clone()).map(McpItem::Prompt),
+        ListKind::Resources => serde_json::from_value(value.clone()).map(McpItem::Resource),
+        ListKind::ResourceTemplates => serde_json::from_value(value.clone()).map(McpItem::Template),
+    };
+    converted.map_err(|error| tracing::warn!(item = key, ?kind, %error, "upstream item is invalid; not listed")).ok()
+}
+
+/// Which endpoint a client is on: the aggregate one or one server's.
+pub type Scope = Option<ServerName>;
+
+/// A connected client to tell about list changes.
+enum Listener {
+    /// A session-based client (notified on its GET stream).
+    Session(Peer<RoleServer>),
+    /// A 2026-07-28 client's `subscriptions/listen` stream.
+    Subscription(SubscriptionSink),
+}
+
+/// Work for the runtime's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Work {
+    /// Reconnect if needed and re-fetch one server's catalog.
+    Refresh(ServerId),
+    /// A server is gone: close its session and rebuild.
+    Forget(ServerId),
+    /// Rebuild the snapshot from the stored catalogs.
+    Rebuild,
+    /// Re-fetch every enabled server.
+    RefreshAll,
+}
+
+/// Feeds registry changes into the runtime's queue (the registry calls it
+/// synchronously, so it only enqueues).
+#[derive(Clone)]
+pub struct WorkQueue(mpsc::UnboundedSender<Work>);
+
+impl WorkQueue {
+    /// A queue and its receiving end (given to [`McpRuntime::run`]).
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Work>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Self(sender), receiver)
+    }
+
+    /// Enqueues work.
+    pub fn push(&self, work: Work) {
+        let _ = self.0.send(work);
+    }
+}
+
+impl RegistryListener for WorkQueue {
+    fn registry_changed(&self, event: RegistryEvent) {
+        self.push(match event {
+            RegistryEvent::Upserted(id) => Work::Refresh(id),
+            RegistryEvent::Removed(id) => Work::Forget(id),
+            RegistryEvent::CatalogChanged(_) => Work::Rebuild,
+        });
+    }
+}
+
+/// The current routing state, swapped whole.
+pub struct Current {
+    /// Names and items.
+    pub snapshot: CatalogSnapshot<McpItem>,
+    /// Enabled servers by id, for forwarding.
+    pub servers: HashMap<ServerId, UpstreamServer>,
+    /// Catalog hash per server, to tell which servers changed.
+    hashes: BTreeMap<ServerName, String>,
+}
+
+/// The MCP runtime shared by every downstream session.
+pub struct McpRuntime {
+    registry: Registry,
+    /// Upstream sessions.
+    pub pool: UpstreamPool,
+    current: RwLock<Arc<Current>>,
+    listeners: Mutex<Vec<(Scope, Listener)>>,
+    /// Settings.
+    pub settings: McpSettings,
+    queue: WorkQueue,
+}
+
+impl McpRuntime {
+    /// Builds the runtime; `upstream_events` receives the pool's list changes and is
+    /// given back to [`McpRuntime::run`].
+    pub fn new(
+        registry: Registry,
+        settings: McpSettings,
+        queue: WorkQueue,
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<UpstreamEvent>), String> {
+        let (events, upstream_events) = mpsc::unbounded_channel();
+        let pool = UpstreamPool::new(settings.upstream.clone(), events)?;
+        let empty = Current {
+            snapshot: CatalogSnapshot::default(),
+            servers: HashMap::new(),
+            hashes: BTreeMap::new(),
+        };
+        let runtime = Arc::new(Self {
+            registry,
+            pool,
+            current: RwLock::new(Arc::new(empty)),
+            listeners: Mutex::new(Vec::new()),
+            settings,
+            queue,
+        });
+        Ok((runtime, upstream_events))
+    }
+
+    /// The current snapshot (cheap: one `Arc` clone).
+    pub fn current(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Enqueues work (the REST refresh endpoint uses it).
+    pub fn enqueue(&self, work: Work) {
+        self.queue.push(work);
+    }
+
+    /// Remembers a client to notify of list changes.
+    pub fn add_session_listener(&self, scope: Scope, peer: Peer<RoleServer>) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((scope, Listener::Session(peer)));
+    }
+
+    /// Remembers a 2026-07-28 subscription stream.
+    pub fn add_subscription(&self, scope: Scope, sink: SubscriptionSink) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((scope, Listener::Subscription(sink)));
+    }
+
+    /// Serves the queue until the process stops: loads the stored catalogs at once
+    /// (so a restart serves the last known catalog immediately), then refreshes.
+    pub async fn run(
+        self: Arc<Self>,
+        mut work: mpsc::UnboundedReceiver<Work>,
+        mut upstream_events: mpsc::UnboundedReceiver<UpstreamEvent>,
+    ) {
+        self.rebuild().await;
+        self.refresh_all().await;
+        let mut tick = tokio::time::interval(self.settings.discovery_interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                Some(item) = work.recv() => {
+                    // Coalesce a burst: many changes, one rebuild.
+                    let mut batch = vec![item];
+                    while let Ok(more) = work.try_recv() {
+                        batch.push(more);
+                    }
+                    self.handle(batch).await;
+                }
+                Some(UpstreamEvent::ListChanged(id)) = upstream_events.recv() => self.refresh(id).await,
+                _ = tick.tick() => self.refresh_all().await,
+                else => break,
+            }
+        }
+    }
+
+    async fn handle(&self, batch: Vec<Work>) {
+        let mut rebuild = false;
+        let mut refreshed = HashSet::new();
+        for item in batch {
+            match item {
+                Work::Refresh(id) => {
+                    if refreshed.insert(id) {
+                        self.refresh(id).await;
+                    }
+                }
+                Work::Forget(id) => {
+                    self.pool.close(id).await;
+                    rebuild = true;
+                }
+                Work::Rebuild => rebuild = true,
+                Work::RefreshAll => self.refresh_all().await,
+            }
+        }
+        if rebuild {
+            self.rebuild().await;
+        }
+    }
+
+    async fn refresh_all(&self) {
+        match self.registry.all_servers().await {
+            Ok(servers) => {
+                for server in servers.into_iter().filter(|s| s.spec.enabled) {
+                    self.refresh_server(&server).await;
+                }
+                self.rebuild().await;
+            }
+            Err(error) => tracing::warn!(%error, "cannot list servers for discovery"),
+        }
+    }
+
+    /// Reconnects if needed and re-fetches one server's catalog.
+    pub async fn refresh(&self, id: ServerId) {
+        match self
+            .registry
+            .get(&gateway_registry::ServerRef::Id(id))
+            .await
+        {
+            Ok(server) if server.spec.enabled => self.refresh_server(&server).await,
+            Ok(_) | Err(gateway_registry::RegistryError::NotFound(_)) => self.pool.close(id).await,
+            Err(error) => tracing::warn!(%error, server = %id, "cannot read server for discovery"),
+        }
+        self.rebuild().await;
+    }
+
+    async fn refresh_server(&self, server: &UpstreamServer) {
+        let started = std::time::Instant::now();
+        let outcome = match self.pool.peer(server).await {
+            Ok((peer, version)) => fetch_catalog(&peer).await.map(|catalog| (catalog, version)),
+            Err(error) => Err(error.to_string()),
+        };
+        let latency_ms = i64::try_from(started.elapsed().as_millis()).ok();
+        let health = match outcome {
+            Ok((catalog, version)) => {
+                if let Err(error) = self.registry.record_catalog(server.id, &catalog).await {
+                    tracing::warn!(server = %server.spec.name, %error, "cannot store catalog");
+                }
+                tracing::info!(
+                    server = %server.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(),
+                    resources = catalog.resources.len(), "catalog refreshed"
+                );
+                HealthStatus {
+                    state: HealthState::Healthy,
+                    checked_at: Some(Utc::now()),
+                    latency_ms,
+                    error: None,
+                    protocol_version: version,
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(server = %server.spec.name, %reason, "discovery failed; serving the last known catalog");
+                HealthStatus {
+                    state: HealthState::Unhealthy,
+                    checked_at: Some(Utc::now()),
+                    latency_ms,
+                    error: Some(reason),
+                    protocol_version: server.health.protocol_version.clone(),
+                }
+            }
+        };
+        if let Err(error) = self.registry.record_health(server.id, &health).await {
+            tracing::warn!(server = %server.spec.name, %error, "cannot record health");
+        }
+    }
+
+    /// Rebuilds the snapshot from the registry and the stored catalogs, swaps it in
+    /// and notifies the clients whose lists changed.
+    pub async fn rebuild(&self) {
+        let servers = match self.registry.all_servers().await {
+            Ok(servers) => servers,
+            Err(error) => {
+                tracing::warn!(%error, "cannot rebuild the catalog snapshot; keeping the current one");
+                return;
+            }
+        };
+        let mut entries = Vec::new();
+        let mut by_id = HashMap::new();
+        let mut hashes = BTreeMap::new();
+        for server in servers.into_iter().filter(|s| s.spec.enabled) {
+            let catalog = match self.registry.stored_catalog(server.id).await {
+                Ok(catalog) => catalog,
+                Err(error) => {
+                    tracing::warn!(server = %server.spec.name, %error, "cannot read stored catalog");
+                    None
+                }
+            };
+            hashes.insert(
+                server.spec.name.clone(),
+                catalog
+                    .as_ref()
+                    .map(|c| c.content_hash.clone())
+                    .unwrap_or_default(),
+            );
+            entries.push(SnapshotServer {
+                id: server.id,
+                name: server.spec.name.clone(),
+                created_at: server.created_at,
+                catalog,
+            });
+            by_id.insert(server.id, server);
+        }
+        let snapshot = CatalogSnapshot::build(&self.settings.naming, entries, &to_item);
+        for conflict in snapshot.conflicts() {
+            tracing::warn!("name conflict: {conflict}");
+        }
+        let next = Arc::new(Current {
+            snapshot,
+            servers: by_id,
+            hashes,
+        });
+        let previous = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+            next.clone(),
+        );
+        let changed: HashSet<&ServerName> = previous
+            .hashes
+            .iter()
+            .filter(|(name, hash)| next.hashes.get(*name) != Some(*hash))
+            .chain(
+                next.hashes
+                    .iter()
+                    .filter(|(name, _)| !previous.hashes.contains_key(*name)),
+            )
+            .map(|(name, _)| name)
+            .collect();
+        if !changed.is_empty() {
+            self.notify(&changed).await;
+        }
+    }
+
+    async fn notify(&self, changed: &HashSet<&ServerName>) {
+        let listeners: Vec<(Scope, Listener)> = {
+            let mut guard = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            guard.retain(|(_, listener)| match listener {
+                Listener::Session(peer) => !peer.is_transport_closed(),
+                Listener::Subscription(_) => true,
+            });
+            guard
+                .iter()
+                .map(|(scope, l)| (scope.clone(), l.clone_listener()))
+                .collect()
+        };
+        let mut dead = Vec::new();
+        for (index, (scope, listener)) in listeners.iter().enumerate() {
+            if scope
+                .as_ref()
+                .is_some_and(|server| !changed.contains(server))
+            {
+                continue;
+            }
+            let delivered = match listener {
+                Listener::Session(peer) => {
+                    let tools = peer.notify_tool_list_changed().await;
+                    let _ = peer.notify_prompt_list_changed().await;
+                    let _ = peer.notify_resource_list_changed().await;
+                    tools.is_ok()
+                }
+                Listener::Subscription(sink) => {
+                    let tools = sink.notify_tool_list_changed().await;
+                    let _ = sink.notify_prompt_list_changed().await;
+                    let _ = sink.notify_resource_list_changed().await;
+                    tools.is_ok()
+                }
+            };
+            if !delivered {
+                dead.push(index);
+            }
+        }
+        if !dead.is_empty() {
+            let mut guard = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut index = 0;
+            guard.retain(|_| {
+                let keep = !dead.contains(&index);
+                index += 1;
+                keep
+            });
+        }
+    }
+
+    /// Closes every upstream session (stdio children end), at shutdown.
+    pub async fn shutdown(&self) {
+        self.pool.close_all().await;
+    }
+}
+
+impl Listener {
+    fn clone_listener(&self) -> Listener {
+        match self {
+            Self::Session(peer) => Self::Session(peer.clone()),
+            Self::Subscription(sink) => Self::Subscription(sink.clone()),
+        }
+    }
+}
+
+/// Fetches every page of every list the upstream declared.
+async fn fetch_catalog(peer: &Peer<rmcp::RoleClient>) -> Result<Catalog, String> {
+    let capabilities = peer
+        .peer_info()
+        .map(|info| info.capabilities.clone())
+        .unwrap_or_default();
+    let describe = |what: &'static str| move |e: rmcp::ServiceError| format!("{what}: {e}");
+    let tools = match capabilities.tools {
+        Some(_) => descriptors(
+            peer.list_all_tools()
+                .await
+                .map_err(describe("tools/list"))?,
+        ),
+        None => Vec::new(),
+    };
+    let prompts = match capabilities.prompts {
+        Some(_) => descriptors(
+            peer.list_all_prompts()
+                .await
+                .map_err(describe("prompts/list"))?,
+        ),
+        None => Vec::new(),
+    };
+    let (resources, templates) = match capabilities.resources {
+        Some(_) => (
+            descriptors(
+                peer.list_all_resources()
+                    .await
+                    .map_err(describe("resources/list"))?,
+            ),
+            descriptors(
+                peer.list_all_resource_templates()
+                    .await
+                    .map_err(describe("resources/templates/list"))?,
+            ),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(Catalog::new(
+        tools,
+        resources,
+        templates,
+        prompts,
+        Utc::now(),
+    ))
+}
+
+fn descriptors<T: serde::Serialize>(items: Vec<T>) -> Vec<Descriptor> {
+    items
+        .iter()
+        .filter_map(|item| {
+            serde_json::to_value(item)
+                .ok()
+                .and_then(Descriptor::from_value)
+        })
+        .collect()
+}

@@ -1,0 +1,613 @@
+//! The downstream MCP server: one rmcp `ServerHandler` for `/mcp` (every enabled
+//! upstream, exposed names) and `/mcp/servers/{name}` (one upstream, original names).
+//! Lists are answered from the catalog snapshot; calls are forwarded to the owning
+//! upstream with arguments and results untouched, while progress, logging and
+//! server-to-client requests of the upstream are relayed to the calling client.
+
+use std::time::Duration;
+
+use gateway_domain::{Cursor, ServerName, UpstreamServer};
+use gateway_router::snapshot::{Exposed, ListKind, Route};
+use rmcp::model::{
+    CacheScope, CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest,
+    CompleteRequest, CompleteRequestParams, CompleteResult, ErrorCode, ErrorData, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProgressToken, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, Reference, RequestMetaObject, ResultType, ServerCapabilities,
+    ServerConfig, ServerResult, SetLevelRequestParams, SubscriptionFilter,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{RoleServer, ServerHandler};
+use std::sync::Arc;
+
+use super::runtime::{McpItem, McpRuntime, Scope};
+use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, UpstreamError};
+
+/// JSON-RPC error codes of the gateway (implementation-defined range), documented
+/// in `docs/mcp.md`.
+pub mod codes {
+    use rmcp::model::ErrorCode;
+
+    /// The upstream could not be reached (connection refused, backoff after failures).
+    pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32031);
+    /// The upstream did not answer within the request timeout.
+    pub const UPSTREAM_TIMEOUT: ErrorCode = ErrorCode(-32032);
+    /// The upstream failed while serving the request (session lost, transport error).
+    pub const UPSTREAM_FAILED: ErrorCode = ErrorCode(-32033);
+    /// The server exists in the registry but is disabled.
+    pub const SERVER_DISABLED: ErrorCode = ErrorCode(-32034);
+}
+
+/// How long clients may cache a list (2026-07-28 `ttlMs`); `list_changed` still
+/// invalidates it at once. Private: lists will depend on the caller's roles.
+const LIST_TTL_MS: u64 = 60_000;
+
+/// The handler rmcp instantiates for each session (and each stateless request).
+#[derive(Clone)]
+pub struct GatewayServer {
+    runtime: Arc<McpRuntime>,
+}
+
+impl GatewayServer {
+    /// A handler over the shared runtime.
+    pub fn new(runtime: Arc<McpRuntime>) -> Self {
+        Self { runtime }
+    }
+}
+
+/// `/mcp/servers/{name}` → that server; `/mcp` → the aggregate endpoint.
+fn scope_of(extensions: &rmcp::model::Extensions) -> Result<Scope, ErrorData> {
+    let Some(parts) = extensions.get::<http::request::Parts>() else {
+        return Ok(None);
+    };
+    let path = parts.uri.path();
+    match path.split_once("/servers/") {
+        Some((_, rest)) => {
+            let name = rest.trim_end_matches('/');
+            ServerName::parse(name).map(Some).map_err(|_| {
+                ErrorData::invalid_request(format!("`{name}` is not a server name"), None)
+            })
+        }
+        None => Ok(None),
+    }
+}
+
+fn invalid_cursor() -> ErrorData {
+    ErrorData::invalid_params("cursor is not one this gateway issued", None)
+}
+
+/// Decodes a list cursor into the key after which the page starts.
+fn after(params: Option<&PaginatedRequestParams>) -> Result<Option<String>, ErrorData> {
+    match params.and_then(|p| p.cursor.as_deref()) {
+        None | Some("") => Ok(None),
+        Some(text) => {
+            let cursor = Cursor::decode(text, 1).map_err(|_| invalid_cursor())?;
+            Ok(cursor.key().first().cloned())
+        }
+    }
+}
+
+fn next_cursor<P>(page: &[Exposed<P>], more: bool) -> Option<String> {
+    more.then(|| {
+        page.last()
+            .map(|last| Cursor::after(vec![last.key.clone()]).encode())
+    })
+    .flatten()
+}
+
+/// Drops the downstream hop's own `_meta` (progress token, protocol fields); the
+/// upstream hop sets its own. Application keys pass through.
+fn upstream_meta(meta: Option<RequestMetaObject>) -> Option<RequestMetaObject> {
+    let mut meta = meta?;
+    meta.0
+        .0
+        .retain(|key, _| key != "progressToken" && !key.starts_with("io.modelcontextprotocol/"));
+    (!meta.0.0.is_empty()).then_some(meta)
+}
+
+fn unavailable(server: &ServerName, reason: String) -> ErrorData {
+    ErrorData::new(
+        codes::UPSTREAM_UNAVAILABLE,
+        reason,
+        Some(serde_json::json!({"server": server.as_str()})),
+    )
+}
+
+fn upstream_error(error: UpstreamError) -> ErrorData {
+    match &error {
+        UpstreamError::Connect { server, .. } | UpstreamError::Backoff { server, .. } => {
+            unavailable(server, error.to_string())
+        }
+        UpstreamError::Failed { server, .. } => ErrorData::new(
+            codes::UPSTREAM_FAILED,
+            error.to_string(),
+            Some(serde_json::json!({"server": server.as_str()})),
+        ),
+    }
+}
+
+/// An upstream's own JSON-RPC error passes through untouched; anything else that
+/// went wrong on the hop is the gateway's `UPSTREAM_FAILED`.
+fn service_error(server: &ServerName, error: rmcp::ServiceError) -> ErrorData {
+    match error {
+        rmcp::ServiceError::McpError(data) => data,
+        other => ErrorData::new(
+            codes::UPSTREAM_FAILED,
+            format!("upstream `{server}` failed: {other}"),
+            Some(serde_json::json!({"server": server.as_str()})),
+        ),
+    }
+}
+
+impl GatewayServer {
+    /// The routed item and its enabled server, or the documented error.
+    fn resolve(
+        &self,
+        kind: ListKind,
+        scope: &Scope,
+        key: &str,
+    ) -> Result<(Route, UpstreamServer), ErrorData> {
+        let current = self.runtime.current();
+        let what = match kind {
+            ListKind::Tools => "tool",
+            ListKind::Prompts => "prompt",
+            ListKind::Resources | ListKind::ResourceTemplates => "resource",
+        };
+        let route = match kind {
+            ListKind::Resources | ListKind::ResourceTemplates => {
+                current.snapshot.route_resource(scope.as_ref(), key)
+            }
+            _ => current
+                .snapshot
+                .route(kind, scope.as_ref(), key)
+                .map(|exposed| exposed.route.clone()),
+        };
+        let Some(route) = route else {
+            if let Some(server) = scope.as_ref().filter(|s| !current.snapshot.has_server(s)) {
+                return Err(self.missing_server(server));
+            }
+            let message = format!("unknown {what} `{key}`");
+            return Err(match kind {
+                ListKind::Resources | ListKind::ResourceTemplates => {
+                    ErrorData::resource_not_found(message, Some(serde_json::json!({"uri": key})))
+                }
+                _ => ErrorData::invalid_params(message, None),
+            });
+        };
+        let server = current
+            .servers
+            .get(&route.server_id)
+            .cloned()
+            .ok_or_else(|| self.missing_server(&route.server))?;
+        Ok((route, server))
+    }
+
+    fn missing_server(&self, server: &ServerName) -> ErrorData {
+        ErrorData::new(
+            codes::SERVER_DISABLED,
+            format!("server `{server}` is not registered or is disabled"),
+            Some(serde_json::json!({"server": server.as_str()})),
+        )
+    }
+
+    /// Forwards one request and relays what the upstream sends meanwhile, until the
+    /// answer, the timeout or the client's cancellation.
+    async fn forward(
+        &self,
+        server: &UpstreamServer,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let name = &server.spec.name;
+        let timeout = server
+            .spec
+            .request_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.runtime.settings.request_timeout);
+        let mut pending = self
+            .runtime
+            .pool
+            .start(server, request)
+            .await
+            .map_err(upstream_error)?;
+        let client_token = ctx.meta.get_progress_token();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                _ = ctx.ct.cancelled() => {
+                    pending.cancel("the client cancelled the request").await;
+                    return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
+                }
+                _ = &mut deadline => {
+                    pending.cancel("the gateway's request timeout expired").await;
+                    return Err(ErrorData::new(
+                        codes::UPSTREAM_TIMEOUT,
+                        format!("upstream `{name}` did not answer within {} ms", timeout.as_millis()),
+                        Some(serde_json::json!({"server": name.as_str(), "timeoutMs": timeout.as_millis()})),
+                    ));
+                }
+                Some(event) = pending.events.recv() => relay(event, ctx, client_token.as_ref()).await,
+                result = &mut pending.response => break result,
+            }
+        };
+        // Progress sent just before the result may still be queued: deliver it first.
+        tokio::task::yield_now().await;
+        while let Ok(event) = pending.events.try_recv() {
+            relay(event, ctx, client_token.as_ref()).await;
+        }
+        outcome.map_err(|error| service_error(name, error))
+    }
+
+    fn page<R>(
+        &self,
+        kind: ListKind,
+        request: Option<&PaginatedRequestParams>,
+        ctx: &RequestContext<RoleServer>,
+        pick: impl Fn(&McpItem) -> Option<R>,
+    ) -> Result<(Vec<R>, Option<String>), ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let current = self.runtime.current();
+        if let Some(server) = scope.as_ref().filter(|s| !current.snapshot.has_server(s)) {
+            return Err(self.missing_server(server));
+        }
+        let after = after(request)?;
+        let (items, more) = current.snapshot.page(
+            kind,
+            scope.as_ref(),
+            after.as_deref(),
+            self.runtime.settings.page_size,
+        );
+        Ok((
+            items.iter().filter_map(|e| pick(&e.item)).collect(),
+            next_cursor(items, more),
+        ))
+    }
+}
+
+async fn relay(
+    event: CallEvent,
+    ctx: &RequestContext<RoleServer>,
+    client_token: Option<&ProgressToken>,
+) {
+    let peer = &ctx.peer;
+    match event {
+        CallEvent::Progress(progress) => {
+            if let Some(token) = client_token {
+                let mut forwarded =
+                    ProgressNotificationParam::new(token.clone(), progress.progress);
+                forwarded.total = progress.total;
+                forwarded.message = progress.message;
+                let _ = peer.notify_progress(forwarded).await;
+            }
+        }
+        CallEvent::Log(message) => {
+            let _ = peer.notify_logging_message(message).await;
+        }
+        CallEvent::Request(request, reply) => {
+            let answer = match request {
+                ForwardedRequest::Sampling(params) => peer
+                    .create_message(params)
+                    .await
+                    .map(ForwardedReply::Sampling),
+                ForwardedRequest::Elicitation(params) => peer
+                    .create_elicitation(params)
+                    .await
+                    .map(ForwardedReply::Elicitation),
+                ForwardedRequest::Roots => peer.list_roots().await.map(ForwardedReply::Roots),
+            };
+            let _ = reply.send(answer.map_err(|error| match error {
+                rmcp::ServiceError::McpError(data) => data,
+                other => {
+                    ErrorData::internal_error(format!("the client could not answer: {other}"), None)
+                }
+            }));
+        }
+    }
+}
+
+impl ServerHandler for GatewayServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_logging()
+            .enable_completions()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "MCP Registry Gateway: the tools, prompts and resources of every registered MCP server. \
+                 On /mcp names carry their server (<server>__<name>); /mcp/servers/<name> serves one server as it is.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let (tools, next) =
+            self.page(ListKind::Tools, request.as_ref(), &ctx, |item| match item {
+                McpItem::Tool(tool) => Some(tool.clone()),
+                _ => None,
+            })?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        result.ttl_ms = Some(LIST_TTL_MS);
+        result.cache_scope = Some(CacheScope::Private);
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let (route, server) = self.resolve(ListKind::Tools, &scope, &request.name)?;
+        let mut upstream = request;
+        upstream.name = route.original.into();
+        upstream.meta = upstream_meta(upstream.meta.take());
+        match self
+            .forward(
+                &server,
+                ClientRequest::CallToolRequest(CallToolRequest::new(upstream)),
+                &ctx,
+            )
+            .await?
+        {
+            ServerResult::CallToolResult(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+            other => Err(unexpected(&server.spec.name, &other)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let (prompts, next) =
+            self.page(
+                ListKind::Prompts,
+                request.as_ref(),
+                &ctx,
+                |item| match item {
+                    McpItem::Prompt(prompt) => Some(prompt.clone()),
+                    _ => None,
+                },
+            )?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next;
+        result.ttl_ms = Some(LIST_TTL_MS);
+        result.cache_scope = Some(CacheScope::Private);
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let (route, server) = self.resolve(ListKind::Prompts, &scope, &request.name)?;
+        let mut upstream = request;
+        upstream.name = route.original;
+        upstream.meta = upstream_meta(upstream.meta.take());
+        match self
+            .forward(
+                &server,
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream)),
+                &ctx,
+            )
+            .await?
+        {
+            ServerResult::GetPromptResult(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(GetPromptResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
+            other => Err(unexpected(&server.spec.name, &other)),
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let (resources, next) =
+            self.page(
+                ListKind::Resources,
+                request.as_ref(),
+                &ctx,
+                |item| match item {
+                    McpItem::Resource(resource) => Some(resource.clone()),
+                    _ => None,
+                },
+            )?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next;
+        result.ttl_ms = Some(LIST_TTL_MS);
+        result.cache_scope = Some(CacheScope::Private);
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let (templates, next) = self.page(
+            ListKind::ResourceTemplates,
+            request.as_ref(),
+            &ctx,
+            |item| match item {
+                McpItem::Template(template) => Some(template.clone()),
+                _ => None,
+            },
+        )?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates);
+        result.next_cursor = next;
+        result.ttl_ms = Some(LIST_TTL_MS);
+        result.cache_scope = Some(CacheScope::Private);
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let (route, server) = self.resolve(ListKind::Resources, &scope, &request.uri)?;
+        let exposed_uri = request.uri.clone();
+        let mut upstream = request;
+        upstream.uri = route.original.clone();
+        upstream.meta = upstream_meta(upstream.meta.take());
+        match self
+            .forward(
+                &server,
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream)),
+                &ctx,
+            )
+            .await?
+        {
+            ServerResult::ReadResourceResult(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                result.ttl_ms.get_or_insert(0);
+                result.cache_scope.get_or_insert(CacheScope::Private);
+                // Contents name the URI the client asked for, so it can match them up.
+                if scope.is_none() {
+                    for content in &mut result.contents {
+                        rename_content_uri(content, &route.original, &exposed_uri);
+                    }
+                }
+                Ok(ReadResourceResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(ReadResourceResponse::InputRequired(result))
+            }
+            other => Err(unexpected(&server.spec.name, &other)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let mut upstream = request;
+        let (route, server) = match &mut upstream.r#ref {
+            Reference::Prompt(prompt) => {
+                let (route, server) = self.resolve(ListKind::Prompts, &scope, &prompt.name)?;
+                prompt.name = route.original.clone();
+                (route, server)
+            }
+            Reference::Resource(resource) => {
+                let (route, server) =
+                    self.resolve(ListKind::ResourceTemplates, &scope, &resource.uri)?;
+                resource.uri = route.original.clone();
+                (route, server)
+            }
+            _ => {
+                return Err(ErrorData::invalid_params(
+                    "unsupported completion reference",
+                    None,
+                ));
+            }
+        };
+        let _ = route;
+        upstream.meta = upstream_meta(upstream.meta.take());
+        match self
+            .forward(
+                &server,
+                ClientRequest::CompleteRequest(CompleteRequest::new(upstream)),
+                &ctx,
+            )
+            .await?
+        {
+            ServerResult::CompleteResult(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(result)
+            }
+            other => Err(unexpected(&server.spec.name, &other)),
+        }
+    }
+
+    async fn set_level(
+        &self,
+        _: SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Upstream log messages are relayed as the upstream sends them; the level is
+        // the upstream's own setting.
+        Ok(())
+    }
+
+    async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
+        match scope_of(&ctx.extensions) {
+            Ok(scope) => self.runtime.add_session_listener(scope, ctx.peer.clone()),
+            Err(error) => tracing::debug!(%error.message, "session on an unknown scope"),
+        }
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = requested.clone();
+        accepted.resource_subscriptions = None;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let scope = scope_of(&context.request_context().extensions)?;
+        self.runtime.add_subscription(scope, context.sink().clone());
+        context.cancelled().await;
+        Ok(())
+    }
+}
+
+fn unexpected(server: &ServerName, result: &ServerResult) -> ErrorData {
+    let kind = serde_json::to_value(result)
+        .ok()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    ErrorData::new(
+        codes::UPSTREAM_FAILED,
+        format!(
+            "upstream `{server}` answered with an unexpected result: {}",
+            kind.chars().take(200).collect::<String>()
+        ),
+        Some(serde_json::json!({"server": server.as_str()})),
+    )
+}
+
+fn rename_content_uri(content: &mut rmcp::model::ResourceContents, original: &str, exposed: &str) {
+    use rmcp::model::ResourceContents;
+    let uri = match content {
+        ResourceContents::TextResourceContents { uri, .. }
+        | ResourceContents::BlobResourceContents { uri, .. } => uri,
+        _ => return,
+    };
+    if uri == original {
+        *uri = exposed.to_owned();
+    }
+}

@@ -1,0 +1,64 @@
+//! Mounts the MCP server on actix-web with rmcp's Streamable HTTP transport (via
+//! rmcp-actix-web): `/mcp` and `/mcp/servers/{name}`, each with its own session
+//! space. rmcp serves both protocol eras on the same route: `initialize` and
+//! `Mcp-Session-Id` sessions for 2025-03-26…2025-11-25 clients, stateless requests
+//! with per-request `_meta` and the `Mcp-Method`/`Mcp-Name` headers for 2026-07-28.
+
+use std::sync::Arc;
+
+use rmcp_actix_web::transport::{LocalSessionManager, StreamableHttpService};
+
+use super::runtime::McpRuntime;
+use super::server::GatewayServer;
+
+/// What the operator controls about the MCP endpoint's HTTP side.
+#[derive(Debug, Clone, Default)]
+pub struct McpHttpSettings {
+    /// `Host` values accepted (DNS-rebinding protection); `None` keeps rmcp's
+    /// loopback-only default.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Browser `Origin`s accepted; any other origin gets 403. Requests without an
+    /// `Origin` (non-browser clients) pass.
+    pub allowed_origins: Vec<String>,
+    /// Largest JSON-RPC request body.
+    pub max_body_bytes: usize,
+}
+
+/// The two MCP services, built once and cloned into every HTTP worker.
+#[derive(Clone)]
+pub struct McpServices {
+    /// `/mcp`: every enabled upstream.
+    pub aggregate: StreamableHttpService<GatewayServer, LocalSessionManager>,
+    /// `/mcp/servers/{name}`: one upstream with its original names.
+    pub per_server: StreamableHttpService<GatewayServer, LocalSessionManager>,
+    /// The runtime behind both.
+    pub runtime: Arc<McpRuntime>,
+}
+
+fn build(
+    runtime: &Arc<McpRuntime>,
+    settings: &McpHttpSettings,
+) -> StreamableHttpService<GatewayServer, LocalSessionManager> {
+    let factory_runtime = runtime.clone();
+    StreamableHttpService::builder()
+        .service_factory(Arc::new(move || {
+            Ok(GatewayServer::new(factory_runtime.clone()))
+        }))
+        .session_manager(Arc::new(LocalSessionManager::default()))
+        .stateful_mode(true)
+        .maybe_allowed_hosts(settings.allowed_hosts.clone())
+        .allowed_origins(settings.allowed_origins.clone())
+        .max_request_body_bytes(settings.max_body_bytes)
+        .build()
+}
+
+impl McpServices {
+    /// Builds both services over `runtime`.
+    pub fn new(runtime: Arc<McpRuntime>, settings: &McpHttpSettings) -> Self {
+        Self {
+            aggregate: build(&runtime, settings),
+            per_server: build(&runtime, settings),
+            runtime,
+        }
+    }
+}

@@ -1,0 +1,651 @@
+//! Connections to upstream MCP servers: one long-lived rmcp client session per
+//! server, shared by every downstream call, over Streamable HTTP or a stdio child
+//! process. Sessions are opened lazily, re-opened with backoff after a failure, and
+//! negotiate the upstream's protocol era themselves (`server/discover`, falling back
+//! to `initialize`).
+//!
+//! Each forwarded request gets a channel of [`CallEvent`]s: progress, logging and
+//! server-to-client requests (sampling, elicitation, roots) that the upstream emits
+//! while serving it. The downstream handler that owns the call drains that channel,
+//! so those messages reach exactly the client whose call caused them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use gateway_domain::{ServerId, ServerName, Transport, UpstreamServer};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequestParams,
+    CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorData, Implementation,
+    ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
+    ProtocolVersion, RequestId, ServerResult,
+};
+use rmcp::service::{
+    ClientLifecycleMode, ClientServiceExt, InboundStreamOrigin, NotificationContext, Peer,
+    PeerRequestOptions, RequestContext, RunningService,
+};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, RoleClient};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+/// How upstream connections behave.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Longest wait for a new session (connect + handshake).
+    pub connect_timeout: Duration,
+    /// First wait before reconnecting after a failure; doubles up to 30 s.
+    pub reconnect_backoff: Duration,
+    /// Largest JSON response accepted from an HTTP upstream.
+    pub max_response_bytes: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            reconnect_backoff: Duration::from_millis(500),
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why an upstream could not serve a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// No session could be opened.
+    #[error("cannot connect to upstream `{server}`: {reason}")]
+    Connect {
+        /// The upstream.
+        server: ServerName,
+        /// Why.
+        reason: String,
+    },
+    /// A recent connection attempt failed; the next one waits for the backoff.
+    #[error(
+        "upstream `{server}` is unavailable (last error: {reason}); retrying in {retry_in_ms} ms"
+    )]
+    Backoff {
+        /// The upstream.
+        server: ServerName,
+        /// The last connection error.
+        reason: String,
+        /// When the next attempt is allowed.
+        retry_in_ms: u64,
+    },
+    /// The request failed on the way or the upstream closed the session.
+    #[error("upstream `{server}` failed: {reason}")]
+    Failed {
+        /// The upstream.
+        server: ServerName,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Something the upstream sent while serving one forwarded request.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// `notifications/progress` for the request (token still the upstream's).
+    Progress(ProgressNotificationParam),
+    /// `notifications/message` sent on the request's stream.
+    Log(LoggingMessageNotificationParam),
+    /// A server-to-client request that the downstream client must answer.
+    Request(
+        ForwardedRequest,
+        oneshot::Sender<Result<ForwardedReply, ErrorData>>,
+    ),
+}
+
+/// Server-to-client requests the gateway relays.
+#[derive(Debug)]
+pub enum ForwardedRequest {
+    /// `sampling/createMessage`.
+    Sampling(CreateMessageRequestParams),
+    /// `elicitation/create`.
+    Elicitation(ElicitRequestParams),
+    /// `roots/list`.
+    Roots,
+}
+
+/// The downstream client's answers to [`ForwardedRequest`]s.
+#[derive(Debug)]
+pub enum ForwardedReply {
+    /// Answer to sampling.
+    Sampling(CreateMessageResult),
+    /// Answer to elicitation.
+    Elicitation(ElicitResult),
+    /// Answer to roots/list.
+    Roots(ListRootsResult),
+}
+
+/// Connection-level news the runtime acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// The upstream said its tools, prompts or resources changed.
+    ListChanged(ServerId),
+}
+
+/// Forwarded requests in flight on one connection, so upstream messages find the
+/// downstream call they belong to.
+#[derive(Default)]
+struct InFlightTable {
+    by_request: HashMap<RequestId, mpsc::Sender<CallEvent>>,
+    by_token: HashMap<ProgressToken, RequestId>,
+}
+
+#[derive(Default)]
+struct InFlight(Mutex<InFlightTable>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InFlightTable> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn insert(&self, id: RequestId, token: ProgressToken, sender: mpsc::Sender<CallEvent>) {
+        let mut table = self.lock();
+        table.by_request.insert(id.clone(), sender);
+        table.by_token.insert(token, id);
+    }
+
+    fn remove(&self, id: &RequestId) {
+        let mut table = self.lock();
+        table.by_request.remove(id);
+        table.by_token.retain(|_, request| request != id);
+    }
+
+    fn by_token(&self, token: &ProgressToken) -> Option<mpsc::Sender<CallEvent>> {
+        let table = self.lock();
+        table
+            .by_token
+            .get(token)
+            .and_then(|id| table.by_request.get(id))
+            .cloned()
+    }
+
+    /// The call a message belongs to: the request whose response stream carried it
+    /// (HTTP upstreams), or the only call in flight (stdio has no per-request streams).
+    fn by_origin(&self, extensions: &rmcp::model::Extensions) -> Option<mpsc::Sender<CallEvent>> {
+        let table = self.lock();
+        match extensions.get::<InboundStreamOrigin>() {
+            Some(InboundStreamOrigin::OutboundRequest(id)) => table.by_request.get(id).cloned(),
+            _ if table.by_request.len() == 1 => table.by_request.values().next().cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// The rmcp client handler of one upstream session: routes what the upstream sends
+/// to the call it belongs to, and list changes to the runtime.
+#[derive(Clone)]
+struct GatewayClient {
+    server: ServerName,
+    server_id: ServerId,
+    in_flight: Arc<InFlight>,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+}
+
+impl GatewayClient {
+    async fn relay(
+        &self,
+        extensions: &rmcp::model::Extensions,
+        request: ForwardedRequest,
+    ) -> Result<ForwardedReply, ErrorData> {
+        let Some(call) = self.in_flight.by_origin(extensions) else {
+            if matches!(request, ForwardedRequest::Roots) {
+                // Outside a client's call there are no client roots to offer.
+                return Ok(ForwardedReply::Roots(ListRootsResult::default()));
+            }
+            return Err(ErrorData::invalid_request(
+                "the gateway cannot tell which client call this request belongs to; it relays server-to-client \
+                 requests only while serving that client's call",
+                None,
+            ));
+        };
+        let (reply, answer) = oneshot::channel();
+        call.send(CallEvent::Request(request, reply))
+            .await
+            .map_err(|_| {
+                ErrorData::internal_error("the client call this request belongs to has ended", None)
+            })?;
+        answer.await.map_err(|_| {
+            ErrorData::internal_error("the client call ended before answering", None)
+        })?
+    }
+}
+
+impl ClientHandler for GatewayClient {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = ClientCapabilities::builder()
+            .enable_roots()
+            .enable_sampling()
+            .enable_elicitation()
+            .build();
+        ClientConfig::new(
+            capabilities,
+            Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        if let Some(call) = self.in_flight.by_token(&params.progress_token) {
+            let _ = call.send(CallEvent::Progress(params)).await;
+        }
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        context: NotificationContext<RoleClient>,
+    ) {
+        match self.in_flight.by_origin(&context.extensions) {
+            Some(call) => {
+                let _ = call.send(CallEvent::Log(params)).await;
+            }
+            None => {
+                tracing::info!(server = %self.server, level = ?params.level, data = %params.data, "upstream log message")
+            }
+        }
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        match self
+            .relay(&context.extensions, ForwardedRequest::Sampling(params))
+            .await?
+        {
+            ForwardedReply::Sampling(result) => Ok(result),
+            _ => Err(ErrorData::internal_error(
+                "mismatched reply to sampling",
+                None,
+            )),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        match self
+            .relay(&context.extensions, ForwardedRequest::Elicitation(params))
+            .await?
+        {
+            ForwardedReply::Elicitation(result) => Ok(result),
+            _ => Err(ErrorData::internal_error(
+                "mismatched reply to elicitation",
+                None,
+            )),
+        }
+    }
+
+    async fn list_roots(
+        &self,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        match self
+            .relay(&context.extensions, ForwardedRequest::Roots)
+            .await?
+        {
+            ForwardedReply::Roots(result) => Ok(result),
+            _ => Err(ErrorData::internal_error(
+                "mismatched reply to roots/list",
+                None,
+            )),
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.events.send(UpstreamEvent::ListChanged(self.server_id));
+    }
+
+    async fn on_prompt_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.events.send(UpstreamEvent::ListChanged(self.server_id));
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.events.send(UpstreamEvent::ListChanged(self.server_id));
+    }
+}
+
+/// An open upstream session.
+struct Session {
+    service: RunningService<RoleClient, GatewayClient>,
+    /// The spec version it was opened for: a changed spec means a new session.
+    spec_version: i64,
+}
+
+/// What a connection is doing now.
+enum State {
+    Idle,
+    Open(Session),
+    Failed {
+        reason: String,
+        retry_at: Instant,
+        backoff: Duration,
+    },
+}
+
+/// One upstream's connection slot.
+struct Connection {
+    state: tokio::sync::Mutex<State>,
+    in_flight: Arc<InFlight>,
+}
+
+/// A forwarded request whose answer is pending.
+pub struct PendingCall {
+    /// The upstream's answer (or its JSON-RPC error) when it comes.
+    pub response: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<ServerResult, rmcp::ServiceError>> + Send>,
+    >,
+    /// Messages the upstream sends while serving it.
+    pub events: mpsc::Receiver<CallEvent>,
+    peer: Peer<RoleClient>,
+    id: RequestId,
+    in_flight: Arc<InFlight>,
+}
+
+impl PendingCall {
+    /// Sends `notifications/cancelled` upstream (the client gave up or the call timed out).
+    pub async fn cancel(&mut self, reason: &str) {
+        let params = rmcp::model::CancelledNotificationParam::new(
+            Some(self.id.clone()),
+            Some(reason.to_owned()),
+        );
+        let _ = self.peer.notify_cancelled(params).await;
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        self.in_flight.remove(&self.id);
+    }
+}
+
+/// Every upstream connection of the process.
+pub struct UpstreamPool {
+    connections: Mutex<HashMap<ServerId, Arc<Connection>>>,
+    settings: UpstreamSettings,
+    http: reqwest::Client,
+    events: mpsc::UnboundedSender<UpstreamEvent>,
+}
+
+/// Headers may contain only visible ASCII; the domain already refused CR/LF.
+fn header_map(
+    headers: &BTreeMap<String, gateway_domain::Secret>,
+) -> Result<HashMap<http::HeaderName, http::HeaderValue>, String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name =
+                http::HeaderName::from_str(name).map_err(|e| format!("header {name}: {e}"))?;
+            let value = http::HeaderValue::from_str(value.expose())
+                .map_err(|_| format!("header {name}: invalid value"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+impl UpstreamPool {
+    /// A pool whose connections report list changes on `events`.
+    pub fn new(
+        settings: UpstreamSettings,
+        events: mpsc::UnboundedSender<UpstreamEvent>,
+    ) -> Result<Self, String> {
+        // reqwest is built without a TLS provider of its own; the process uses ring.
+        // Installing twice (several runtimes in one test process) is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // Static credentials must never follow a redirect to another origin.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt.previous().last().is_some_and(|previous| {
+                    previous.scheme() == attempt.url().scheme()
+                        && previous.host_str() == attempt.url().host_str()
+                        && previous.port_or_known_default() == attempt.url().port_or_known_default()
+                });
+                if same_origin && attempt.previous().len() < 5 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
+            .build()
+            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        Ok(Self {
+            connections: Mutex::new(HashMap::new()),
+            settings,
+            http,
+            events,
+        })
+    }
+
+    fn connection(&self, id: ServerId) -> Arc<Connection> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connections
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(Connection {
+                    state: tokio::sync::Mutex::new(State::Idle),
+                    in_flight: Arc::new(InFlight::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// The session peer for `server`, opening a session if needed. Returns the peer
+    /// and the negotiated protocol version.
+    pub async fn peer(
+        &self,
+        server: &UpstreamServer,
+    ) -> Result<(Peer<RoleClient>, Option<String>), UpstreamError> {
+        let connection = self.connection(server.id);
+        let mut state = connection.state.lock().await;
+        if let State::Open(session) = &*state {
+            if session.spec_version == server.version && !session.service.is_transport_closed() {
+                let version = negotiated_version(&session.service);
+                return Ok((session.service.peer().clone(), version));
+            }
+        }
+        let backoff = match &*state {
+            State::Failed {
+                reason,
+                retry_at,
+                backoff,
+            } => {
+                let now = Instant::now();
+                if now < *retry_at {
+                    return Err(UpstreamError::Backoff {
+                        server: server.spec.name.clone(),
+                        reason: reason.clone(),
+                        retry_in_ms: u64::try_from(retry_at.duration_since(now).as_millis())
+                            .unwrap_or(u64::MAX),
+                    });
+                }
+                (*backoff * 2).min(Duration::from_secs(30))
+            }
+            _ => self.settings.reconnect_backoff,
+        };
+        if let State::Open(session) = std::mem::replace(&mut *state, State::Idle) {
+            let _ = session.service.cancel().await;
+        }
+        let client = GatewayClient {
+            server: server.spec.name.clone(),
+            server_id: server.id,
+            in_flight: connection.in_flight.clone(),
+            events: self.events.clone(),
+        };
+        match tokio::time::timeout(self.settings.connect_timeout, self.open(server, client)).await {
+            Ok(Ok(service)) => {
+                let peer = service.peer().clone();
+                let version = negotiated_version(&service);
+                tracing::info!(server = %server.spec.name, protocol = version.as_deref().unwrap_or("unknown"), "upstream session opened");
+                *state = State::Open(Session {
+                    service,
+                    spec_version: server.version,
+                });
+                Ok((peer, version))
+            }
+            outcome => {
+                let reason = match outcome {
+                    Ok(Err(reason)) => reason,
+                    _ => format!(
+                        "no session within {} ms",
+                        self.settings.connect_timeout.as_millis()
+                    ),
+                };
+                tracing::warn!(server = %server.spec.name, %reason, "upstream connection failed");
+                *state = State::Failed {
+                    reason: reason.clone(),
+                    retry_at: Instant::now() + backoff,
+                    backoff,
+                };
+                Err(UpstreamError::Connect {
+                    server: server.spec.name.clone(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    async fn open(
+        &self,
+        server: &UpstreamServer,
+        client: GatewayClient,
+    ) -> Result<RunningService<RoleClient, GatewayClient>, String> {
+        let lifecycle = ClientLifecycleMode::Auto {
+            preferred_versions: ProtocolVersion::KNOWN_VERSIONS
+                .iter()
+                .rev()
+                .cloned()
+                .collect(),
+            legacy_version: None,
+        };
+        match &server.spec.transport {
+            Transport::StreamableHttp { url, headers } => {
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .custom_headers(header_map(headers)?)
+                    .max_json_response_size(self.settings.max_response_bytes);
+                let mut config = config;
+                config.reinit_on_expired_session = true;
+                let transport =
+                    StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                client
+                    .serve_with_lifecycle(transport, lifecycle)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let mut process = tokio::process::Command::new(command);
+                process.args(args).kill_on_drop(true);
+                process.envs(env.iter().map(|(k, v)| (k.as_str(), v.expose())));
+                if let Some(dir) = cwd {
+                    process.current_dir(dir);
+                }
+                let (transport, stderr) = TokioChildProcess::builder(process)
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+                if let Some(stderr) = stderr {
+                    let name = server.spec.name.clone();
+                    tokio::spawn(async move {
+                        let mut lines = tokio::io::BufReader::new(stderr).lines();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            tracing::info!(server = %name, "upstream stderr: {line}");
+                        }
+                    });
+                }
+                client
+                    .serve_with_lifecycle(transport, lifecycle)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Sends `request` to `server`, registering a channel for what the upstream sends
+    /// while serving it.
+    pub async fn start(
+        &self,
+        server: &UpstreamServer,
+        request: ClientRequest,
+    ) -> Result<PendingCall, UpstreamError> {
+        let (peer, _) = self.peer(server).await?;
+        let connection = self.connection(server.id);
+        let handle = peer
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await
+            .map_err(|e| UpstreamError::Failed {
+                server: server.spec.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let (sender, events) = mpsc::channel(64);
+        let id = handle.id.clone();
+        connection
+            .in_flight
+            .insert(id.clone(), handle.progress_token.clone(), sender);
+        Ok(PendingCall {
+            response: Box::pin(handle.await_response()),
+            events,
+            peer,
+            id,
+            in_flight: connection.in_flight.clone(),
+        })
+    }
+
+    /// Closes the session of a server (removed, disabled, or its spec changed).
+    pub async fn close(&self, id: ServerId) {
+        let connection = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        if let Some(connection) = connection {
+            if let State::Open(session) =
+                std::mem::replace(&mut *connection.state.lock().await, State::Idle)
+            {
+                let _ = session.service.cancel().await;
+            }
+        }
+    }
+
+    /// Closes every session (stdio children are terminated), at shutdown.
+    pub async fn close_all(&self) {
+        let ids: Vec<ServerId> = self
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect();
+        for id in ids {
+            self.close(id).await;
+        }
+    }
+}
+
+fn negotiated_version(service: &RunningService<RoleClient, GatewayClient>) -> Option<String> {
+    service
+        .peer()
+        .peer_info()
+        .map(|info| info.protocol_version.to_string())
+}
