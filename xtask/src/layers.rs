@@ -46,7 +46,10 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
         ),
         (
             "gateway-transport",
-            (&["gateway-domain", "gateway-registry"][..], false),
+            (
+                &["gateway-domain", "gateway-registry", "gateway-router"][..],
+                false,
+            ),
         ),
     ])
 }

@@ -234,7 +234,7 @@ fn sigterm(child: &Child) {
 async fn serves_json_logs_and_shuts_down_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
     let running = start(dir.path(), &[]);
-    let client = reqwest::Client::new();
+    let client = gateway_test_support::http_client();
     let base = format!("http://127.0.0.1:{}", running.port);
     let response = client
         .get(format!("{base}/health"))
@@ -334,7 +334,9 @@ async fn postgres_schema_must_be_migrated_first() {
     assert_eq!(code, 0, "migrating twice is harmless");
 
     let running = start_with_database(dir.path(), &url);
-    let response = reqwest::get(format!("http://127.0.0.1:{}/ready", running.port))
+    let response = gateway_test_support::http_client()
+        .get(format!("http://127.0.0.1:{}/ready", running.port))
+        .send()
         .await
         .expect("ready");
     assert_eq!(response.status(), 200);
@@ -360,7 +362,7 @@ async fn in_flight_requests_finish_during_shutdown() {
             .map(|chunk| (Ok::<_, std::io::Error>(chunk), receiver))
     });
     let request = tokio::spawn(
-        reqwest::Client::new()
+        gateway_test_support::http_client()
             .post(url.clone())
             .header("content-type", "application/json")
             .body(reqwest::Body::wrap_stream(stream))
@@ -371,7 +373,7 @@ async fn in_flight_requests_finish_during_shutdown() {
 
     sigterm(&running.child);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let refused = reqwest::Client::new()
+    let refused = gateway_test_support::http_client()
         .get(url.replace("/api/v1/servers", "/health"))
         .send()
         .await;

@@ -8,10 +8,7 @@ use gateway_domain::{
     Catalog, CatalogRepository, Descriptor, Page, PageRequest, RepositoryError, ServerId,
     ServerName, ToolHit,
 };
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
 
 use crate::connect::Store;
@@ -48,7 +45,7 @@ fn from_json(server: ServerId, value: Value) -> Result<Vec<Descriptor>, Reposito
 impl CatalogRepository for Store {
     async fn replace(&self, id: ServerId, catalog: &Catalog) -> Result<(), RepositoryError> {
         let server_id = id.as_uuid();
-        let txn = self.db.begin().await.map_err(map_db_err)?;
+        let txn = self.begin_write().await?;
         let server = upstream_server::Entity::find_by_id(server_id)
             .one(&txn)
             .await

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use gateway_domain::ReadinessProbe;
 use gateway_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
 
 /// Which database engine a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +116,23 @@ impl Store {
                 reason: error.to_string(),
             })?;
         Ok(Self { db, backend })
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at `BEGIN`
+    /// (`IMMEDIATE`): two deferred transactions that both read and then write would
+    /// otherwise deadlock, and SQLite fails one at once with "database is locked"
+    /// instead of waiting out the busy timeout.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sea_orm::DatabaseTransaction, gateway_domain::RepositoryError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        self.db
+            .begin_with_options(options)
+            .await
+            .map_err(crate::error::map_db_err)
     }
 
     /// The engine behind this store.

@@ -13,8 +13,7 @@ use gateway_domain::{
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -251,7 +250,7 @@ impl ServerRepository for Store {
             ..Default::default()
         };
         apply_spec(&mut model, spec);
-        let txn = self.db.begin().await.map_err(map_db_err)?;
+        let txn = self.begin_write().await?;
         upstream_server::Entity::insert(model)
             .exec_without_returning(&txn)
             .await
@@ -350,7 +349,7 @@ impl ServerRepository for Store {
             ..Default::default()
         };
         apply_spec(&mut model, spec);
-        let txn = self.db.begin().await.map_err(map_db_err)?;
+        let txn = self.begin_write().await?;
         let result = upstream_server::Entity::update_many()
             .set(model)
             .filter(Column::Id.eq(id.as_uuid()))
@@ -389,7 +388,7 @@ impl ServerRepository for Store {
         expected_version: Option<i64>,
     ) -> Result<(), RepositoryError> {
         use upstream_server::Column;
-        let txn = self.db.begin().await.map_err(map_db_err)?;
+        let txn = self.begin_write().await?;
         let mut query = upstream_server::Entity::delete_many().filter(Column::Id.eq(id.as_uuid()));
         if let Some(version) = expected_version {
             query = query.filter(Column::Version.eq(version));

@@ -2,6 +2,8 @@
 //! (a temporary SQLite file, or a PostgreSQL database of its own when
 //! `TEST_DATABASE_URL` is set), so integration tests exercise real HTTP and real SQL.
 
+pub mod mcp;
+
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -9,6 +11,16 @@ use gateway_app::{Application, Settings};
 use gateway_persistence::Store;
 use sea_orm::{ConnectionTrait, Database};
 use tokio::task::JoinHandle;
+
+/// A plain HTTP client for tests. reqwest is built without a TLS provider of its
+/// own (the gateway uses ring), so one is installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
 
 /// Which database a test app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,10 +193,7 @@ impl TestApp {
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         let task = tokio::spawn(app.run_until_stopped(false));
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("HTTP client");
+        let client = http_client();
         Self {
             address,
             client,

@@ -7,6 +7,7 @@
 // gateway relays them between such peers.
 #![allow(deprecated)]
 
+pub mod guard;
 pub mod runtime;
 pub mod server;
 pub mod service;

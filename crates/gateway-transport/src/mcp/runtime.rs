@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use gateway_domain::{
     Catalog, Descriptor, HealthState, HealthStatus, RegistryEvent, RegistryListener, ServerId,
     ServerName, UpstreamServer,
@@ -305,7 +305,7 @@ impl McpRuntime {
                 );
                 HealthStatus {
                     state: HealthState::Healthy,
-                    checked_at: Some(Utc::now()),
+                    checked_at: Some(Utc::now().trunc_subsecs(6)),
                     latency_ms,
                     error: None,
                     protocol_version: version,
@@ -315,7 +315,7 @@ impl McpRuntime {
                 tracing::warn!(server = %server.spec.name, %reason, "discovery failed; serving the last known catalog");
                 HealthStatus {
                     state: HealthState::Unhealthy,
-                    checked_at: Some(Utc::now()),
+                    checked_at: Some(Utc::now().trunc_subsecs(6)),
                     latency_ms,
                     error: Some(reason),
                     protocol_version: server.health.protocol_version.clone(),

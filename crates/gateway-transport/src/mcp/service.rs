@@ -33,6 +33,8 @@ pub struct McpServices {
     pub per_server: StreamableHttpService<GatewayServer, LocalSessionManager>,
     /// The runtime behind both.
     pub runtime: Arc<McpRuntime>,
+    /// Largest JSON-RPC body accepted (checked before rmcp sees it).
+    pub max_body_bytes: usize,
 }
 
 fn build(
@@ -59,6 +61,7 @@ impl McpServices {
             aggregate: build(&runtime, settings),
             per_server: build(&runtime, settings),
             runtime,
+            max_body_bytes: settings.max_body_bytes,
         }
     }
 }

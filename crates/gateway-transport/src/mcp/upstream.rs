@@ -20,7 +20,7 @@ use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequestParams,
     CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorData, Implementation,
     ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
-    ProtocolVersion, RequestId, ServerResult,
+    ProtocolVersion, RequestId, ServerNotification, ServerResult, SubscriptionFilter,
 };
 use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, InboundStreamOrigin, NotificationContext, Peer,
@@ -455,11 +455,12 @@ impl UpstreamPool {
     ) -> Result<(Peer<RoleClient>, Option<String>), UpstreamError> {
         let connection = self.connection(server.id);
         let mut state = connection.state.lock().await;
-        if let State::Open(session) = &*state {
-            if session.spec_version == server.version && !session.service.is_transport_closed() {
-                let version = negotiated_version(&session.service);
-                return Ok((session.service.peer().clone(), version));
-            }
+        if let State::Open(session) = &*state
+            && session.spec_version == server.version
+            && !session.service.is_transport_closed()
+        {
+            let version = negotiated_version(&session.service);
+            return Ok((session.service.peer().clone(), version));
         }
         let backoff = match &*state {
             State::Failed {
@@ -493,6 +494,7 @@ impl UpstreamPool {
             Ok(Ok(service)) => {
                 let peer = service.peer().clone();
                 let version = negotiated_version(&service);
+                self.watch_list_changes(server, &peer);
                 tracing::info!(server = %server.spec.name, protocol = version.as_deref().unwrap_or("unknown"), "upstream session opened");
                 *state = State::Open(Session {
                     service,
@@ -582,6 +584,49 @@ impl UpstreamPool {
         }
     }
 
+    /// 2026-07-28 upstreams announce list changes only on a `subscriptions/listen`
+    /// stream; open one for the session's lifetime. (Session-based upstreams send them
+    /// unprompted, to [`GatewayClient`].)
+    fn watch_list_changes(&self, server: &UpstreamServer, peer: &Peer<RoleClient>) {
+        let modern = peer
+            .peer_info()
+            .is_some_and(|info| !info.protocol_version.has_initialize());
+        if !modern {
+            return;
+        }
+        let (peer, events, id, name) = (
+            peer.clone(),
+            self.events.clone(),
+            server.id,
+            server.spec.name.clone(),
+        );
+        tokio::spawn(async move {
+            let filter = SubscriptionFilter::builder()
+                .tools_list_changed()
+                .prompts_list_changed()
+                .resources_list_changed()
+                .build();
+            let mut subscription = match peer.listen(filter).await {
+                Ok(subscription) => subscription,
+                Err(error) => {
+                    tracing::info!(server = %name, %error, "upstream accepts no list-change subscription");
+                    return;
+                }
+            };
+            while let Ok(Some(notification)) = subscription.next().await {
+                let list_change = matches!(
+                    notification,
+                    ServerNotification::ToolListChangedNotification(_)
+                        | ServerNotification::PromptListChangedNotification(_)
+                        | ServerNotification::ResourceListChangedNotification(_)
+                );
+                if list_change && events.send(UpstreamEvent::ListChanged(id)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
     /// Sends `request` to `server`, registering a channel for what the upstream sends
     /// while serving it.
     pub async fn start(
@@ -619,12 +664,10 @@ impl UpstreamPool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
-        if let Some(connection) = connection {
-            if let State::Open(session) =
-                std::mem::replace(&mut *connection.state.lock().await, State::Idle)
-            {
-                let _ = session.service.cancel().await;
-            }
+        let Some(connection) = connection else { return };
+        let previous = std::mem::replace(&mut *connection.state.lock().await, State::Idle);
+        if let State::Open(session) = previous {
+            let _ = session.service.cancel().await;
         }
     }
 

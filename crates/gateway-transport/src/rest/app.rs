@@ -134,9 +134,15 @@ pub fn build_app(
     let mut app = app.app_data(Data::new(routes));
     if let Some(mcp) = mcp {
         // The per-server scope first: the `/mcp` scope would also claim its paths.
+        let limit = mcp.max_body_bytes;
+        let guard = move |req, next| crate::mcp::guard::guard(req, next, limit);
         app = app
-            .service(mcp.per_server.scope_with_path("/mcp/servers/{server}"))
-            .service(mcp.aggregate.scope_with_path("/mcp"));
+            .service(
+                mcp.per_server
+                    .scope_with_path("/mcp/servers/{server}")
+                    .wrap(from_fn(guard)),
+            )
+            .service(mcp.aggregate.scope_with_path("/mcp").wrap(from_fn(guard)));
     }
     app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
         .service(web::redirect("/docs", "/docs/"))

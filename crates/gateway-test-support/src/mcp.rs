@@ -1,0 +1,73 @@
+//! A real MCP client for tests (rmcp over Streamable HTTP) that records what the
+//! server pushes to it: progress, log messages and list changes.
+
+#![allow(deprecated)]
+
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, LoggingMessageNotificationParam,
+    ProgressNotificationParam,
+};
+use rmcp::service::{NotificationContext, RunningService, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, RoleClient};
+use tokio::sync::mpsc;
+
+/// Something the server pushed to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pushed {
+    /// `notifications/progress`.
+    Progress(ProgressNotificationParam),
+    /// `notifications/message`.
+    Log(String),
+    /// `notifications/tools/list_changed`.
+    ToolsChanged,
+}
+
+/// The recording client handler.
+#[derive(Clone)]
+pub struct Recorder(mpsc::UnboundedSender<Pushed>);
+
+impl ClientHandler for Recorder {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("gateway-tests", "1"),
+        )
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(Pushed::Progress(params));
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(Pushed::Log(params.data.to_string()));
+    }
+
+    async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.0.send(Pushed::ToolsChanged);
+    }
+}
+
+/// An MCP session with the gateway at `url` and the stream of what it pushes.
+pub async fn connect(
+    url: &str,
+) -> (
+    RunningService<RoleClient, Recorder>,
+    mpsc::UnboundedReceiver<Pushed>,
+) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (sender, pushed) = mpsc::unbounded_channel();
+    let client = Recorder(sender)
+        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .await
+        .unwrap_or_else(|e| panic!("MCP session with {url}: {e}"));
+    (client, pushed)
+}

@@ -1,0 +1,160 @@
+//! Serving [`TestUpstream`]: Streamable HTTP at `/mcp` through actix-web and
+//! rmcp-actix-web (stateful sessions; 2026-07-28 requests are served statelessly by rmcp),
+//! and stdio.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use actix_web::{App, HttpServer, dev::ServerHandle};
+use anyhow::Context as _;
+use rmcp::{
+    ServiceExt as _, transport::streamable_http_server::session::local::LocalSessionManager,
+};
+use rmcp_actix_web::transport::StreamableHttpService;
+use tokio_util::sync::CancellationToken;
+
+use crate::TestUpstream;
+
+/// A running Streamable HTTP test upstream. Stop it with [`HttpUpstream::stop`].
+#[derive(Debug)]
+pub struct HttpUpstream {
+    addr: SocketAddr,
+    upstream: TestUpstream,
+    handle: ServerHandle,
+    sessions: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpUpstream {
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The MCP endpoint, `http://127.0.0.1:PORT/mcp` (or the bound address when it is
+    /// neither loopback nor unspecified).
+    pub fn url(&self) -> String {
+        let ip = self.addr.ip();
+        let host = if ip.is_loopback() || ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            ip
+        };
+        format!("http://{}/mcp", SocketAddr::new(host, self.port()))
+    }
+
+    /// The served upstream (shares dynamic tools and peers with every session).
+    pub fn upstream(&self) -> &TestUpstream {
+        &self.upstream
+    }
+
+    /// Ends every MCP session, stops the HTTP server and waits for it to finish.
+    pub async fn stop(self) {
+        self.sessions.cancel();
+        self.handle.stop(true).await;
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "test upstream HTTP server failed"),
+            Err(error) => tracing::warn!(%error, "test upstream HTTP server task failed"),
+        }
+    }
+}
+
+/// Serves a new [`TestUpstream`] over Streamable HTTP at `http://ADDR/mcp`; port 0 picks
+/// a free port (see [`HttpUpstream::port`]).
+///
+/// # Errors
+///
+/// Fails when the address cannot be bound.
+pub async fn serve_http(addr: SocketAddr) -> anyhow::Result<HttpUpstream> {
+    serve_http_with(TestUpstream::new(), addr).await
+}
+
+/// Serves `upstream` over Streamable HTTP at `http://ADDR/mcp`, in stateful (session)
+/// mode. Each session gets [`TestUpstream::new_session`]. The `Host` header must name the
+/// bound port on `127.0.0.1`, `localhost`, `[::1]` or the bound IP; others get 403.
+///
+/// # Errors
+///
+/// Fails when the address cannot be bound.
+pub async fn serve_http_with(
+    upstream: TestUpstream,
+    addr: SocketAddr,
+) -> anyhow::Result<HttpUpstream> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let sessions = CancellationToken::new();
+    let factory = upstream.clone();
+    let mcp = StreamableHttpService::builder()
+        .service_factory(Arc::new(move || Ok(factory.new_session())))
+        .session_manager(Arc::new(LocalSessionManager::default()))
+        .stateful_mode(true)
+        .allowed_hosts(allowed_hosts(addr))
+        .cancellation_token(sessions.clone())
+        .build();
+    let server = HttpServer::new(move || App::new().service(mcp.clone().scope_with_path("/mcp")))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen(listener)
+        .with_context(|| format!("cannot serve on {addr}"))?
+        .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%addr, "test upstream serving Streamable HTTP at /mcp");
+    Ok(HttpUpstream {
+        addr,
+        upstream,
+        handle,
+        sessions,
+        task,
+    })
+}
+
+/// `Host` values accepted for a server bound to `addr`.
+fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
+    let port = addr.port();
+    let mut hosts = vec![
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ];
+    if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+        hosts.push(addr.to_string());
+    }
+    hosts
+}
+
+/// Serves a new [`TestUpstream`] on stdin/stdout until the client disconnects.
+///
+/// # Errors
+///
+/// Fails when initialization fails or the service task panics.
+pub async fn serve_stdio() -> anyhow::Result<()> {
+    serve_stdio_with(TestUpstream::new()).await
+}
+
+/// Serves `upstream` on stdin/stdout until the client disconnects.
+///
+/// # Errors
+///
+/// Fails when initialization fails or the service task panics.
+pub async fn serve_stdio_with(upstream: TestUpstream) -> anyhow::Result<()> {
+    let running = upstream
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("MCP initialization over stdio failed")?;
+    let reason = running.waiting().await.context("MCP service task failed")?;
+    tracing::info!(?reason, "stdio session ended");
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! [`TestUpstream`], the hand-written `rmcp::ServerHandler`. It owns the state (dynamic
+//! tools, connected peers, per-session log level and subscriptions) and routes every
+//! request to the gateway fixtures ([`crate::tools`], [`crate::catalog`]) and then to the
+//! conformance fixtures ([`crate::conformance`]).
+
+// Logging and resource subscriptions are deprecated by SEP-2577 / SEP-2567 but remain part
+// of the session protocols this upstream serves.
+#![allow(deprecated)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use rmcp::{
+    Peer, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+        CompletionInfo, ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+        SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
+        UnsubscribeRequestParams,
+    },
+    service::{NotificationContext, RequestContext, SubscriptionContext, SubscriptionSink},
+};
+use serde_json::Value;
+
+use crate::{catalog, conformance, support, tools};
+
+/// The MCP test upstream: a real rmcp server with fixed test tools, resources and prompts,
+/// the fixtures of the MCP conformance suite, and tools that can be added at run time.
+///
+/// Cloning is cheap; clones share the dynamic tools and the connected peers. Each MCP
+/// session gets its own handle from [`TestUpstream::new_session`], so the logging level
+/// and resource subscriptions are per session while the tools stay shared.
+#[derive(Clone, Debug, Default)]
+pub struct TestUpstream {
+    shared: Arc<Shared>,
+    session: Arc<Session>,
+    page_size: Option<usize>,
+}
+
+/// State shared by every session of one upstream.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Tools added by `add_tool`, by name.
+    dynamic_tools: Mutex<BTreeMap<String, Tool>>,
+    /// Peers of initialized sessions (session protocols), notified on list changes.
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Open `subscriptions/listen` streams (2026-07-28), notified on list changes.
+    listeners: Mutex<Vec<SubscriptionSink>>,
+}
+
+/// State of one MCP session.
+#[derive(Debug, Default)]
+struct Session {
+    /// Minimum level of `notifications/message`; `None` sends everything.
+    log_level: Mutex<Option<LoggingLevel>>,
+    /// URIs passed to `resources/subscribe`.
+    subscriptions: Mutex<BTreeSet<String>>,
+}
+
+/// Locks a mutex; a poisoned lock still holds usable fixture state.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TestUpstream {
+    /// A new upstream with no dynamic tools and unpaginated lists.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Splits `tools/list`, `resources/list`, `resources/templates/list` and
+    /// `prompts/list` into pages of `size` items (opaque cursors), to test pagination.
+    #[must_use]
+    pub fn with_page_size(mut self, size: usize) -> Self {
+        self.page_size = Some(size.max(1));
+        self
+    }
+
+    /// A handle for a new MCP session: same tools and peers, fresh per-session state.
+    #[must_use]
+    pub fn new_session(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            session: Arc::default(),
+            page_size: self.page_size,
+        }
+    }
+
+    /// Registers a tool named `name` that answers `dynamic <name>`, then sends
+    /// `notifications/tools/list_changed` to every connected client. Returns `false`
+    /// (and notifies no one) when a tool of that name already exists.
+    pub async fn add_tool(&self, name: &str) -> bool {
+        if self.all_tools().iter().any(|t| t.name == name) {
+            return false;
+        }
+        let tool = Tool::new(
+            name.to_owned(),
+            format!("Dynamic tool added at run time; answers `dynamic {name}`."),
+            support::object(support::no_args()),
+        );
+        lock(&self.shared.dynamic_tools).insert(name.to_owned(), tool);
+        self.notify_tool_list_changed().await;
+        true
+    }
+
+    /// Names of the tools added at run time.
+    pub fn dynamic_tool_names(&self) -> Vec<String> {
+        lock(&self.shared.dynamic_tools).keys().cloned().collect()
+    }
+
+    /// Sends `notifications/tools/list_changed` to every live peer and listener,
+    /// forgetting the closed ones.
+    async fn notify_tool_list_changed(&self) {
+        let peers: Vec<_> = {
+            let mut peers = lock(&self.shared.peers);
+            peers.retain(|p| !p.is_transport_closed());
+            peers.clone()
+        };
+        for peer in peers {
+            if let Err(error) = peer.notify_tool_list_changed().await {
+                tracing::debug!(%error, "cannot notify a peer of the tool list change");
+            }
+        }
+        let listeners: Vec<_> = lock(&self.shared.listeners).clone();
+        for sink in listeners {
+            if let Err(error) = sink.notify_tool_list_changed().await {
+                tracing::debug!(%error, "cannot notify a listener of the tool list change");
+            }
+        }
+    }
+
+    /// Sends a `notifications/message` unless the session's level filters it out.
+    pub(crate) async fn log(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        level: LoggingLevel,
+        data: Value,
+    ) {
+        let minimum = *lock(&self.session.log_level);
+        if minimum.is_some_and(|min| severity(level) < severity(min)) {
+            return;
+        }
+        let param = LoggingMessageNotificationParam::new(level, data).with_logger("test-upstream");
+        if let Err(error) = ctx.peer.notify_logging_message(param).await {
+            tracing::debug!(%error, "cannot send a log notification");
+        }
+    }
+
+    /// Every tool: the gateway's test tools, the conformance tools, then the dynamic ones.
+    fn all_tools(&self) -> Vec<Tool> {
+        let mut all = tools::list();
+        all.extend(conformance::tools());
+        all.extend(lock(&self.shared.dynamic_tools).values().cloned());
+        all
+    }
+
+    /// One page of `items`, per the configured page size and the request's cursor.
+    fn page<T>(
+        &self,
+        items: Vec<T>,
+        request: Option<&PaginatedRequestParams>,
+    ) -> Result<(Vec<T>, Option<String>), ErrorData> {
+        let start = match request.and_then(|r| r.cursor.as_deref()) {
+            None => 0,
+            Some(cursor) => cursor
+                .parse::<usize>()
+                .ok()
+                .filter(|&start| start <= items.len())
+                .ok_or_else(|| ErrorData::invalid_params("invalid cursor", None))?,
+        };
+        let Some(size) = self.page_size else {
+            return Ok((items.into_iter().skip(start).collect(), None));
+        };
+        let end = start.saturating_add(size).min(items.len());
+        let next = (end < items.len()).then(|| end.to_string());
+        Ok((
+            items.into_iter().skip(start).take(end - start).collect(),
+            next,
+        ))
+    }
+}
+
+/// Orders logging levels by severity (`LoggingLevel` has no `Ord`).
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+impl ServerHandler for TestUpstream {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_logging()
+            .enable_completions()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(
+                "gateway-test-upstream",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions("MCP test upstream of the registry gateway's test suite.")
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        lock(&self.shared.peers).push(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let (tools, next) = self.page(self.all_tools(), request.as_ref())?;
+        let mut result = ListToolsResult::with_all_items(tools);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if let Some(outcome) = tools::call(self, &request, &ctx).await {
+            return support::respond(outcome);
+        }
+        if let Some(outcome) = conformance::call(self, &request, &ctx).await {
+            return support::respond(outcome);
+        }
+        let name = request.name.as_ref();
+        if lock(&self.shared.dynamic_tools).contains_key(name) {
+            return Ok(support::text_result(format!("dynamic {name}")).into());
+        }
+        Err(ErrorData::invalid_params(
+            format!("unknown tool: {name}"),
+            None,
+        ))
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut all = catalog::resources();
+        all.extend(conformance::resources());
+        let (resources, next) = self.page(all, request.as_ref())?;
+        let mut result = ListResourcesResult::with_all_items(resources);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let mut all = catalog::resource_templates();
+        all.extend(conformance::resource_templates());
+        let (templates, next) = self.page(all, request.as_ref())?;
+        let mut result = ListResourceTemplatesResult::with_all_items(templates);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        catalog::read(uri)
+            .or_else(|| conformance::read(uri))
+            .map(Into::into)
+            .ok_or_else(|| {
+                ErrorData::resource_not_found(
+                    format!("resource not found: {uri}"),
+                    Some(serde_json::json!({ "uri": uri })),
+                )
+            })
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        lock(&self.session.subscriptions).insert(request.uri);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        lock(&self.session.subscriptions).remove(&request.uri);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let sink = context.sink().clone();
+        let id = sink.id().clone();
+        lock(&self.shared.listeners).push(sink);
+        context.cancelled().await;
+        lock(&self.shared.listeners).retain(|s| *s.id() != id);
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut all = catalog::prompts();
+        all.extend(conformance::prompts());
+        let (prompts, next) = self.page(all, request.as_ref())?;
+        let mut result = ListPromptsResult::with_all_items(prompts);
+        result.next_cursor = next;
+        Ok(result)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let arguments = request.arguments.unwrap_or_default();
+        catalog::get_prompt(&request.name, &arguments)
+            .or_else(|| conformance::get_prompt(&request.name, &arguments))
+            .unwrap_or_else(|| {
+                Err(ErrorData::invalid_params(
+                    format!("unknown prompt: {}", request.name),
+                    None,
+                ))
+            })
+            .map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let values = catalog::complete(&request)
+            .or_else(|| conformance::complete(&request))
+            .unwrap_or_default();
+        let completion = CompletionInfo::with_all_values(values)
+            .map_err(|e| ErrorData::internal_error(e, None))?;
+        Ok(CompleteResult::new(completion))
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *lock(&self.session.log_level) = Some(request.level);
+        Ok(())
+    }
+}
+
+/// Values of `candidates` that start with `prefix`.
+pub(crate) fn by_prefix(candidates: &[&str], prefix: &str) -> Vec<String> {
+    candidates
+        .iter()
+        .filter(|c| c.starts_with(prefix))
+        .map(|c| (*c).to_owned())
+        .collect()
+}

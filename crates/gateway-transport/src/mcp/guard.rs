@@ -1,0 +1,225 @@
+//! A gate in front of the MCP transport that answers malformed JSON-RPC with the
+//! JSON-RPC error the specification names, instead of a bare HTTP error: invalid
+//! JSON is `-32700`, a message that is not JSON-RPC 2.0 (or a batch, which the MCP
+//! revisions served here do not allow) is `-32600`, a request without the `params`
+//! its method requires is `-32602`, and an oversized body is `413` with `-32600`.
+//! Everything else passes through to rmcp unchanged.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{Error, HttpMessage, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+/// Methods whose `params` object is required.
+const NEEDS_PARAMS: &[&str] = &[
+    "initialize",
+    "tools/call",
+    "prompts/get",
+    "resources/read",
+    "completion/complete",
+];
+
+/// Why a body was refused before reaching the MCP transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON-RPC error code.
+    pub code: i32,
+    /// What was wrong.
+    pub message: String,
+    /// The request id, when one could be read.
+    pub id: Value,
+}
+
+impl Rejection {
+    fn new(code: i32, message: impl Into<String>, id: Value) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+
+    fn response(&self) -> HttpResponse {
+        let body = json!({"jsonrpc": "2.0", "id": self.id, "error": {"code": self.code, "message": self.message}});
+        HttpResponse::build(self.status)
+            .content_type("application/json")
+            .body(body.to_string())
+    }
+}
+
+/// Checks one JSON-RPC message body; `Ok` lets it through.
+pub fn check(body: &[u8]) -> Result<(), Rejection> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Rejection::new(-32700, format!("Parse error: {e}"), Value::Null))?;
+    let Value::Object(message) = value else {
+        let what = if value.is_array() {
+            "batch requests are not supported"
+        } else {
+            "a JSON-RPC message must be an object"
+        };
+        return Err(Rejection::new(
+            -32600,
+            format!("Invalid Request: {what}"),
+            Value::Null,
+        ));
+    };
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let id_ok = matches!(id, Value::Null | Value::String(_) | Value::Number(_));
+    let echo_id = if id_ok { id.clone() } else { Value::Null };
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(Rejection::new(
+            -32600,
+            "Invalid Request: `jsonrpc` must be \"2.0\"",
+            echo_id,
+        ));
+    }
+    if !id_ok {
+        return Err(Rejection::new(
+            -32600,
+            "Invalid Request: `id` must be a string or a number",
+            Value::Null,
+        ));
+    }
+    let Some(method) = message.get("method") else {
+        // A response to a server-to-client request: rmcp checks it.
+        return Ok(());
+    };
+    let Some(method) = method.as_str() else {
+        return Err(Rejection::new(
+            -32600,
+            "Invalid Request: `method` must be a string",
+            echo_id,
+        ));
+    };
+    if NEEDS_PARAMS.contains(&method) && message.contains_key("id") {
+        match message.get("params") {
+            Some(Value::Object(params)) => {
+                let named = !matches!(method, "tools/call" | "prompts/get")
+                    || params.get("name").is_some_and(Value::is_string);
+                if !named {
+                    return Err(Rejection::new(
+                        -32602,
+                        format!("Invalid params: {method} needs a string `name`"),
+                        echo_id,
+                    ));
+                }
+            }
+            _ => {
+                return Err(Rejection::new(
+                    -32602,
+                    format!("Invalid params: {method} needs a `params` object"),
+                    echo_id,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The middleware: buffers a POST body (within the limit), checks it, and hands the
+/// same bytes on.
+pub async fn guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    limit: usize,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if req.method() != Method::POST {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            let mut rejection = Rejection::new(
+                -32600,
+                format!("Invalid Request: body exceeds {limit} bytes"),
+                Value::Null,
+            );
+            rejection.status = StatusCode::PAYLOAD_TOO_LARGE;
+            return Ok(req.into_response(rejection.response()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body: Bytes = body.freeze();
+    if let Err(rejection) = check(&body) {
+        return Ok(req.into_response(rejection.response()));
+    }
+    req.set_payload(Payload::from(body));
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> Option<i32> {
+        check(body.as_bytes()).err().map(|r| r.code)
+    }
+
+    #[test]
+    fn malformed_messages_get_their_json_rpc_codes() {
+        assert_eq!(code("{bad"), Some(-32700));
+        assert_eq!(code(""), Some(-32700));
+        assert_eq!(code("[]"), Some(-32600));
+        assert_eq!(
+            code("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]"),
+            Some(-32600)
+        );
+        assert_eq!(code("42"), Some(-32600));
+        assert_eq!(
+            code(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
+            Some(-32600)
+        );
+        assert_eq!(code(r#"{"id":1,"method":"ping"}"#), Some(-32600));
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#),
+            Some(-32600)
+        );
+        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":7}"#), Some(-32600));
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#),
+            Some(-32602)
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}"#),
+            Some(-32602)
+        );
+        assert_eq!(
+            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":3}}"#),
+            Some(-32602)
+        );
+    }
+
+    #[test]
+    fn valid_messages_pass() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":5,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        ] {
+            assert_eq!(check(body.as_bytes()), Ok(()), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_id_is_echoed_when_readable() {
+        let rejection = check(br#"{"jsonrpc":"2.0","id":"req-7","method":"prompts/get"}"#)
+            .expect_err("no params");
+        assert_eq!(rejection.id, json!("req-7"));
+    }
+}
