@@ -5,6 +5,8 @@
 
 mod layers;
 
+use std::path::{Path, PathBuf};
+
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,9 @@ enum Task {
     },
     /// Check that no crate depends on what its layer forbids.
     CheckLayers,
+    /// Install the pinned third-party MCP peers (npm and PyPI) under .peers/ for
+    /// the interop tests; run them with TEST_PEERS_DIR=.peers.
+    Peers,
 }
 
 fn main() -> ExitCode {
@@ -35,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Migrate { database_url } => migrate(database_url.as_deref()),
         Task::CheckLayers => layers::check_workspace().map(|report| println!("{report}")),
+        Task::Peers => peers(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,5 +70,48 @@ fn migrate(database_url: Option<&str>) -> anyhow::Result<()> {
     command.arg("migrate");
     let status = command.status()?;
     anyhow::ensure!(status.success(), "migration failed ({status})");
+    Ok(())
+}
+
+/// The repository root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {command:?}: {e}"))?;
+    anyhow::ensure!(status.success(), "{command:?} failed ({status})");
+    Ok(())
+}
+
+/// Installs exactly the versions pinned in peers/package-lock.json and
+/// peers/requirements.txt, so every machine tests against the same peers.
+fn peers() -> anyhow::Result<()> {
+    let root = root();
+    let pinned = root.join("peers");
+    let node_dir = root.join(".peers/node");
+    std::fs::create_dir_all(&node_dir)?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(pinned.join(file), node_dir.join(file))?;
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&node_dir))?;
+    let venv = root.join(".peers/py");
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(pinned.join("requirements.txt")))?;
+    println!(
+        "peers installed; run the interop tests with TEST_PEERS_DIR={}",
+        root.join(".peers").display()
+    );
     Ok(())
 }

@@ -92,6 +92,23 @@ enum Listener {
     Subscription(SubscriptionSink),
 }
 
+/// A client session subscribed to a resource.
+pub struct Subscriber {
+    /// Its `Mcp-Session-Id` (one subscription per session and resource).
+    pub session: String,
+    /// Where to send `notifications/resources/updated`.
+    pub peer: Peer<RoleServer>,
+    /// The URI as that client knows it.
+    pub exposed_uri: String,
+}
+
+/// Clients watching one upstream resource, and the upstream watch itself.
+struct ResourceWatch {
+    subscribers: Vec<Subscriber>,
+    /// The `subscriptions/listen` stream of a 2026-07-28 upstream.
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// Work for the runtime's queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Work {
@@ -146,6 +163,7 @@ pub struct Current {
 /// The MCP runtime shared by every downstream session.
 pub struct McpRuntime {
     registry: Registry,
+    watches: tokio::sync::Mutex<HashMap<(ServerId, String), ResourceWatch>>,
     /// Upstream sessions.
     pub pool: UpstreamPool,
     current: RwLock<Arc<Current>>,
@@ -175,6 +193,7 @@ impl McpRuntime {
             pool,
             current: RwLock::new(Arc::new(empty)),
             listeners: Mutex::new(Vec::new()),
+            watches: tokio::sync::Mutex::new(HashMap::new()),
             settings,
             queue,
         });
@@ -231,7 +250,10 @@ impl McpRuntime {
                     }
                     self.handle(batch).await;
                 }
-                Some(UpstreamEvent::ListChanged(id)) = upstream_events.recv() => self.refresh(id).await,
+                Some(event) = upstream_events.recv() => match event {
+                    UpstreamEvent::ListChanged(id) => self.refresh(id).await,
+                    UpstreamEvent::ResourceUpdated(id, uri) => self.resource_updated(id, &uri).await,
+                },
                 _ = tick.tick() => self.refresh_all().await,
                 else => break,
             }
@@ -444,6 +466,66 @@ impl McpRuntime {
                 index += 1;
                 keep
             });
+        }
+    }
+
+    /// Subscribes a client session to an upstream resource (`resources/subscribe`).
+    pub async fn subscribe(
+        &self,
+        server: &UpstreamServer,
+        original: &str,
+        subscriber: Subscriber,
+    ) -> Result<(), rmcp::model::ErrorData> {
+        let mut watches = self.watches.lock().await;
+        let key = (server.id, original.to_owned());
+        if !watches.contains_key(&key) {
+            let task = self.pool.watch_resource(server, original).await?;
+            watches.insert(
+                key.clone(),
+                ResourceWatch {
+                    subscribers: Vec::new(),
+                    task,
+                },
+            );
+        }
+        if let Some(watch) = watches.get_mut(&key) {
+            watch
+                .subscribers
+                .retain(|s| s.session != subscriber.session);
+            watch.subscribers.push(subscriber);
+        }
+        Ok(())
+    }
+
+    /// Removes a client session's subscription; the upstream one ends with the last.
+    pub async fn unsubscribe(&self, server: &UpstreamServer, original: &str, session: &str) {
+        let mut watches = self.watches.lock().await;
+        let key = (server.id, original.to_owned());
+        let Some(watch) = watches.get_mut(&key) else {
+            return;
+        };
+        watch.subscribers.retain(|s| s.session != session);
+        if !watch.subscribers.is_empty() {
+            return;
+        }
+        if let Some(watch) = watches.remove(&key) {
+            match watch.task {
+                Some(task) => task.abort(),
+                None => self.pool.unwatch_resource(server, original).await,
+            }
+        }
+    }
+
+    async fn resource_updated(&self, server: ServerId, uri: &str) {
+        let mut watches = self.watches.lock().await;
+        let Some(watch) = watches.get_mut(&(server, uri.to_owned())) else {
+            return;
+        };
+        watch.subscribers.retain(|s| !s.peer.is_transport_closed());
+        for subscriber in &watch.subscribers {
+            let params =
+                rmcp::model::ResourceUpdatedNotificationParam::new(subscriber.exposed_uri.clone());
+            let _ = subscriber.peer.notify_resource_updated(params).await;
         }
     }
 

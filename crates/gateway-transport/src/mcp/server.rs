@@ -6,22 +6,25 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use gateway_domain::{Cursor, ServerName, UpstreamServer};
 use gateway_router::snapshot::{Exposed, ListKind, Route};
 use rmcp::model::{
     CacheScope, CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest,
     CompleteRequest, CompleteRequestParams, CompleteResult, ErrorCode, ErrorData, GetPromptRequest,
-    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ProgressToken, ReadResourceRequest, ReadResourceRequestParams,
-    ReadResourceResponse, Reference, RequestMetaObject, ResultType, ServerCapabilities,
-    ServerConfig, ServerResult, SetLevelRequestParams, SubscriptionFilter,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InputRequest, InputResponses,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequest,
+    ReadResourceRequestParams, ReadResourceResponse, Reference, RequestMetaObject, ResultType,
+    ServerCapabilities, ServerConfig, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 use std::sync::Arc;
 
-use super::runtime::{McpItem, McpRuntime, Scope};
+use super::runtime::{McpItem, McpRuntime, Scope, Subscriber};
 use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, UpstreamError};
 
 /// JSON-RPC error codes of the gateway (implementation-defined range), documented
@@ -42,6 +45,9 @@ pub mod codes {
 /// How long clients may cache a list (2026-07-28 `ttlMs`); `list_changed` still
 /// invalidates it at once. Private: lists will depend on the caller's roles.
 const LIST_TTL_MS: u64 = 60_000;
+
+/// How many `input_required` rounds one request may take before the gateway gives up.
+const MAX_INPUT_ROUNDS: usize = 8;
 
 /// The handler rmcp instantiates for each session (and each stateless request).
 #[derive(Clone)]
@@ -71,6 +77,16 @@ fn scope_of(extensions: &rmcp::model::Extensions) -> Result<Scope, ErrorData> {
         }
         None => Ok(None),
     }
+}
+
+/// The client's `Mcp-Session-Id` (subscriptions are per session).
+fn session_of(extensions: &rmcp::model::Extensions) -> String {
+    extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn invalid_cursor() -> ErrorData {
@@ -241,6 +257,50 @@ impl GatewayServer {
         outcome.map_err(|error| service_error(name, error))
     }
 
+    /// Forwards a request that may come back `input_required` (an upstream on the
+    /// 2026-07-28 revision asking for sampling, elicitation or roots). A 2026-era
+    /// client gets that result as it is and retries itself; a session-era client
+    /// cannot, so the gateway asks it through the session-era server-to-client
+    /// requests and retries the upstream with the answers.
+    async fn forward_bridged(
+        &self,
+        server: &UpstreamServer,
+        ctx: &RequestContext<RoleServer>,
+        build: impl Fn(Option<InputResponses>, Option<String>) -> ClientRequest,
+        first_responses: Option<InputResponses>,
+        first_state: Option<String>,
+    ) -> Result<ServerResult, ErrorData> {
+        let client_is_modern = ctx
+            .protocol_version()
+            .is_some_and(|version| !version.has_initialize());
+        let (mut responses, mut state) = (first_responses, first_state);
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let result = self
+                .forward(server, build(responses.take(), state.take()), ctx)
+                .await?;
+            let ServerResult::InputRequiredResult(required) = result else {
+                return Ok(result);
+            };
+            if client_is_modern {
+                return Ok(ServerResult::InputRequiredResult(required));
+            }
+            let mut answers = InputResponses::new();
+            for (key, request) in required.input_requests.unwrap_or_default() {
+                answers.insert(key, ask_client(ctx, request).await?);
+            }
+            responses = Some(answers);
+            state = required.request_state;
+        }
+        Err(ErrorData::new(
+            codes::UPSTREAM_FAILED,
+            format!(
+                "upstream `{}` asked for input more than {MAX_INPUT_ROUNDS} times",
+                server.spec.name
+            ),
+            Some(serde_json::json!({"server": server.spec.name.as_str()})),
+        ))
+    }
+
     fn page<R>(
         &self,
         kind: ListKind,
@@ -264,6 +324,44 @@ impl GatewayServer {
             items.iter().filter_map(|e| pick(&e.item)).collect(),
             next_cursor(items, more),
         ))
+    }
+}
+
+/// Asks a session-era client what an upstream's `input_required` result needs.
+async fn ask_client(
+    ctx: &RequestContext<RoleServer>,
+    request: InputRequest,
+) -> Result<Value, ErrorData> {
+    let answer = match request {
+        InputRequest::CreateMessage(request) => ctx
+            .peer
+            .create_message(request.params)
+            .await
+            .map(serde_json::to_value),
+        InputRequest::Elicitation(request) => ctx
+            .peer
+            .create_elicitation(request.params)
+            .await
+            .map(serde_json::to_value),
+        InputRequest::ListRoots(_) => ctx.peer.list_roots().await.map(serde_json::to_value),
+        _ => {
+            return Err(ErrorData::invalid_request(
+                "the upstream asked for an input this gateway cannot relay",
+                None,
+            ));
+        }
+    };
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(ErrorData::internal_error(
+            format!("cannot encode the client's answer: {error}"),
+            None,
+        )),
+        Err(rmcp::ServiceError::McpError(error)) => Err(error),
+        Err(other) => Err(ErrorData::internal_error(
+            format!("the client could not answer: {other}"),
+            None,
+        )),
     }
 }
 
@@ -317,6 +415,7 @@ impl ServerHandler for GatewayServer {
             .enable_prompts_list_changed()
             .enable_resources()
             .enable_resources_list_changed()
+            .enable_resources_subscribe()
             .enable_logging()
             .enable_completions()
             .build();
@@ -355,12 +454,18 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
+        let (responses, state) = (
+            upstream.input_responses.take(),
+            upstream.request_state.take(),
+        );
+        let build = |responses, state| {
+            let mut params = upstream.clone();
+            params.input_responses = responses;
+            params.request_state = state;
+            ClientRequest::CallToolRequest(CallToolRequest::new(params))
+        };
         match self
-            .forward(
-                &server,
-                ClientRequest::CallToolRequest(CallToolRequest::new(upstream)),
-                &ctx,
-            )
+            .forward_bridged(&server, &ctx, build, responses, state)
             .await?
         {
             ServerResult::CallToolResult(mut result) => {
@@ -407,12 +512,18 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         upstream.name = route.original;
         upstream.meta = upstream_meta(upstream.meta.take());
+        let (responses, state) = (
+            upstream.input_responses.take(),
+            upstream.request_state.take(),
+        );
+        let build = |responses, state| {
+            let mut params = upstream.clone();
+            params.input_responses = responses;
+            params.request_state = state;
+            ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
+        };
         match self
-            .forward(
-                &server,
-                ClientRequest::GetPromptRequest(GetPromptRequest::new(upstream)),
-                &ctx,
-            )
+            .forward_bridged(&server, &ctx, build, responses, state)
             .await?
         {
             ServerResult::GetPromptResult(mut result) => {
@@ -480,12 +591,18 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         upstream.uri = route.original.clone();
         upstream.meta = upstream_meta(upstream.meta.take());
+        let (responses, state) = (
+            upstream.input_responses.take(),
+            upstream.request_state.take(),
+        );
+        let build = |responses, state| {
+            let mut params = upstream.clone();
+            params.input_responses = responses;
+            params.request_state = state;
+            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
+        };
         match self
-            .forward(
-                &server,
-                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(upstream)),
-                &ctx,
-            )
+            .forward_bridged(&server, &ctx, build, responses, state)
             .await?
         {
             ServerResult::ReadResourceResult(mut result) => {
@@ -549,6 +666,36 @@ impl ServerHandler for GatewayServer {
             }
             other => Err(unexpected(&server.spec.name, &other)),
         }
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let (route, server) = self.resolve(ListKind::Resources, &scope, &request.uri)?;
+        let subscriber = Subscriber {
+            session: session_of(&ctx.extensions),
+            peer: ctx.peer.clone(),
+            exposed_uri: request.uri,
+        };
+        self.runtime
+            .subscribe(&server, &route.original, subscriber)
+            .await
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
+        let (route, server) = self.resolve(ListKind::Resources, &scope, &request.uri)?;
+        self.runtime
+            .unsubscribe(&server, &route.original, &session_of(&ctx.extensions))
+            .await;
+        Ok(())
     }
 
     async fn set_level(

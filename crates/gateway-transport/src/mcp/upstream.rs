@@ -127,6 +127,8 @@ pub enum ForwardedReply {
 pub enum UpstreamEvent {
     /// The upstream said its tools, prompts or resources changed.
     ListChanged(ServerId),
+    /// A resource a client subscribed to changed (upstream URI).
+    ResourceUpdated(ServerId, String),
 }
 
 /// Forwarded requests in flight on one connection, so upstream messages find the
@@ -303,6 +305,16 @@ impl ClientHandler for GatewayClient {
                 None,
             )),
         }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .events
+            .send(UpstreamEvent::ResourceUpdated(self.server_id, params.uri));
     }
 
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
@@ -625,6 +637,64 @@ impl UpstreamPool {
                 }
             }
         });
+    }
+
+    /// Starts watching one upstream resource for a client: `resources/subscribe` on a
+    /// session-era upstream (updates arrive on the session), a `subscriptions/listen`
+    /// stream on a 2026-07-28 one (returned, to end the watch by dropping it).
+    pub async fn watch_resource(
+        &self,
+        server: &UpstreamServer,
+        uri: &str,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, rmcp::model::ErrorData> {
+        let (peer, _) = self
+            .peer(server)
+            .await
+            .map_err(|e| rmcp::model::ErrorData::internal_error(e.to_string(), None))?;
+        let modern = peer
+            .peer_info()
+            .is_some_and(|info| !info.protocol_version.has_initialize());
+        if !modern {
+            peer.subscribe(rmcp::model::SubscribeRequestParams::new(uri))
+                .await
+                .map_err(|error| match error {
+                    rmcp::ServiceError::McpError(data) => data,
+                    other => rmcp::model::ErrorData::internal_error(other.to_string(), None),
+                })?;
+            return Ok(None);
+        }
+        let filter = SubscriptionFilter::builder()
+            .resource_subscription(uri.to_owned())
+            .build();
+        let mut subscription = peer.listen(filter).await.map_err(|error| match error {
+            rmcp::ServiceError::McpError(data) => data,
+            other => rmcp::model::ErrorData::internal_error(other.to_string(), None),
+        })?;
+        let (events, id) = (self.events.clone(), server.id);
+        Ok(Some(tokio::spawn(async move {
+            while let Ok(Some(notification)) = subscription.next().await {
+                if let ServerNotification::ResourceUpdatedNotification(updated) = notification
+                    && events
+                        .send(UpstreamEvent::ResourceUpdated(id, updated.params.uri))
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        })))
+    }
+
+    /// Stops a session-era upstream's updates for `uri` (the last client left).
+    pub async fn unwatch_resource(&self, server: &UpstreamServer, uri: &str) {
+        if let Ok((peer, _)) = self.peer(server).await
+            && peer
+                .peer_info()
+                .is_some_and(|info| info.protocol_version.has_initialize())
+        {
+            let _ = peer
+                .unsubscribe(rmcp::model::UnsubscribeRequestParams::new(uri))
+                .await;
+        }
     }
 
     /// Sends `request` to `server`, registering a channel for what the upstream sends
