@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use futures_util::StreamExt;
 use gateway_domain::{
     Catalog, Descriptor, HealthState, HealthStatus, RegistryEvent, RegistryListener, ServerId,
     ServerName, UpstreamServer,
@@ -28,6 +29,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::upstream::{UpstreamEvent, UpstreamPool, UpstreamSettings};
+
+/// How many upstreams a discovery pass refreshes at once.
+const DISCOVERY_CONCURRENCY: usize = 8;
 
 /// Settings of the MCP face.
 #[derive(Debug, Clone)]
@@ -286,9 +290,13 @@ impl McpRuntime {
     async fn refresh_all(&self) {
         match self.registry.all_servers().await {
             Ok(servers) => {
-                for server in servers.into_iter().filter(|s| s.spec.enabled) {
-                    self.refresh_server(&server).await;
-                }
+                // A few at a time: one slow or dead upstream must not delay the others.
+                let enabled = servers.into_iter().filter(|s| s.spec.enabled);
+                futures_util::stream::iter(enabled)
+                    .for_each_concurrent(DISCOVERY_CONCURRENCY, |server| async move {
+                        self.refresh_server(&server).await;
+                    })
+                    .await;
                 self.rebuild().await;
             }
             Err(error) => tracing::warn!(%error, "cannot list servers for discovery"),
