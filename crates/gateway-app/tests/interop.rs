@@ -313,3 +313,46 @@ async fn conformance_through_the_gateway_matches_the_upstream_itself() {
     assert_eq!(gateway_passed, direct_passed, "{through}");
     upstream.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampling_and_elicitation_requests_reach_the_calling_client() {
+    let Some(peers) = peers() else { return };
+    let everything = package(
+        &peers,
+        "@modelcontextprotocol/server-everything/dist/index.js",
+    );
+    let app = gateway().await;
+    // server-everything speaks the session-based revision: its sampling and
+    // elicitation requests ride the call's response stream back to the gateway.
+    register(&app, json!({"name": "everything", "transport": {"type": "stdio", "command": node(&peers), "args": [everything, "stdio"]}})).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/python_sampling.py");
+    let output = Command::new(peers.join("py/bin/python"))
+        .arg(script)
+        .args([
+            app.url("/mcp").as_str(),
+            "everything__trigger-sampling-request",
+            "everything__trigger-elicitation-request",
+        ])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json");
+    assert!(
+        seen["sampling"]
+            .as_str()
+            .is_some_and(|t| t.contains("sampled by the test client")),
+        "{seen}"
+    );
+    assert!(
+        seen["elicitation"]
+            .as_str()
+            .is_some_and(|t| t.contains("decline")),
+        "{seen}"
+    );
+}

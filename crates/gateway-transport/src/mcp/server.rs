@@ -46,6 +46,9 @@ pub mod codes {
 /// invalidates it at once. Private: lists will depend on the caller's roles.
 const LIST_TTL_MS: u64 = 60_000;
 
+/// Longest wait, after an answer, for notifications that preceded it.
+const STRAGGLER_WAIT: Duration = Duration::from_secs(1);
+
 /// How many `input_required` rounds one request may take before the gateway gives up.
 const MAX_INPUT_ROUNDS: usize = 8;
 
@@ -245,12 +248,24 @@ impl GatewayServer {
                         Some(serde_json::json!({"server": name.as_str(), "timeoutMs": timeout.as_millis()})),
                     ));
                 }
-                Some(event) = pending.events.recv() => relay(event, ctx, client_token.as_ref()).await,
+                Some(event) = pending.events.recv() => {
+                    pending.consumed(&event);
+                    relay(event, ctx, client_token.as_ref()).await;
+                }
                 result = &mut pending.response => break result,
             }
         };
-        // Progress sent just before the result may still be queued: deliver it first.
-        tokio::task::yield_now().await;
+        // Notifications the upstream sent before its answer are relayed before it.
+        let straggler_deadline = tokio::time::Instant::now() + STRAGGLER_WAIT;
+        while pending.undelivered() > 0 {
+            match tokio::time::timeout_at(straggler_deadline, pending.events.recv()).await {
+                Ok(Some(event)) => {
+                    pending.consumed(&event);
+                    relay(event, ctx, client_token.as_ref()).await;
+                }
+                _ => break,
+            }
+        }
         while let Ok(event) = pending.events.try_recv() {
             relay(event, ctx, client_token.as_ref()).await;
         }

@@ -135,8 +135,15 @@ pub enum UpstreamEvent {
 /// downstream call they belong to.
 #[derive(Default)]
 struct InFlightTable {
-    by_request: HashMap<RequestId, mpsc::Sender<CallEvent>>,
+    by_request: HashMap<RequestId, Slot>,
     by_token: HashMap<ProgressToken, RequestId>,
+}
+
+/// One forwarded request: where its events go, and how many of its notifications
+/// the transport has received but the handler has not yet delivered.
+struct Slot {
+    sender: mpsc::Sender<CallEvent>,
+    undelivered: usize,
 }
 
 #[derive(Default)]
@@ -149,7 +156,13 @@ impl InFlight {
 
     fn insert(&self, id: RequestId, token: ProgressToken, sender: mpsc::Sender<CallEvent>) {
         let mut table = self.lock();
-        table.by_request.insert(id.clone(), sender);
+        table.by_request.insert(
+            id.clone(),
+            Slot {
+                sender,
+                undelivered: 0,
+            },
+        );
         table.by_token.insert(token, id);
     }
 
@@ -159,24 +172,106 @@ impl InFlight {
         table.by_token.retain(|_, request| request != id);
     }
 
-    fn by_token(&self, token: &ProgressToken) -> Option<mpsc::Sender<CallEvent>> {
-        let table = self.lock();
-        table
-            .by_token
-            .get(token)
-            .and_then(|id| table.by_request.get(id))
-            .cloned()
+    /// The request a progress token belongs to.
+    fn request_of_token(&self, token: &ProgressToken) -> Option<RequestId> {
+        self.lock().by_token.get(token).cloned()
     }
 
-    /// The call a message belongs to: the request whose response stream carried it
-    /// (HTTP upstreams), or the only call in flight (stdio has no per-request streams).
-    fn by_origin(&self, extensions: &rmcp::model::Extensions) -> Option<mpsc::Sender<CallEvent>> {
+    /// The request a message belongs to: the one whose response stream carried it
+    /// (HTTP upstreams), or the only one in flight (stdio has no per-request streams).
+    fn request_of_origin(&self, extensions: &rmcp::model::Extensions) -> Option<RequestId> {
         let table = self.lock();
         match extensions.get::<InboundStreamOrigin>() {
-            Some(InboundStreamOrigin::OutboundRequest(id)) => table.by_request.get(id).cloned(),
-            _ if table.by_request.len() == 1 => table.by_request.values().next().cloned(),
+            Some(InboundStreamOrigin::OutboundRequest(id)) => {
+                table.by_request.contains_key(id).then(|| id.clone())
+            }
+            _ if table.by_request.len() == 1 => table.by_request.keys().next().cloned(),
             _ => None,
         }
+    }
+
+    fn sender(&self, id: &RequestId) -> Option<mpsc::Sender<CallEvent>> {
+        self.lock()
+            .by_request
+            .get(id)
+            .map(|slot| slot.sender.clone())
+    }
+
+    /// The transport received a notification for `id` (counted before rmcp hands it
+    /// to the handler on a task of its own, which may run after the response).
+    fn received(&self, id: &RequestId) {
+        if let Some(slot) = self.lock().by_request.get_mut(id) {
+            slot.undelivered += 1;
+        }
+    }
+
+    /// The forwarding loop consumed one counted notification.
+    fn consumed(&self, id: &RequestId) {
+        if let Some(slot) = self.lock().by_request.get_mut(id) {
+            slot.undelivered = slot.undelivered.saturating_sub(1);
+        }
+    }
+
+    fn undelivered(&self, id: &RequestId) -> usize {
+        self.lock()
+            .by_request
+            .get(id)
+            .map_or(0, |slot| slot.undelivered)
+    }
+
+    /// Which request a received notification is for, if it is one that is relayed.
+    fn attribute(
+        &self,
+        notification: &ServerNotification,
+        extensions: &rmcp::model::Extensions,
+    ) -> Option<RequestId> {
+        match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                self.request_of_token(&progress.params.progress_token)
+            }
+            ServerNotification::LoggingMessageNotification(_) => self.request_of_origin(extensions),
+            _ => None,
+        }
+    }
+}
+
+/// Wraps an upstream transport to count, in arrival order, the notifications that
+/// belong to a forwarded request, so the request's answer is released only after
+/// they are relayed (rmcp delivers notifications on tasks of their own, so without
+/// this the last progress notification could overtake the result).
+struct CountingTransport<T> {
+    inner: T,
+    in_flight: Arc<InFlight>,
+}
+
+impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient>
+    for CountingTransport<T>
+{
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await;
+        if let Some(rmcp::model::JsonRpcMessage::Notification(notification)) = &message {
+            let extensions = rmcp::model::GetExtensions::extensions(&notification.notification);
+            if let Some(id) = self
+                .in_flight
+                .attribute(&notification.notification, extensions)
+            {
+                self.in_flight.received(&id);
+            }
+        }
+        message
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.inner.close().await
     }
 }
 
@@ -196,7 +291,11 @@ impl GatewayClient {
         extensions: &rmcp::model::Extensions,
         request: ForwardedRequest,
     ) -> Result<ForwardedReply, ErrorData> {
-        let Some(call) = self.in_flight.by_origin(extensions) else {
+        let call = self
+            .in_flight
+            .request_of_origin(extensions)
+            .and_then(|id| self.in_flight.sender(&id));
+        let Some(call) = call else {
             if matches!(request, ForwardedRequest::Roots) {
                 // Outside a client's call there are no client roots to offer.
                 return Ok(ForwardedReply::Roots(ListRootsResult::default()));
@@ -237,7 +336,11 @@ impl ClientHandler for GatewayClient {
         params: ProgressNotificationParam,
         _: NotificationContext<RoleClient>,
     ) {
-        if let Some(call) = self.in_flight.by_token(&params.progress_token) {
+        let call = self
+            .in_flight
+            .request_of_token(&params.progress_token)
+            .and_then(|id| self.in_flight.sender(&id));
+        if let Some(call) = call {
             let _ = call.send(CallEvent::Progress(params)).await;
         }
     }
@@ -247,7 +350,11 @@ impl ClientHandler for GatewayClient {
         params: LoggingMessageNotificationParam,
         context: NotificationContext<RoleClient>,
     ) {
-        match self.in_flight.by_origin(&context.extensions) {
+        match self
+            .in_flight
+            .request_of_origin(&context.extensions)
+            .and_then(|id| self.in_flight.sender(&id))
+        {
             Some(call) => {
                 let _ = call.send(CallEvent::Log(params)).await;
             }
@@ -368,6 +475,18 @@ pub struct PendingCall {
 }
 
 impl PendingCall {
+    /// Notes that the forwarding loop took `event` from [`PendingCall::events`].
+    pub fn consumed(&self, event: &CallEvent) {
+        if matches!(event, CallEvent::Progress(_) | CallEvent::Log(_)) {
+            self.in_flight.consumed(&self.id);
+        }
+    }
+
+    /// Notifications of this request that arrived but are not relayed yet.
+    pub fn undelivered(&self) -> usize {
+        self.in_flight.undelivered(&self.id)
+    }
+
     /// Sends `notifications/cancelled` upstream (the client gave up or the call timed out).
     pub async fn cancel(&mut self, reason: &str) {
         let params = rmcp::model::CancelledNotificationParam::new(
@@ -558,6 +677,10 @@ impl UpstreamPool {
                 config.reinit_on_expired_session = true;
                 let transport =
                     StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                let transport = CountingTransport {
+                    inner: transport,
+                    in_flight: client.in_flight.clone(),
+                };
                 client
                     .serve_with_lifecycle(transport, lifecycle)
                     .await
@@ -588,6 +711,10 @@ impl UpstreamPool {
                         }
                     });
                 }
+                let transport = CountingTransport {
+                    inner: transport,
+                    in_flight: client.in_flight.clone(),
+                };
                 client
                     .serve_with_lifecycle(transport, lifecycle)
                     .await
