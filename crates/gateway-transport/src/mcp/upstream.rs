@@ -249,6 +249,11 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
 {
     type Error = T::Error;
 
+    fn name() -> std::borrow::Cow<'static, str> {
+        // Appears in rmcp's error messages, which end up in the server's health.
+        "upstream".into()
+    }
+
     fn send(
         &mut self,
         item: rmcp::service::TxJsonRpcMessage<RoleClient>,
