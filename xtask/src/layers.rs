@@ -54,6 +54,20 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
     ])
 }
 
+/// Test-only crates: no production crate may depend on them (dev-dependencies only).
+const TEST_CRATES: &[&str] = &["gateway-test-support", "gateway-test-upstream"];
+
+/// Crates that ship in the binary.
+const PRODUCTION_CRATES: &[&str] = &[
+    "gateway-domain",
+    "gateway-registry",
+    "gateway-router",
+    "gateway-migrations",
+    "gateway-persistence",
+    "gateway-transport",
+    "gateway-app",
+];
+
 /// A dependency graph: package name → names of its normal dependencies.
 pub type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -140,6 +154,16 @@ pub fn violations(graph: &Graph) -> Vec<String> {
                         path.join(" → ")
                     ));
                 }
+            }
+        }
+    }
+    for krate in PRODUCTION_CRATES.iter().filter(|k| graph.contains_key(**k)) {
+        for (dep, path) in reachable(graph, krate) {
+            if TEST_CRATES.contains(&dep.as_str()) {
+                found.push(format!(
+                    "{krate} reaches test-only crate {dep} via {}",
+                    path.join(" → ")
+                ));
             }
         }
     }
@@ -252,6 +276,22 @@ mod tests {
             found
                 .iter()
                 .any(|v| v.contains("gateway-transport depends on gateway-persistence")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn test_crates_stay_out_of_production() {
+        let mut edges = clean();
+        edges.push((
+            "gateway-app",
+            &["gateway-transport", "gateway-test-upstream"],
+        ));
+        let found = violations(&graph(&edges));
+        assert!(
+            found
+                .iter()
+                .any(|v| v.contains("gateway-app reaches test-only crate gateway-test-upstream")),
             "{found:?}"
         );
     }

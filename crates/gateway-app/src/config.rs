@@ -70,7 +70,7 @@ impl Default for McpConfig {
             max_name_length: 64,
             page_size: 500,
             request_timeout_ms: 60_000,
-            connect_timeout_ms: 10_000,
+            connect_timeout_ms: 15_000,
             discovery_interval_secs: 300,
             max_response_bytes: 16 * 1024 * 1024,
             allowed_origins: Vec::new(),

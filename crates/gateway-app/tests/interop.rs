@@ -322,8 +322,9 @@ async fn sampling_and_elicitation_requests_reach_the_calling_client() {
         "@modelcontextprotocol/server-everything/dist/index.js",
     );
     let app = gateway().await;
-    // server-everything speaks the session-based revision: its sampling and
-    // elicitation requests ride the call's response stream back to the gateway.
+    // server-everything speaks the session-based revision, over stdio here: its
+    // sampling and elicitation requests arrive while its call is the only one in
+    // flight, which is how the gateway attributes them on a stdio session.
     register(&app, json!({"name": "everything", "transport": {"type": "stdio", "command": node(&peers), "args": [everything, "stdio"]}})).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/python_sampling.py");
     let output = Command::new(peers.join("py/bin/python"))

@@ -833,3 +833,46 @@ async fn killing_an_upstream_mid_call_fails_that_call_only() {
     busy.await.expect("bystander calls all succeeded");
     bystander.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_log_messages_reach_the_calling_client_in_order() {
+    let up = upstream().await;
+    let app = gateway().await;
+    register(&app, "chatty", &up.url(), json!({})).await;
+    let binary = upstream_binary();
+    let stdio = json!({"name": "local", "transport": {"type": "stdio", "command": binary.to_string_lossy(), "args": ["stdio"]}});
+    assert_eq!(app.post_json("/api/v1/servers", &stdio).await.status(), 201);
+    refresh(&app, "local").await;
+    let (client, mut pushed) = connect(&app.url("/mcp")).await;
+    for tool in [
+        "chatty__test_tool_with_logging",
+        "local__test_tool_with_logging",
+    ] {
+        let result = client
+            .peer()
+            .call_tool(call(tool, json!({})))
+            .await
+            .expect("call");
+        assert!(text_of(&result).contains("successfully"), "{result:?}");
+        // Every message reaches this client, in order (the test client, like the
+        // gateway, handles notifications on tasks of their own, so allow them a moment).
+        let mut logs = Vec::new();
+        while logs.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(2), pushed.recv()).await {
+                Ok(Some(Pushed::Log(data))) => logs.push(data),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(
+            logs,
+            [
+                "\"Tool execution started\"",
+                "\"Tool processing data\"",
+                "\"Tool execution completed\""
+            ],
+            "{tool}"
+        );
+    }
+    up.stop().await;
+}

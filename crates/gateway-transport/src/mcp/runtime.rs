@@ -320,7 +320,17 @@ impl McpRuntime {
     async fn refresh_server(&self, server: &UpstreamServer) {
         let started = std::time::Instant::now();
         let outcome = match self.pool.peer(server).await {
-            Ok((peer, version)) => fetch_catalog(&peer).await.map(|catalog| (catalog, version)),
+            Ok((peer, version)) => {
+                // An upstream that connects but never answers its lists must not stall discovery.
+                let limit = self.settings.request_timeout;
+                match tokio::time::timeout(limit, fetch_catalog(&peer)).await {
+                    Ok(fetched) => fetched.map(|catalog| (catalog, version)),
+                    Err(_) => Err(format!(
+                        "lists not answered within {} ms",
+                        limit.as_millis()
+                    )),
+                }
+            }
             Err(error) => Err(error.to_string()),
         };
         let latency_ms = i64::try_from(started.elapsed().as_millis()).ok();

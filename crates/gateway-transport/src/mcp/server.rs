@@ -231,7 +231,8 @@ impl GatewayServer {
             .await
             .map_err(upstream_error)?;
         let client_token = ctx.meta.get_progress_token();
-        let deadline = tokio::time::sleep(timeout);
+        let deadline_at = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::sleep_until(deadline_at);
         tokio::pin!(deadline);
         let outcome = loop {
             tokio::select! {
@@ -250,7 +251,8 @@ impl GatewayServer {
                 }
                 Some(event) = pending.events.recv() => {
                     pending.consumed(&event);
-                    relay(event, ctx, client_token.as_ref()).await;
+                    // A client that never answers a relayed request cannot outlast the timeout.
+                    let _ = tokio::time::timeout_at(deadline_at, relay(event, ctx, client_token.as_ref())).await;
                 }
                 result = &mut pending.response => break result,
             }

@@ -32,6 +32,10 @@ use rmcp::{ClientHandler, RoleClient};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+/// Environment variables a stdio upstream inherits from the gateway: enough to find
+/// and run a program (`npx`, `uvx`, `python`), nothing that could carry a secret.
+const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ"];
+
 /// How upstream connections behave.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
@@ -46,7 +50,7 @@ pub struct UpstreamSettings {
 impl Default for UpstreamSettings {
     fn default() -> Self {
         Self {
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(15),
             reconnect_backoff: Duration::from_millis(500),
             max_response_bytes: 16 * 1024 * 1024,
         }
@@ -133,34 +137,102 @@ pub enum UpstreamEvent {
 
 /// Forwarded requests in flight on one connection, so upstream messages find the
 /// downstream call they belong to.
+/// What a relayed notification belongs to, before and after its request is registered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    /// The request whose response stream carried it (or the only one in flight).
+    Request(RequestId),
+    /// The progress token it names (stdio upstreams have no per-request streams).
+    Token(ProgressToken),
+}
+
+/// The key the transport assigned to a notification, carried to the handler in the
+/// notification's extensions.
+#[derive(Debug, Clone)]
+struct RelayKey(Key);
+
+/// Notifications that arrived before `start` registered their request: an upstream
+/// can emit its first log or progress message before the request's send returns.
+#[derive(Default)]
+struct Early {
+    received: usize,
+    events: Vec<CallEvent>,
+}
+
+/// Early notifications kept at most; beyond that (they belong to requests nobody
+/// registers, such as discovery's lists) they are dropped.
+const MAX_EARLY: usize = 256;
+
 #[derive(Default)]
 struct InFlightTable {
     by_request: HashMap<RequestId, Slot>,
     by_token: HashMap<ProgressToken, RequestId>,
+    early: HashMap<Key, Early>,
+    /// Every request sent on the session and not answered yet (forwarded calls and the
+    /// gateway's own, such as discovery's lists), as the transport saw them go.
+    in_transit: std::collections::HashSet<RequestId>,
 }
 
 /// One forwarded request: where its events go, and how many of its notifications
-/// the transport has received but the handler has not yet delivered.
+/// the transport has received but the forwarding loop has not consumed yet.
 struct Slot {
     sender: mpsc::Sender<CallEvent>,
     undelivered: usize,
 }
 
+impl InFlightTable {
+    fn resolve(&self, key: &Key) -> Option<RequestId> {
+        match key {
+            Key::Request(id) => self.by_request.contains_key(id).then(|| id.clone()),
+            Key::Token(token) => self.by_token.get(token).cloned(),
+        }
+    }
+
+    fn early_mut(&mut self, key: Key) -> &mut Early {
+        if self.early.len() >= MAX_EARLY && !self.early.contains_key(&key) {
+            self.early.clear();
+        }
+        self.early.entry(key).or_default()
+    }
+}
+
 #[derive(Default)]
 struct InFlight(Mutex<InFlightTable>);
+
+/// The request whose response stream carried a message (Streamable HTTP upstreams).
+fn origin(extensions: &rmcp::model::Extensions) -> Option<RequestId> {
+    match extensions.get::<InboundStreamOrigin>() {
+        Some(InboundStreamOrigin::OutboundRequest(id)) => Some(id.clone()),
+        _ => None,
+    }
+}
+
+fn progress_key(token: &ProgressToken, extensions: &rmcp::model::Extensions) -> Key {
+    origin(extensions).map_or_else(|| Key::Token(token.clone()), Key::Request)
+}
 
 impl InFlight {
     fn lock(&self) -> std::sync::MutexGuard<'_, InFlightTable> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Registers a sent request and hands it what arrived for it already.
     fn insert(&self, id: RequestId, token: ProgressToken, sender: mpsc::Sender<CallEvent>) {
         let mut table = self.lock();
+        let mut undelivered = 0;
+        for key in [Key::Request(id.clone()), Key::Token(token.clone())] {
+            if let Some(early) = table.early.remove(&key) {
+                undelivered += early.received;
+                for event in early.events {
+                    let _ = sender.try_send(event);
+                }
+            }
+        }
         table.by_request.insert(
             id.clone(),
             Slot {
                 sender,
-                undelivered: 0,
+                undelivered,
             },
         );
         table.by_token.insert(token, id);
@@ -172,37 +244,105 @@ impl InFlight {
         table.by_token.retain(|_, request| request != id);
     }
 
-    /// The request a progress token belongs to.
-    fn request_of_token(&self, token: &ProgressToken) -> Option<RequestId> {
-        self.lock().by_token.get(token).cloned()
-    }
-
-    /// The request a message belongs to: the one whose response stream carried it
-    /// (HTTP upstreams), or the only one in flight (stdio has no per-request streams).
-    fn request_of_origin(&self, extensions: &rmcp::model::Extensions) -> Option<RequestId> {
-        let table = self.lock();
-        match extensions.get::<InboundStreamOrigin>() {
-            Some(InboundStreamOrigin::OutboundRequest(id)) => {
-                table.by_request.contains_key(id).then(|| id.clone())
+    /// The key of a relayed notification (progress or logging), if it has one. The
+    /// transport and the handler compute it from the same message.
+    fn key_of(
+        &self,
+        notification: &ServerNotification,
+        extensions: &rmcp::model::Extensions,
+    ) -> Option<Key> {
+        match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                Some(progress_key(&progress.params.progress_token, extensions))
             }
-            _ if table.by_request.len() == 1 => table.by_request.keys().next().cloned(),
+            ServerNotification::LoggingMessageNotification(_) => self.log_key(extensions),
             _ => None,
         }
     }
 
-    fn sender(&self, id: &RequestId) -> Option<mpsc::Sender<CallEvent>> {
-        self.lock()
-            .by_request
-            .get(id)
-            .map(|slot| slot.sender.clone())
+    /// Log messages carry no request id: the response stream they came on names it
+    /// (HTTP), else the only request on the session that awaits its answer does.
+    fn log_key(&self, extensions: &rmcp::model::Extensions) -> Option<Key> {
+        origin(extensions)
+            .map(Key::Request)
+            .or_else(|| self.only_in_transit().map(Key::Request))
     }
 
-    /// The transport received a notification for `id` (counted before rmcp hands it
-    /// to the handler on a task of its own, which may run after the response).
-    fn received(&self, id: &RequestId) {
-        if let Some(slot) = self.lock().by_request.get_mut(id) {
-            slot.undelivered += 1;
+    fn only_in_transit(&self) -> Option<RequestId> {
+        let table = self.lock();
+        if table.in_transit.len() == 1 {
+            table.in_transit.iter().next().cloned()
+        } else {
+            None
         }
+    }
+
+    /// The transport sent a request.
+    fn sent(&self, id: RequestId) {
+        self.lock().in_transit.insert(id);
+    }
+
+    /// The transport received the answer to a request.
+    fn answered(&self, id: &RequestId) {
+        self.lock().in_transit.remove(id);
+    }
+
+    /// The transport received a notification for `key` (counted in arrival order,
+    /// before rmcp hands it to the handler on a task of its own).
+    fn received(&self, key: Key) {
+        let mut table = self.lock();
+        match table.resolve(&key) {
+            Some(id) => {
+                if let Some(slot) = table.by_request.get_mut(&id) {
+                    slot.undelivered += 1;
+                }
+            }
+            None => table.early_mut(key).received += 1,
+        }
+    }
+
+    /// Routes a notification's event to its request, or keeps it until the request
+    /// is registered. Returns where to send it now, if anywhere.
+    fn deliver(&self, key: Key, event: CallEvent) -> Option<(mpsc::Sender<CallEvent>, CallEvent)> {
+        let mut table = self.lock();
+        match table
+            .resolve(&key)
+            .and_then(|id| table.by_request.get(&id))
+            .map(|slot| slot.sender.clone())
+        {
+            Some(sender) => Some((sender, event)),
+            None => {
+                table.early_mut(key).events.push(event);
+                None
+            }
+        }
+    }
+
+    /// The request a server-to-client request belongs to, waiting briefly for its
+    /// registration (the upstream may ask before the request's send returns).
+    async fn request_for(
+        &self,
+        extensions: &rmcp::model::Extensions,
+    ) -> Option<mpsc::Sender<CallEvent>> {
+        for _ in 0..100 {
+            let found = {
+                let table = self.lock();
+                match extensions.get::<InboundStreamOrigin>() {
+                    Some(InboundStreamOrigin::OutboundRequest(id)) => {
+                        table.by_request.get(id).map(|s| s.sender.clone())
+                    }
+                    _ if table.by_request.len() == 1 => {
+                        table.by_request.values().next().map(|s| s.sender.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// The forwarding loop consumed one counted notification.
@@ -217,21 +357,6 @@ impl InFlight {
             .by_request
             .get(id)
             .map_or(0, |slot| slot.undelivered)
-    }
-
-    /// Which request a received notification is for, if it is one that is relayed.
-    fn attribute(
-        &self,
-        notification: &ServerNotification,
-        extensions: &rmcp::model::Extensions,
-    ) -> Option<RequestId> {
-        match notification {
-            ServerNotification::ProgressNotification(progress) => {
-                self.request_of_token(&progress.params.progress_token)
-            }
-            ServerNotification::LoggingMessageNotification(_) => self.request_of_origin(extensions),
-            _ => None,
-        }
     }
 }
 
@@ -258,19 +383,44 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
         &mut self,
         item: rmcp::service::TxJsonRpcMessage<RoleClient>,
     ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        // A `subscriptions/listen` stays open for the session's lifetime: it is not
+        // a request awaiting its answer.
+        if let rmcp::model::JsonRpcMessage::Request(request) = &item
+            && !matches!(
+                request.request,
+                ClientRequest::SubscriptionsListenRequest(_)
+            )
+        {
+            self.in_flight.sent(request.id.clone());
+        }
         self.inner.send(item)
     }
 
     async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
-        let message = self.inner.receive().await;
-        if let Some(rmcp::model::JsonRpcMessage::Notification(notification)) = &message {
-            let extensions = rmcp::model::GetExtensions::extensions(&notification.notification);
-            if let Some(id) = self
-                .in_flight
-                .attribute(&notification.notification, extensions)
-            {
-                self.in_flight.received(&id);
+        let mut message = self.inner.receive().await;
+        match &mut message {
+            Some(rmcp::model::JsonRpcMessage::Notification(notification)) => {
+                let extensions = rmcp::model::GetExtensions::extensions(&notification.notification);
+                if let Some(key) = self
+                    .in_flight
+                    .key_of(&notification.notification, extensions)
+                {
+                    self.in_flight.received(key.clone());
+                    // The handler routes by this same key: it runs later, when the
+                    // requests in transit may have changed.
+                    rmcp::model::GetExtensions::extensions_mut(&mut notification.notification)
+                        .insert(RelayKey(key));
+                }
             }
+            Some(rmcp::model::JsonRpcMessage::Response(response)) => {
+                self.in_flight.answered(&response.id)
+            }
+            Some(rmcp::model::JsonRpcMessage::Error(error)) => {
+                if let Some(id) = &error.id {
+                    self.in_flight.answered(id);
+                }
+            }
+            _ => {}
         }
         message
     }
@@ -296,11 +446,7 @@ impl GatewayClient {
         extensions: &rmcp::model::Extensions,
         request: ForwardedRequest,
     ) -> Result<ForwardedReply, ErrorData> {
-        let call = self
-            .in_flight
-            .request_of_origin(extensions)
-            .and_then(|id| self.in_flight.sender(&id));
-        let Some(call) = call else {
+        let Some(call) = self.in_flight.request_for(extensions).await else {
             if matches!(request, ForwardedRequest::Roots) {
                 // Outside a client's call there are no client roots to offer.
                 return Ok(ForwardedReply::Roots(ListRootsResult::default()));
@@ -339,14 +485,12 @@ impl ClientHandler for GatewayClient {
     async fn on_progress(
         &self,
         params: ProgressNotificationParam,
-        _: NotificationContext<RoleClient>,
+        context: NotificationContext<RoleClient>,
     ) {
-        let call = self
-            .in_flight
-            .request_of_token(&params.progress_token)
-            .and_then(|id| self.in_flight.sender(&id));
-        if let Some(call) = call {
-            let _ = call.send(CallEvent::Progress(params)).await;
+        let key = context.extensions.get::<RelayKey>().map(|k| k.0.clone());
+        let key = key.unwrap_or_else(|| progress_key(&params.progress_token, &context.extensions));
+        if let Some((call, event)) = self.in_flight.deliver(key, CallEvent::Progress(params)) {
+            let _ = call.send(event).await;
         }
     }
 
@@ -355,13 +499,12 @@ impl ClientHandler for GatewayClient {
         params: LoggingMessageNotificationParam,
         context: NotificationContext<RoleClient>,
     ) {
-        match self
-            .in_flight
-            .request_of_origin(&context.extensions)
-            .and_then(|id| self.in_flight.sender(&id))
-        {
-            Some(call) => {
-                let _ = call.send(CallEvent::Log(params)).await;
+        let key = context.extensions.get::<RelayKey>().map(|k| k.0.clone());
+        match key.or_else(|| self.in_flight.log_key(&context.extensions)) {
+            Some(key) => {
+                if let Some((call, event)) = self.in_flight.deliver(key, CallEvent::Log(params)) {
+                    let _ = call.send(event).await;
+                }
             }
             None => {
                 tracing::info!(server = %self.server, level = ?params.level, data = %params.data, "upstream log message")
@@ -665,13 +808,28 @@ impl UpstreamPool {
         server: &UpstreamServer,
         client: GatewayClient,
     ) -> Result<RunningService<RoleClient, GatewayClient>, String> {
-        let lifecycle = ClientLifecycleMode::Auto {
-            preferred_versions: ProtocolVersion::KNOWN_VERSIONS
-                .iter()
-                .rev()
-                .cloned()
-                .collect(),
-            legacy_version: None,
+        // A server known to speak a session-based revision is not probed again
+        // (probing waits up to 10 s for `server/discover` on servers that ignore it).
+        let known_legacy = server
+            .health
+            .protocol_version
+            .as_deref()
+            .and_then(|v| {
+                serde_json::from_value::<ProtocolVersion>(serde_json::Value::String(v.to_owned()))
+                    .ok()
+            })
+            .is_some_and(|version| version.has_initialize());
+        let lifecycle = if known_legacy {
+            ClientLifecycleMode::Initialize
+        } else {
+            ClientLifecycleMode::Auto {
+                preferred_versions: ProtocolVersion::KNOWN_VERSIONS
+                    .iter()
+                    .rev()
+                    .cloned()
+                    .collect(),
+                legacy_version: None,
+            }
         };
         match &server.spec.transport {
             Transport::StreamableHttp { url, headers } => {
@@ -698,7 +856,14 @@ impl UpstreamPool {
                 cwd,
             } => {
                 let mut process = tokio::process::Command::new(command);
-                process.args(args).kill_on_drop(true);
+                // The child gets only what it was configured with, plus the basics a
+                // runtime needs: never the gateway's own environment (database URL, keys).
+                process.args(args).kill_on_drop(true).env_clear();
+                for key in INHERITED_ENV {
+                    if let Some(value) = std::env::var_os(key) {
+                        process.env(key, value);
+                    }
+                }
                 process.envs(env.iter().map(|(k, v)| (k.as_str(), v.expose())));
                 if let Some(dir) = cwd {
                     process.current_dir(dir);
