@@ -876,3 +876,68 @@ async fn upstream_log_messages_reach_the_calling_client_in_order() {
     }
     up.stop().await;
 }
+
+/// Pids of processes whose command line contains `marker`.
+fn pids_with(marker: &str) -> Vec<u32> {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .expect("pgrep runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_stdio_upstream_is_restarted_and_stopped_with_the_gateway() {
+    let mut app = gateway().await;
+    let binary = upstream_binary();
+    // A page size no other test uses marks this child's command line.
+    let marker = "page-size 4242";
+    let body = json!({"name": "phoenix", "transport": {"type": "stdio", "command": binary.to_string_lossy(),
+                      "args": ["--page-size", "4242", "stdio"]}});
+    assert_eq!(app.post_json("/api/v1/servers", &body).await.status(), 201);
+    refresh(&app, "phoenix").await;
+    let first = pids_with(marker);
+    assert_eq!(first.len(), 1, "one long-lived child: {first:?}");
+
+    let status = std::process::Command::new("kill")
+        .args(["-9", &first[0].to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let (client, _) = connect(&app.url("/mcp")).await;
+    // The next calls notice the dead session and start a new child (after a backoff).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let result = loop {
+        match client
+            .peer()
+            .call_tool(call("phoenix__echo", json!({"text": "again"})))
+            .await
+        {
+            Ok(result) => break result,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("no restart: {error}"),
+        }
+    };
+    assert_eq!(text_of(&result), "again");
+    let second = pids_with(marker);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "a new child process");
+
+    // Stopping the gateway stops its children: no orphans.
+    app.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pids_with(marker).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        pids_with(marker),
+        Vec::<u32>::new(),
+        "the child ended with the gateway"
+    );
+}
