@@ -423,6 +423,22 @@ async fn relay(
     }
 }
 
+/// One page of a listing as the wire type of its kind, with the 2026-07-28 cache
+/// hints; the four `*/list` handlers differ only in kind and types.
+macro_rules! list_page {
+    ($self:ident, $kind:expr, $request:ident, $ctx:ident, $variant:ident, $result:ident) => {{
+        let (items, next) = $self.page($kind, $request.as_ref(), &$ctx, |item| match item {
+            McpItem::$variant(item) => Some(item.clone()),
+            _ => None,
+        })?;
+        let mut result = $result::with_all_items(items);
+        result.next_cursor = next;
+        result.ttl_ms = Some(LIST_TTL_MS);
+        result.cache_scope = Some(CacheScope::Private);
+        Ok(result)
+    }};
+}
+
 impl ServerHandler for GatewayServer {
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
@@ -449,16 +465,7 @@ impl ServerHandler for GatewayServer {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let (tools, next) =
-            self.page(ListKind::Tools, request.as_ref(), &ctx, |item| match item {
-                McpItem::Tool(tool) => Some(tool.clone()),
-                _ => None,
-            })?;
-        let mut result = ListToolsResult::with_all_items(tools);
-        result.next_cursor = next;
-        result.ttl_ms = Some(LIST_TTL_MS);
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        list_page!(self, ListKind::Tools, request, ctx, Tool, ListToolsResult)
     }
 
     async fn call_tool(
@@ -502,21 +509,14 @@ impl ServerHandler for GatewayServer {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let (prompts, next) =
-            self.page(
-                ListKind::Prompts,
-                request.as_ref(),
-                &ctx,
-                |item| match item {
-                    McpItem::Prompt(prompt) => Some(prompt.clone()),
-                    _ => None,
-                },
-            )?;
-        let mut result = ListPromptsResult::with_all_items(prompts);
-        result.next_cursor = next;
-        result.ttl_ms = Some(LIST_TTL_MS);
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        list_page!(
+            self,
+            ListKind::Prompts,
+            request,
+            ctx,
+            Prompt,
+            ListPromptsResult
+        )
     }
 
     async fn get_prompt(
@@ -559,21 +559,14 @@ impl ServerHandler for GatewayServer {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let (resources, next) =
-            self.page(
-                ListKind::Resources,
-                request.as_ref(),
-                &ctx,
-                |item| match item {
-                    McpItem::Resource(resource) => Some(resource.clone()),
-                    _ => None,
-                },
-            )?;
-        let mut result = ListResourcesResult::with_all_items(resources);
-        result.next_cursor = next;
-        result.ttl_ms = Some(LIST_TTL_MS);
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+        list_page!(
+            self,
+            ListKind::Resources,
+            request,
+            ctx,
+            Resource,
+            ListResourcesResult
+        )
     }
 
     async fn list_resource_templates(
@@ -581,20 +574,14 @@ impl ServerHandler for GatewayServer {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let (templates, next) = self.page(
+        list_page!(
+            self,
             ListKind::ResourceTemplates,
-            request.as_ref(),
-            &ctx,
-            |item| match item {
-                McpItem::Template(template) => Some(template.clone()),
-                _ => None,
-            },
-        )?;
-        let mut result = ListResourceTemplatesResult::with_all_items(templates);
-        result.next_cursor = next;
-        result.ttl_ms = Some(LIST_TTL_MS);
-        result.cache_scope = Some(CacheScope::Private);
-        Ok(result)
+            request,
+            ctx,
+            Template,
+            ListResourceTemplatesResult
+        )
     }
 
     async fn read_resource(
