@@ -54,8 +54,12 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
     ])
 }
 
-/// Test-only crates: no production crate may depend on them (dev-dependencies only).
-const TEST_CRATES: &[&str] = &["gateway-test-support", "gateway-test-upstream"];
+/// Test and tool crates: no production crate may depend on them (dev-dependencies only).
+const TEST_CRATES: &[&str] = &[
+    "gateway-test-support",
+    "gateway-test-upstream",
+    "gateway-bench",
+];
 
 /// Crates that ship in the binary.
 const PRODUCTION_CRATES: &[&str] = &[

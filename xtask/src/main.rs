@@ -30,6 +30,15 @@ enum Task {
     },
     /// Check that no crate depends on what its layer forbids.
     CheckLayers,
+    /// Build the release binaries and run the benchmark (see docs/benchmarks.md).
+    Bench {
+        /// A one-minute run.
+        #[arg(long)]
+        quick: bool,
+        /// A few seconds on the debug binaries, checking only that nothing fails (CI).
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Install the pinned third-party MCP peers (npm and PyPI) under .peers/ for
     /// the interop tests; run them with TEST_PEERS_DIR=.peers.
     Peers,
@@ -41,6 +50,7 @@ fn main() -> ExitCode {
         Task::Migrate { database_url } => migrate(database_url.as_deref()),
         Task::CheckLayers => layers::check_workspace().map(|report| println!("{report}")),
         Task::Peers => peers(),
+        Task::Bench { quick, smoke } => bench(quick, smoke),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,4 +124,36 @@ fn peers() -> anyhow::Result<()> {
         root.join(".peers").display()
     );
     Ok(())
+}
+
+/// Builds what the benchmark runs (release, or debug for the smoke run) and runs it.
+fn bench(quick: bool, smoke: bool) -> anyhow::Result<()> {
+    let root = root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let profile = if smoke { "debug" } else { "release" };
+    let mut build = Command::new(&cargo);
+    build.current_dir(&root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "gateway-app",
+        "-p",
+        "gateway-test-upstream",
+        "-p",
+        "gateway-bench",
+    ]);
+    if !smoke {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    let bin_dir = root.join("target").join(profile);
+    let mut bench = Command::new(bin_dir.join("gateway-bench"));
+    bench.current_dir(&root).arg("--bin-dir").arg(&bin_dir);
+    if quick {
+        bench.arg("--quick");
+    }
+    if smoke {
+        bench.args(["--smoke", "--out", "target/bench/smoke.json"]);
+    }
+    run(&mut bench)
 }

@@ -103,6 +103,12 @@ pub async fn serve_http_with(
         .cancellation_token(sessions.clone())
         .build();
     let server = HttpServer::new(move || App::new().service(mcp.clone().scope_with_path("/mcp")))
+        // No Nagle: a benchmark of the gateway must not measure delayed ACKs.
+        .on_connect(|connection, _| {
+            if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = stream.set_nodelay(true);
+            }
+        })
         .workers(1)
         .disable_signals()
         .shutdown_timeout(2)

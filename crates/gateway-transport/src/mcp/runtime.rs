@@ -271,7 +271,8 @@ impl McpRuntime {
             match item {
                 Work::Refresh(id) => {
                     if refreshed.insert(id) {
-                        self.refresh(id).await;
+                        self.refresh_one(id).await;
+                        rebuild = true;
                     }
                 }
                 Work::Forget(id) => {
@@ -303,8 +304,15 @@ impl McpRuntime {
         }
     }
 
-    /// Reconnects if needed and re-fetches one server's catalog.
+    /// Reconnects if needed and re-fetches one server's catalog, then rebuilds the
+    /// snapshot.
     pub async fn refresh(&self, id: ServerId) {
+        self.refresh_one(id).await;
+        self.rebuild().await;
+    }
+
+    /// The refresh itself, without the rebuild (a batch rebuilds once).
+    async fn refresh_one(&self, id: ServerId) {
         match self
             .registry
             .get(&gateway_registry::ServerRef::Id(id))
@@ -314,7 +322,6 @@ impl McpRuntime {
             Ok(_) | Err(gateway_registry::RegistryError::NotFound(_)) => self.pool.close(id).await,
             Err(error) => tracing::warn!(%error, server = %id, "cannot read server for discovery"),
         }
-        self.rebuild().await;
     }
 
     async fn refresh_server(&self, server: &UpstreamServer) {

@@ -1,0 +1,182 @@
+//! A minimal MCP Streamable HTTP client for load generation. It is written by hand on
+//! purpose: the benchmark must measure the gateway, not an SDK's own tasks and
+//! channels, and it needs exactly one thing — a session that sends `tools/call` and
+//! reads the answer, whether it comes as JSON or as SSE.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::{Value, json};
+
+/// Protocol revision the load generator speaks (session-based, what most clients use).
+pub const PROTOCOL: &str = "2025-06-18";
+
+/// One HTTP client shared by the workers of a run (keep-alive, no Nagle).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+/// An initialized MCP session.
+pub struct Session {
+    http: reqwest::Client,
+    url: String,
+    id: Option<String>,
+    next_id: u64,
+}
+
+/// The JSON-RPC response in a body that is either JSON or SSE.
+fn response_in(content_type: &str, body: &str, id: u64) -> anyhow::Result<Value> {
+    let matches = |message: &Value| message["id"].as_u64() == Some(id);
+    if content_type.starts_with("application/json") {
+        let message: Value = serde_json::from_str(body).context("JSON body")?;
+        return if matches(&message) {
+            Ok(message)
+        } else {
+            Err(anyhow!("response for another id: {body}"))
+        };
+    }
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim();
+        if data.is_empty() {
+            continue;
+        }
+        let message: Value = serde_json::from_str(data).context("SSE data")?;
+        if matches(&message) {
+            return Ok(message);
+        }
+    }
+    Err(anyhow!(
+        "no response with id {id} in: {}",
+        body.chars().take(300).collect::<String>()
+    ))
+}
+
+impl Session {
+    /// `initialize` then `notifications/initialized`.
+    pub async fn open(http: &reqwest::Client, url: &str) -> anyhow::Result<Self> {
+        let mut session = Self {
+            http: http.clone(),
+            url: url.to_owned(),
+            id: None,
+            next_id: 0,
+        };
+        let params = json!({"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "gateway-bench", "version": "1"}});
+        let (_, headers) = session.request_with_headers("initialize", params).await?;
+        session.id = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let notification = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let response = session.post(&notification).send().await?;
+        if !response.status().is_success() {
+            bail!("notifications/initialized: HTTP {}", response.status());
+        }
+        Ok(session)
+    }
+
+    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", PROTOCOL)
+            .body(body.to_string());
+        if let Some(id) = &self.id {
+            request = request.header("mcp-session-id", id);
+        }
+        request
+    }
+
+    async fn request_with_headers(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> anyhow::Result<(Value, reqwest::header::HeaderMap)> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let response = self
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.text().await?;
+        if !status.is_success() {
+            bail!(
+                "{method}: HTTP {status}: {}",
+                body.chars().take(200).collect::<String>()
+            );
+        }
+        let message = response_in(&content_type, &body, id)?;
+        if let Some(error) = message.get("error") {
+            bail!("{method}: JSON-RPC error {error}");
+        }
+        Ok((message["result"].clone(), headers))
+    }
+
+    /// One request; the `result` member of its answer.
+    pub async fn request(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.request_with_headers(method, params)
+            .await
+            .map(|(result, _)| result)
+    }
+
+    /// `tools/call` of an echo tool, checking that the text comes back.
+    pub async fn echo(&mut self, tool: &str, text: &str) -> anyhow::Result<()> {
+        let result = self
+            .request(
+                "tools/call",
+                json!({"name": tool, "arguments": {"text": text}}),
+            )
+            .await?;
+        if result["content"][0]["text"].as_str() != Some(text) {
+            bail!("unexpected result: {result}");
+        }
+        Ok(())
+    }
+
+    /// Ends the session (DELETE).
+    pub async fn close(self) {
+        if let Some(id) = &self.id {
+            let _ = self
+                .http
+                .delete(&self.url)
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", PROTOCOL)
+                .send()
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_response_in_json_and_sse() {
+        let json_body = r#"{"jsonrpc":"2.0","id":3,"result":{"ok":true}}"#;
+        assert_eq!(
+            response_in("application/json", json_body, 3).expect("found")["result"]["ok"],
+            true
+        );
+        let sse = "id: 0\nretry: 3000\ndata: \n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{}}\n\n";
+        assert!(response_in("text/event-stream", sse, 4).is_ok());
+        assert!(response_in("text/event-stream", sse, 5).is_err());
+        assert!(response_in("application/json", "{bad", 1).is_err());
+    }
+}

@@ -1,0 +1,418 @@
+//! The benchmark scenario: start the test upstream and the gateway (release binaries,
+//! embedded SQLite, warn-level logs), then measure each series in turn.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use crate::Options;
+use crate::client::{Session, http_client};
+use crate::load::{self, LoadResult};
+use crate::procfs;
+use crate::report::{CatalogScale, Cpu, Machine, Memory, Overhead, Rest, Results, Stats};
+
+/// How long and how wide each series runs.
+struct Plan {
+    mode: &'static str,
+    concurrencies: Vec<usize>,
+    rounds: usize,
+    phase: Duration,
+    sessions: usize,
+    servers: usize,
+    samples: usize,
+}
+
+impl Plan {
+    fn from(options: &Options) -> Self {
+        if options.smoke {
+            Self {
+                mode: "smoke",
+                concurrencies: vec![1, 4],
+                rounds: 1,
+                phase: Duration::from_millis(500),
+                sessions: 20,
+                servers: 5,
+                samples: 20,
+            }
+        } else if options.quick {
+            Self {
+                mode: "quick",
+                concurrencies: vec![1, 16, 64],
+                rounds: 2,
+                phase: Duration::from_secs(2),
+                sessions: 1000,
+                servers: 100,
+                samples: 200,
+            }
+        } else {
+            Self {
+                mode: "full",
+                concurrencies: vec![1, 16, 64],
+                rounds: 3,
+                phase: Duration::from_secs(5),
+                sessions: 1000,
+                servers: 500,
+                samples: 500,
+            }
+        }
+    }
+}
+
+/// A child process killed when the run ends, however it ends.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("nothing listens on port {port}")
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or("?")
+        .to_owned();
+    Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model,
+        load_average,
+    }
+}
+
+/// Starts the upstream and the gateway, registers the upstream, runs every series.
+pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
+    let plan = Plan::from(options);
+    let machine = machine();
+    let bin_dir = options.bin_dir.canonicalize().with_context(|| {
+        format!(
+            "{} (build the binaries first: cargo xtask bench does)",
+            options.bin_dir.display()
+        )
+    })?;
+    let gateway_bin = bin_dir.join("mcp-gateway");
+    let upstream_bin = bin_dir.join("test-upstream");
+    for binary in [&gateway_bin, &upstream_bin] {
+        anyhow::ensure!(
+            binary.exists(),
+            "{} is missing: build it first (cargo xtask bench does)",
+            binary.display()
+        );
+    }
+
+    let upstream_port = free_port()?;
+    let upstream = Process {
+        child: Command::new(&upstream_bin)
+            .args(["http", "--port", &upstream_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting test-upstream")?,
+    };
+    wait_for_port(upstream_port).await?;
+
+    let work_dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)?;
+    let gateway_port = free_port()?;
+    let gateway = Process {
+        child: Command::new(&gateway_bin)
+            .args(["--port", &gateway_port.to_string()])
+            .current_dir(&work_dir)
+            .env("MCP_GATEWAY_LOG__FILTER", "warn")
+            .env("MCP_GATEWAY_MCP__PAGE_SIZE", "500")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mcp-gateway")?,
+    };
+    wait_for_port(gateway_port).await?;
+
+    let http = http_client()?;
+    let base = format!("http://127.0.0.1:{gateway_port}");
+    let direct_url = format!("http://127.0.0.1:{upstream_port}/mcp");
+    register(&http, &base, "bench", &direct_url).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_mib = procfs::rss_mib(gateway.pid());
+
+    let gateway_url = format!("{base}/mcp");
+    let (overhead, cpu) =
+        overhead_series(&plan, &http, &direct_url, &gateway_url, &gateway, &upstream).await;
+    let peak_under_load_mib = procfs::peak_rss_mib(gateway.pid());
+    let (sessions_opened, with_sessions) =
+        open_sessions(&http, &gateway_url, plan.sessions, &gateway).await;
+    let catalog = catalog_series(&plan, &http, &base, &direct_url, &gateway).await?;
+    let rest = rest_series(&plan, &http, &base).await;
+    drop(gateway);
+    drop(upstream);
+    let _ = std::fs::remove_dir_all(&work_dir);
+
+    Ok(Results {
+        mode: plan.mode.to_owned(),
+        machine,
+        overhead,
+        cpu,
+        memory: Memory {
+            idle_mib,
+            peak_under_load_mib,
+            with_1000_sessions_mib: with_sessions,
+            sessions_opened,
+        },
+        catalog,
+        rest,
+        features_on: "not measured yet: authentication, RBAC, rate limits and audit are not built"
+            .into(),
+    })
+}
+
+async fn register(http: &reqwest::Client, base: &str, name: &str, url: &str) -> anyhow::Result<()> {
+    let body = json!({"name": name, "transport": {"type": "streamable-http", "url": url}});
+    let created = http
+        .post(format!("{base}/api/v1/servers"))
+        .json(&body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        created.status().is_success(),
+        "registering {name}: HTTP {}",
+        created.status()
+    );
+    let refreshed = http
+        .post(format!("{base}/api/v1/servers/{name}/refresh"))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        refreshed.status().is_success(),
+        "refreshing {name}: HTTP {}",
+        refreshed.status()
+    );
+    Ok(())
+}
+
+/// Direct and proxied runs alternate, round after round, so drifting machine load
+/// hits both alike.
+async fn overhead_series(
+    plan: &Plan,
+    http: &reqwest::Client,
+    direct_url: &str,
+    gateway_url: &str,
+    gateway: &Process,
+    upstream: &Process,
+) -> (Vec<Overhead>, Cpu) {
+    let mut rows = Vec::new();
+    let (mut gateway_cpu, mut gateway_calls, mut upstream_cpu, mut upstream_calls) =
+        (0.0, 0u64, 0.0, 0u64);
+    for &concurrency in &plan.concurrencies {
+        let mut direct: Option<LoadResult> = None;
+        let mut proxied: Option<LoadResult> = None;
+        for _ in 0..plan.rounds {
+            let before = procfs::cpu_seconds(upstream.pid());
+            let run = load::run(http, direct_url, "echo", concurrency, plan.phase).await;
+            upstream_cpu += procfs::cpu_seconds(upstream.pid()) - before;
+            upstream_calls += run.calls;
+            merge(&mut direct, run);
+
+            let before = procfs::cpu_seconds(gateway.pid());
+            let run = load::run(http, gateway_url, "bench__echo", concurrency, plan.phase).await;
+            gateway_cpu += procfs::cpu_seconds(gateway.pid()) - before;
+            gateway_calls += run.calls;
+            merge(&mut proxied, run);
+        }
+        let (Some(direct), Some(proxied)) = (direct, proxied) else {
+            continue;
+        };
+        let (d, g) = (Stats::from(&direct), Stats::from(&proxied));
+        rows.push(Overhead {
+            concurrency,
+            overhead_p50_ms: g.p50_ms - d.p50_ms,
+            overhead_p90_ms: g.p90_ms - d.p90_ms,
+            overhead_p99_ms: g.p99_ms - d.p99_ms,
+            throughput_ratio: g.rps / d.rps.max(1e-9),
+            direct: d,
+            gateway: g,
+        });
+    }
+    let per_10k = |cpu: f64, calls: u64| cpu / (calls.max(1) as f64) * 10_000.0;
+    let (gateway_s_per_10k, upstream_s_per_10k) = (
+        per_10k(gateway_cpu, gateway_calls),
+        per_10k(upstream_cpu, upstream_calls),
+    );
+    let cpu = Cpu {
+        gateway_s_per_10k,
+        upstream_s_per_10k,
+        ratio: gateway_s_per_10k / upstream_s_per_10k.max(1e-9),
+    };
+    (rows, cpu)
+}
+
+fn merge(into: &mut Option<LoadResult>, run: LoadResult) {
+    match into {
+        Some(total) => total.merge(run),
+        None => *into = Some(run),
+    }
+}
+
+/// Opens `count` sessions (64 at a time), reads the gateway's RSS, closes them.
+async fn open_sessions(
+    http: &reqwest::Client,
+    url: &str,
+    count: usize,
+    gateway: &Process,
+) -> (usize, f64) {
+    let mut sessions = Vec::with_capacity(count);
+    let mut remaining = count;
+    while remaining > 0 {
+        let batch = remaining.min(64);
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| Session::open(http, url))).await;
+        sessions.extend(opened.into_iter().flatten());
+        remaining -= batch;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss = procfs::rss_mib(gateway.pid());
+    let opened = sessions.len();
+    futures_util::future::join_all(sessions.into_iter().map(Session::close)).await;
+    (opened, rss)
+}
+
+/// Registers the same upstream under many names and times discovery and listing.
+async fn catalog_series(
+    plan: &Plan,
+    http: &reqwest::Client,
+    base: &str,
+    upstream_url: &str,
+    gateway: &Process,
+) -> anyhow::Result<CatalogScale> {
+    let started = Instant::now();
+    for index in 1..plan.servers {
+        let body = json!({"name": format!("s{index:04}"), "transport": {"type": "streamable-http", "url": upstream_url}});
+        let created = http
+            .post(format!("{base}/api/v1/servers"))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            created.status().is_success(),
+            "registering s{index:04}: HTTP {}",
+            created.status()
+        );
+    }
+    // Discovery is done when no server is left in the `unknown` state.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let page: Value = http
+            .get(format!("{base}/api/v1/servers?health=unknown&limit=1"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if page["items"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "discovery of {} servers did not finish",
+            plan.servers
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let discover_s = started.elapsed().as_secs_f64();
+    // The snapshot is rebuilt after the last catalog lands.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut session = Session::open(http, &format!("{base}/mcp")).await?;
+    let mut first_page = LoadResult::empty();
+    let sampling = Instant::now();
+    for _ in 0..plan.samples {
+        let started = Instant::now();
+        let outcome = session.request("tools/list", json!({})).await.map(|_| ());
+        first_page.record(outcome, started.elapsed());
+    }
+    first_page.elapsed = sampling.elapsed();
+    let walk_started = Instant::now();
+    let mut tools = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let params = cursor
+            .as_ref()
+            .map_or_else(|| json!({}), |c| json!({"cursor": c}));
+        let page = session.request("tools/list", params).await?;
+        tools += page["tools"].as_array().map_or(0, Vec::len);
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let full_walk_ms = walk_started.elapsed().as_secs_f64() * 1000.0;
+    session.close().await;
+    Ok(CatalogScale {
+        servers: plan.servers,
+        tools,
+        discover_s,
+        list_first_page: Stats::from(&first_page),
+        full_walk_ms,
+        rss_mib: procfs::rss_mib(gateway.pid()),
+    })
+}
+
+/// Sequential REST requests with every server registered.
+async fn rest_series(plan: &Plan, http: &reqwest::Client, base: &str) -> Vec<Rest> {
+    let mut rows = Vec::new();
+    for endpoint in ["/api/v1/servers?limit=50", "/api/v1/tools?q=echo&limit=50"] {
+        let url = format!("{base}{endpoint}");
+        let result = load::sample(plan.samples, || {
+            let request = http.get(&url).send();
+            async move {
+                let response = request.await?;
+                anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
+                response.bytes().await?;
+                Ok(())
+            }
+        })
+        .await;
+        rows.push(Rest {
+            endpoint: endpoint.to_owned(),
+            stats: Stats::from(&result),
+        });
+    }
+    rows
+}
