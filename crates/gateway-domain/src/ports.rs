@@ -71,6 +71,8 @@ pub trait CatalogRepository: Send + Sync {
     async fn replace(&self, id: ServerId, catalog: &Catalog) -> Result<(), RepositoryError>;
     /// The last stored catalog, `None` if never fetched.
     async fn get(&self, id: ServerId) -> Result<Option<Catalog>, RepositoryError>;
+    /// Every stored catalog, in one read (the snapshot rebuild needs them all).
+    async fn all(&self) -> Result<Vec<(ServerId, Catalog)>, RepositoryError>;
     /// Tools whose name, title or description contains `text` (case-insensitive; all
     /// tools when `None`), optionally of one server, ordered by server name then tool
     /// name.

@@ -41,6 +41,17 @@ fn from_json(server: ServerId, value: Value) -> Result<Vec<Descriptor>, Reposito
         .collect()
 }
 
+fn to_catalog(id: ServerId, row: server_catalog::Model) -> Result<Catalog, RepositoryError> {
+    Ok(Catalog {
+        tools: from_json(id, row.tools)?,
+        resources: from_json(id, row.resources)?,
+        resource_templates: from_json(id, row.resource_templates)?,
+        prompts: from_json(id, row.prompts)?,
+        content_hash: row.content_hash,
+        fetched_at: row.fetched_at,
+    })
+}
+
 #[async_trait]
 impl CatalogRepository for Store {
     async fn replace(&self, id: ServerId, catalog: &Catalog) -> Result<(), RepositoryError> {
@@ -100,21 +111,24 @@ impl CatalogRepository for Store {
     }
 
     async fn get(&self, id: ServerId) -> Result<Option<Catalog>, RepositoryError> {
-        let Some(row) = server_catalog::Entity::find_by_id(id.as_uuid())
+        let row = server_catalog::Entity::find_by_id(id.as_uuid())
             .one(&self.db)
             .await
-            .map_err(map_db_err)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Catalog {
-            tools: from_json(id, row.tools)?,
-            resources: from_json(id, row.resources)?,
-            resource_templates: from_json(id, row.resource_templates)?,
-            prompts: from_json(id, row.prompts)?,
-            content_hash: row.content_hash,
-            fetched_at: row.fetched_at,
-        }))
+            .map_err(map_db_err)?;
+        row.map(|row| to_catalog(id, row)).transpose()
+    }
+
+    async fn all(&self) -> Result<Vec<(ServerId, Catalog)>, RepositoryError> {
+        let rows = server_catalog::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(map_db_err)?;
+        rows.into_iter()
+            .map(|row| {
+                let id = ServerId::from_uuid(row.server_id);
+                Ok((id, to_catalog(id, row)?))
+            })
+            .collect()
     }
 
     async fn search_tools(

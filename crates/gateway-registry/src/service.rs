@@ -82,12 +82,16 @@ impl Registry {
         }
     }
 
-    /// The stored catalog of a server, `None` if never fetched.
-    pub async fn stored_catalog(&self, id: ServerId) -> Result<Option<Catalog>, RegistryError> {
-        self.catalogs
-            .get(id)
+    /// Every stored catalog by server, in one read.
+    pub async fn stored_catalogs(
+        &self,
+    ) -> Result<std::collections::HashMap<ServerId, Catalog>, RegistryError> {
+        let all = self
+            .catalogs
+            .all()
             .await
-            .map_err(|e| RegistryError::from_repository(e, &id.to_string()))
+            .map_err(|e| RegistryError::from_repository(e, "catalogs"))?;
+        Ok(all.into_iter().collect())
     }
 
     /// Records what the gateway last learned from talking to a server.

@@ -89,6 +89,7 @@ fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {
 pub type Scope = Option<ServerName>;
 
 /// A connected client to tell about list changes.
+#[derive(Clone)]
 enum Listener {
     /// A session-based client (notified on its GET stream).
     Session(Peer<RoleServer>),
@@ -384,17 +385,18 @@ impl McpRuntime {
                 return;
             }
         };
+        let mut catalogs = match self.registry.stored_catalogs().await {
+            Ok(catalogs) => catalogs,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read stored catalogs; keeping the current snapshot");
+                return;
+            }
+        };
         let mut entries = Vec::new();
         let mut by_id = HashMap::new();
         let mut hashes = BTreeMap::new();
         for server in servers.into_iter().filter(|s| s.spec.enabled) {
-            let catalog = match self.registry.stored_catalog(server.id).await {
-                Ok(catalog) => catalog,
-                Err(error) => {
-                    tracing::warn!(server = %server.spec.name, %error, "cannot read stored catalog");
-                    None
-                }
-            };
+            let catalog = catalogs.remove(&server.id);
             hashes.insert(
                 server.spec.name.clone(),
                 catalog
@@ -451,7 +453,7 @@ impl McpRuntime {
             });
             guard
                 .iter()
-                .map(|(scope, l)| (scope.clone(), l.clone_listener()))
+                .map(|(scope, l)| (scope.clone(), l.clone()))
                 .collect()
         };
         let mut dead = Vec::new();
@@ -557,15 +559,6 @@ impl McpRuntime {
     /// Closes every upstream session (stdio children end), at shutdown.
     pub async fn shutdown(&self) {
         self.pool.close_all().await;
-    }
-}
-
-impl Listener {
-    fn clone_listener(&self) -> Listener {
-        match self {
-            Self::Session(peer) => Self::Session(peer.clone()),
-            Self::Subscription(sink) => Self::Subscription(sink.clone()),
-        }
     }
 }
 

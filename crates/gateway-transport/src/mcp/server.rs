@@ -279,22 +279,22 @@ impl GatewayServer {
     /// client gets that result as it is and retries itself; a session-era client
     /// cannot, so the gateway asks it through the session-era server-to-client
     /// requests and retries the upstream with the answers.
-    async fn forward_bridged(
+    async fn forward_bridged<P: Retryable>(
         &self,
         server: &UpstreamServer,
         ctx: &RequestContext<RoleServer>,
-        build: impl Fn(Option<InputResponses>, Option<String>) -> ClientRequest,
-        first_responses: Option<InputResponses>,
-        first_state: Option<String>,
+        mut params: P,
     ) -> Result<ServerResult, ErrorData> {
         let client_is_modern = ctx
             .protocol_version()
             .is_some_and(|version| !version.has_initialize());
-        let (mut responses, mut state) = (first_responses, first_state);
+        let (mut responses, mut state) = params.take_input();
         for _ in 0..MAX_INPUT_ROUNDS {
-            let result = self
-                .forward(server, build(responses.take(), state.take()), ctx)
-                .await?;
+            let request = params
+                .clone()
+                .with_input(responses.take(), state.take())
+                .into_request();
+            let result = self.forward(server, request, ctx).await?;
             let ServerResult::InputRequiredResult(required) = result else {
                 return Ok(result);
             };
@@ -423,6 +423,45 @@ async fn relay(
     }
 }
 
+/// A request an upstream may answer `input_required` and that is then retried with
+/// the client's answers: `tools/call`, `prompts/get`, `resources/read`.
+trait Retryable: Clone {
+    /// Moves the retry inputs out (they belong to the downstream round, if any).
+    fn take_input(&mut self) -> (Option<InputResponses>, Option<String>);
+    /// Sets the inputs of a retry.
+    fn with_input(self, responses: Option<InputResponses>, state: Option<String>) -> Self;
+    /// The upstream request.
+    fn into_request(self) -> ClientRequest;
+}
+
+macro_rules! retryable {
+    ($params:ty, $request:ident) => {
+        impl Retryable for $params {
+            fn take_input(&mut self) -> (Option<InputResponses>, Option<String>) {
+                (self.input_responses.take(), self.request_state.take())
+            }
+
+            fn with_input(
+                mut self,
+                responses: Option<InputResponses>,
+                state: Option<String>,
+            ) -> Self {
+                self.input_responses = responses;
+                self.request_state = state;
+                self
+            }
+
+            fn into_request(self) -> ClientRequest {
+                ClientRequest::$request($request::new(self))
+            }
+        }
+    };
+}
+
+retryable!(CallToolRequestParams, CallToolRequest);
+retryable!(GetPromptRequestParams, GetPromptRequest);
+retryable!(ReadResourceRequestParams, ReadResourceRequest);
+
 /// One page of a listing as the wire type of its kind, with the 2026-07-28 cache
 /// hints; the four `*/list` handlers differ only in kind and types.
 macro_rules! list_page {
@@ -478,20 +517,7 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
-        let (responses, state) = (
-            upstream.input_responses.take(),
-            upstream.request_state.take(),
-        );
-        let build = |responses, state| {
-            let mut params = upstream.clone();
-            params.input_responses = responses;
-            params.request_state = state;
-            ClientRequest::CallToolRequest(CallToolRequest::new(params))
-        };
-        match self
-            .forward_bridged(&server, &ctx, build, responses, state)
-            .await?
-        {
+        match self.forward_bridged(&server, &ctx, upstream).await? {
             ServerResult::CallToolResult(mut result) => {
                 result.result_type.get_or_insert(ResultType::COMPLETE);
                 Ok(CallToolResponse::Complete(result))
@@ -529,20 +555,7 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         upstream.name = route.original;
         upstream.meta = upstream_meta(upstream.meta.take());
-        let (responses, state) = (
-            upstream.input_responses.take(),
-            upstream.request_state.take(),
-        );
-        let build = |responses, state| {
-            let mut params = upstream.clone();
-            params.input_responses = responses;
-            params.request_state = state;
-            ClientRequest::GetPromptRequest(GetPromptRequest::new(params))
-        };
-        match self
-            .forward_bridged(&server, &ctx, build, responses, state)
-            .await?
-        {
+        match self.forward_bridged(&server, &ctx, upstream).await? {
             ServerResult::GetPromptResult(mut result) => {
                 result.result_type.get_or_insert(ResultType::COMPLETE);
                 Ok(GetPromptResponse::Complete(result))
@@ -595,20 +608,7 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         upstream.uri = route.original.clone();
         upstream.meta = upstream_meta(upstream.meta.take());
-        let (responses, state) = (
-            upstream.input_responses.take(),
-            upstream.request_state.take(),
-        );
-        let build = |responses, state| {
-            let mut params = upstream.clone();
-            params.input_responses = responses;
-            params.request_state = state;
-            ClientRequest::ReadResourceRequest(ReadResourceRequest::new(params))
-        };
-        match self
-            .forward_bridged(&server, &ctx, build, responses, state)
-            .await?
-        {
+        match self.forward_bridged(&server, &ctx, upstream).await? {
             ServerResult::ReadResourceResult(mut result) => {
                 result.result_type.get_or_insert(ResultType::COMPLETE);
                 result.ttl_ms.get_or_insert(0);
