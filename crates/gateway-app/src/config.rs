@@ -33,6 +33,107 @@ pub struct Settings {
     pub upstreams: UpstreamsConfig,
     /// The MCP endpoint and how it reaches upstreams.
     pub mcp: McpConfig,
+    /// Active health checks and what happens to unhealthy upstreams.
+    pub health: HealthConfig,
+    /// The circuit breaker of each upstream endpoint.
+    pub circuit_breaker: BreakerConfig,
+    /// The cap on calls in flight per upstream.
+    pub bulkhead: BulkheadConfig,
+}
+
+/// What happens to the tools of an unhealthy upstream (or one whose circuit is open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenUnavailable {
+    /// They leave the lists until it recovers (clients get `list_changed`).
+    #[default]
+    Hide,
+    /// They stay listed; calls fail fast with an error naming the upstream.
+    FailFast,
+}
+
+/// `[health]`: active checks and health thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Time between checks (`ping`) of each upstream endpoint, in milliseconds (±10 % jitter).
+    pub check_interval_ms: u64,
+    /// Longest wait for a check's answer, in milliseconds.
+    pub check_timeout_ms: u64,
+    /// Consecutive failures (checks or calls) that make an endpoint unhealthy.
+    pub unhealthy_after: u32,
+    /// Consecutive successes that bring an unhealthy endpoint back.
+    pub healthy_after: u32,
+    /// A check slower than this marks the endpoint degraded, in milliseconds.
+    pub degraded_latency_ms: u64,
+    /// Failures among the last 20 outcomes that mark a live endpoint degraded.
+    pub degraded_failures: usize,
+    /// `hide`: unhealthy upstreams' tools leave the lists; `fail-fast`: they stay and calls fail fast.
+    pub when_unavailable: WhenUnavailable,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 30_000,
+            check_timeout_ms: 5_000,
+            unhealthy_after: 2,
+            healthy_after: 2,
+            degraded_latency_ms: 2_000,
+            degraded_failures: 2,
+            when_unavailable: WhenUnavailable::Hide,
+        }
+    }
+}
+
+/// `[circuit_breaker]`: when an endpoint's circuit opens and how it recovers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failed calls that open the circuit.
+    pub consecutive_failures: u32,
+    /// Failure rate (0.0–1.0) over the window that opens the circuit...
+    pub failure_rate: f64,
+    /// ...once the window holds at least this many calls.
+    pub min_calls: usize,
+    /// The failure-rate window, in seconds.
+    pub window_secs: u64,
+    /// How long an open circuit fails calls fast before probing, in milliseconds.
+    pub open_ms: u64,
+    /// Probe calls let through while half-open; that many successes close it.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            min_calls: 20,
+            window_secs: 30,
+            open_ms: 15_000,
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// `[bulkhead]`: calls in flight per upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkheadConfig {
+    /// Calls in flight per upstream at most.
+    pub max_concurrent_calls: usize,
+    /// Longest wait for a free slot before the call fails fast, in milliseconds.
+    pub max_queue_wait_ms: u64,
+}
+
+impl Default for BulkheadConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 64,
+            max_queue_wait_ms: 500,
+        }
+    }
 }
 
 /// `[mcp]`: naming, paging, timeouts and discovery of the MCP endpoint.
@@ -169,12 +270,14 @@ impl Default for LogConfig {
     }
 }
 
-/// `[upstreams]`: what may be registered.
+/// `[upstreams]`: what may be registered and how calls are spread.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamsConfig {
     /// Allow stdio upstreams, which run a command on this host. Off by default.
     pub allow_stdio: bool,
+    /// How calls are spread over a server's endpoints: `round-robin` or `least-in-flight`.
+    pub load_balancing: gateway_router::Balance,
 }
 
 /// Values given on the command line; they override every other source.
@@ -360,6 +463,53 @@ impl Settings {
                     range.end()
                 ));
             }
+        }
+        let health = &self.health;
+        let breaker = &self.circuit_breaker;
+        let more: [(&str, u64, std::ops::RangeInclusive<u64>); 12] = [
+            ("health.check_interval_ms", health.check_interval_ms, 100..=3_600_000),
+            ("health.check_timeout_ms", health.check_timeout_ms, 50..=300_000),
+            ("health.unhealthy_after", health.unhealthy_after.into(), 1..=100),
+            ("health.healthy_after", health.healthy_after.into(), 1..=100),
+            ("health.degraded_latency_ms", health.degraded_latency_ms, 1..=3_600_000),
+            ("health.degraded_failures", health.degraded_failures as u64, 1..=20),
+            ("circuit_breaker.consecutive_failures", breaker.consecutive_failures.into(), 1..=1000),
+            ("circuit_breaker.min_calls", breaker.min_calls as u64, 1..=100_000),
+            ("circuit_breaker.window_secs", breaker.window_secs, 1..=3600),
+            ("circuit_breaker.open_ms", breaker.open_ms, 10..=3_600_000),
+            ("circuit_breaker.half_open_probes", breaker.half_open_probes.into(), 1..=100),
+            (
+                "bulkhead.max_concurrent_calls",
+                self.bulkhead.max_concurrent_calls as u64,
+                1..=100_000,
+            ),
+        ];
+        for (key, value, range) in more {
+            if !range.contains(&value) {
+                problems.push(format!(
+                    "{key} = {value}: must be between {} and {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        if !(breaker.failure_rate > 0.0 && breaker.failure_rate <= 1.0) {
+            problems.push(format!(
+                "circuit_breaker.failure_rate = {}: must be above 0.0 and at most 1.0",
+                breaker.failure_rate
+            ));
+        }
+        if self.bulkhead.max_queue_wait_ms > 300_000 {
+            problems.push(format!(
+                "bulkhead.max_queue_wait_ms = {}: must be at most 300000",
+                self.bulkhead.max_queue_wait_ms
+            ));
+        }
+        if health.check_timeout_ms > health.check_interval_ms {
+            problems.push(format!(
+                "health.check_timeout_ms = {}: must not exceed health.check_interval_ms ({})",
+                health.check_timeout_ms, health.check_interval_ms
+            ));
         }
         for origin in &mcp.allowed_origins {
             let valid = url::Url::parse(origin)

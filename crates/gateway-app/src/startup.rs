@@ -12,9 +12,10 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::web::Data;
 use gateway_persistence::{MigrationState, Store};
 use gateway_registry::{Registry, RegistryPolicy};
-use gateway_router::NamingPolicy;
+use gateway_router::{BreakerPolicy, HealthPolicy, NamingPolicy};
 use gateway_transport::mcp::{
-    McpHttpSettings, McpRuntime, McpServices, McpSettings, UpstreamSettings, WorkQueue,
+    McpHttpSettings, McpRuntime, McpServices, McpSettings, ResilienceSettings, UpstreamSettings,
+    WorkQueue,
 };
 use gateway_transport::rest::{ApiState, HttpSettings, ServiceInfo, build_app};
 
@@ -118,10 +119,10 @@ impl Application {
             })?
             .port();
 
-        let (runtime, upstream_events) =
+        let (runtime, inbox) =
             McpRuntime::new(registry.clone(), mcp_settings(settings), queue)
                 .map_err(StartupError::Mcp)?;
-        let runtime_task = tokio::spawn(runtime.clone().run(work, upstream_events));
+        let runtime_task = tokio::spawn(runtime.clone().run(work, inbox));
         let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
 
         let state = Data::new(ApiState {
@@ -232,6 +233,40 @@ fn mcp_settings(settings: &Settings) -> McpSettings {
             connect_timeout: Duration::from_millis(mcp.connect_timeout_ms),
             max_response_bytes: mcp.max_response_bytes,
             ..UpstreamSettings::default()
+        },
+        resilience: resilience_settings(settings),
+    }
+}
+
+/// Health, breaker, bulkhead and balancing settings from the configuration.
+fn resilience_settings(settings: &Settings) -> ResilienceSettings {
+    let (health, breaker) = (&settings.health, &settings.circuit_breaker);
+    ResilienceSettings {
+        health: HealthPolicy {
+            unhealthy_after: health.unhealthy_after,
+            healthy_after: health.healthy_after,
+            degraded_latency: Duration::from_millis(health.degraded_latency_ms),
+            window: 20,
+            degraded_failures: health.degraded_failures,
+        },
+        check_interval: Duration::from_millis(health.check_interval_ms),
+        check_timeout: Duration::from_millis(health.check_timeout_ms),
+        breaker: BreakerPolicy {
+            consecutive_failures: breaker.consecutive_failures,
+            failure_rate: breaker.failure_rate,
+            min_calls: breaker.min_calls,
+            window: Duration::from_secs(breaker.window_secs),
+            open_for: Duration::from_millis(breaker.open_ms),
+            half_open_probes: breaker.half_open_probes,
+        },
+        max_concurrent_calls: settings.bulkhead.max_concurrent_calls,
+        max_queue_wait: Duration::from_millis(settings.bulkhead.max_queue_wait_ms),
+        balance: settings.upstreams.load_balancing,
+        when_unavailable: match health.when_unavailable {
+            crate::config::WhenUnavailable::Hide => gateway_transport::mcp::WhenUnavailable::Hide,
+            crate::config::WhenUnavailable::FailFast => {
+                gateway_transport::mcp::WhenUnavailable::FailFast
+            }
         },
     }
 }

@@ -71,6 +71,9 @@ pub enum Transport {
     StreamableHttp {
         /// `http` or `https` endpoint of the upstream MCP server.
         url: Url,
+        /// More endpoints of the same server (replicas); calls are spread over `url`
+        /// and these, and fail over between them.
+        replicas: Vec<Url>,
         /// Static headers (for example an API key) added to each upstream request.
         headers: BTreeMap<String, Secret>,
     },
@@ -112,6 +115,8 @@ const MANAGED_HEADERS: &[&str] = &[
 const MAX_HEADERS: usize = 32;
 const MAX_HEADER_VALUE: usize = 8 * 1024;
 const MAX_URL: usize = 2048;
+/// Replicas of one server beyond its first URL.
+pub const MAX_REPLICAS: usize = 15;
 const MAX_ARGS: usize = 256;
 const MAX_ENV: usize = 128;
 const MAX_PATH_LIKE: usize = 4096;
@@ -124,8 +129,39 @@ impl Transport {
         url: &str,
         headers: BTreeMap<String, Secret>,
     ) -> Result<Self, ValidationErrors> {
+        Self::replicated_http(url, &[], headers)
+    }
+
+    /// Builds a Streamable HTTP transport with more than one endpoint: each replica is
+    /// checked like `url`, and none may repeat another.
+    pub fn replicated_http(
+        url: &str,
+        replicas: &[String],
+        headers: BTreeMap<String, Secret>,
+    ) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let parsed = errors.check("url", parse_upstream_url(url));
+        if replicas.len() > MAX_REPLICAS {
+            errors.push(
+                "replicas",
+                format!(
+                    "at most {MAX_REPLICAS} replicas are allowed, got {}",
+                    replicas.len()
+                ),
+            );
+        }
+        let mut replica_urls: Vec<Url> = Vec::new();
+        for (index, raw) in replicas.iter().enumerate() {
+            let field = format!("replicas.{index}");
+            let Some(replica) = errors.check(&field, parse_upstream_url(raw)) else {
+                continue;
+            };
+            if parsed.as_ref() == Some(&replica) || replica_urls.contains(&replica) {
+                errors.push(field, "repeats another endpoint of this server");
+            } else {
+                replica_urls.push(replica);
+            }
+        }
         if headers.len() > MAX_HEADERS {
             errors.push(
                 "headers",
@@ -169,7 +205,11 @@ impl Transport {
                     .into_iter()
                     .map(|(name, value)| (name.to_ascii_lowercase(), value))
                     .collect();
-                Ok(Self::StreamableHttp { url, headers })
+                Ok(Self::StreamableHttp {
+                    url,
+                    replicas: replica_urls,
+                    headers,
+                })
             }
             _ => Err(errors),
         }
@@ -248,6 +288,17 @@ impl Transport {
             env,
             cwd,
         })
+    }
+
+    /// The endpoints to reach, first one first: `url` and the replicas of an HTTP
+    /// upstream; none for stdio (its one child process is its endpoint).
+    pub fn endpoints(&self) -> Vec<&Url> {
+        match self {
+            Self::StreamableHttp { url, replicas, .. } => {
+                std::iter::once(url).chain(replicas).collect()
+            }
+            Self::Stdio { .. } => Vec::new(),
+        }
     }
 
     /// Which wire this is.

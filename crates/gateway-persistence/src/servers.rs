@@ -28,6 +28,8 @@ use crate::error::map_db_err;
 enum StoredTransport {
     StreamableHttp {
         url: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<String>,
         #[serde(default)]
         headers: BTreeMap<String, String>,
     },
@@ -58,8 +60,13 @@ fn wrap_all(values: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
 impl From<&Transport> for StoredTransport {
     fn from(transport: &Transport) -> Self {
         match transport {
-            Transport::StreamableHttp { url, headers } => Self::StreamableHttp {
+            Transport::StreamableHttp {
+                url,
+                replicas,
+                headers,
+            } => Self::StreamableHttp {
                 url: url.to_string(),
+                replicas: replicas.iter().map(ToString::to_string).collect(),
                 headers: expose_all(headers),
             },
             Transport::Stdio {
@@ -80,12 +87,24 @@ impl From<&Transport> for StoredTransport {
 impl StoredTransport {
     fn into_domain(self) -> Result<Transport, String> {
         Ok(match self {
-            Self::StreamableHttp { url, headers } => Transport::StreamableHttp {
-                url: url
-                    .parse()
-                    .map_err(|e| format!("stored URL is invalid: {e}"))?,
-                headers: wrap_all(headers),
-            },
+            Self::StreamableHttp {
+                url,
+                replicas,
+                headers,
+            } => {
+                let parse = |raw: &str| {
+                    raw.parse()
+                        .map_err(|e| format!("stored URL `{raw}` is invalid: {e}"))
+                };
+                Transport::StreamableHttp {
+                    url: parse(&url)?,
+                    replicas: replicas
+                        .iter()
+                        .map(|raw| parse(raw))
+                        .collect::<Result<_, _>>()?,
+                    headers: wrap_all(headers),
+                }
+            }
             Self::Stdio {
                 command,
                 args,

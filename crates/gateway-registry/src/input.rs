@@ -45,6 +45,8 @@ pub enum TransportInput {
     StreamableHttp {
         /// Endpoint URL.
         url: String,
+        /// More endpoints of the same server.
+        replicas: Vec<String>,
         /// Static headers.
         headers: BTreeMap<String, Secret>,
     },
@@ -68,7 +70,11 @@ impl TransportInput {
 
     pub(crate) fn validate(self) -> Result<Transport, ValidationErrors> {
         match self {
-            Self::StreamableHttp { url, headers } => Transport::streamable_http(&url, headers),
+            Self::StreamableHttp {
+                url,
+                replicas,
+                headers,
+            } => Transport::replicated_http(&url, &replicas, headers),
             Self::Stdio {
                 command,
                 args,

@@ -429,6 +429,7 @@ mod tests {
             description: None,
             transport: TransportInput::StreamableHttp {
                 url: format!("http://127.0.0.1:9/{name}"),
+                replicas: Vec::new(),
                 headers: headers
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
@@ -554,6 +555,7 @@ mod tests {
             .await
             .expect("registered");
         let transport = TransportInput::StreamableHttp {
+            replicas: Vec::new(),
             url: "http://127.0.0.1:9/moved".into(),
             headers: BTreeMap::from([(
                 "x-key".to_owned(),
@@ -571,7 +573,7 @@ mod tests {
             )
             .await
             .expect("updated");
-        let Transport::StreamableHttp { headers, url } = updated.spec.transport else {
+        let Transport::StreamableHttp { headers, url, .. } = updated.spec.transport else {
             panic!("kind changed")
         };
         assert_eq!(url.path(), "/moved");

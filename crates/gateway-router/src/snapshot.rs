@@ -66,6 +66,10 @@ pub struct SnapshotServer {
     pub created_at: DateTime<Utc>,
     /// Its last catalog, if one was fetched.
     pub catalog: Option<Catalog>,
+    /// Routable but not listed (unhealthy, circuit open, draining): its items keep
+    /// their names, so they come back unchanged, and calls to them still resolve and
+    /// fail with the reason instead of "unknown tool".
+    pub hidden: bool,
 }
 
 /// Where a client-visible name or URI goes.
@@ -131,6 +135,7 @@ impl<P> Listing<P> {
 #[derive(Debug, Clone)]
 struct ServerListings<P> {
     id: ServerId,
+    hidden: bool,
     lists: HashMap<ListKind, Listing<P>>,
 }
 
@@ -142,6 +147,8 @@ pub type Convert<'a, P> = &'a dyn Fn(ListKind, &str, &Value) -> Option<P>;
 #[derive(Debug, Clone)]
 pub struct CatalogSnapshot<P> {
     aggregate: HashMap<ListKind, Listing<P>>,
+    /// Items of hidden servers: routable on the aggregate endpoint, never listed.
+    hidden: HashMap<ListKind, Listing<P>>,
     servers: BTreeMap<ServerName, ServerListings<P>>,
     conflicts: Vec<String>,
 }
@@ -150,6 +157,7 @@ impl<P> Default for CatalogSnapshot<P> {
     fn default() -> Self {
         Self {
             aggregate: HashMap::new(),
+            hidden: HashMap::new(),
             servers: BTreeMap::new(),
             conflicts: Vec::new(),
         }
@@ -184,6 +192,8 @@ impl<P: Clone> CatalogSnapshot<P> {
                 .cmp(&b.created_at)
                 .then_with(|| a.name.cmp(&b.name))
         });
+        let hidden_ids: std::collections::HashSet<ServerId> =
+            servers.iter().filter(|s| s.hidden).map(|s| s.id).collect();
         let mut snapshot = Self::default();
         for kind in ListKind::ALL {
             let items = match kind {
@@ -194,7 +204,11 @@ impl<P: Clone> CatalogSnapshot<P> {
                     uri_items(kind, &servers, convert)
                 }
             };
-            snapshot.aggregate.insert(kind, Listing::from_items(items));
+            let (hidden, listed): (Vec<_>, Vec<_>) = items
+                .into_iter()
+                .partition(|item: &Exposed<P>| hidden_ids.contains(&item.route.server_id));
+            snapshot.aggregate.insert(kind, Listing::from_items(listed));
+            snapshot.hidden.insert(kind, Listing::from_items(hidden));
         }
         for server in &servers {
             let mut lists = HashMap::new();
@@ -220,6 +234,7 @@ impl<P: Clone> CatalogSnapshot<P> {
                 server.name.clone(),
                 ServerListings {
                     id: server.id,
+                    hidden: server.hidden,
                     lists,
                 },
             );
@@ -313,7 +328,11 @@ impl<P: Clone> CatalogSnapshot<P> {
     ) -> (&[Exposed<P>], bool) {
         let listing = match scope {
             None => self.aggregate.get(&kind),
-            Some(server) => self.servers.get(server).and_then(|s| s.lists.get(&kind)),
+            Some(server) => self
+                .servers
+                .get(server)
+                .filter(|s| !s.hidden)
+                .and_then(|s| s.lists.get(&kind)),
         };
         listing.map_or((&[][..], false), |l| l.page(after, limit))
     }
@@ -326,11 +345,17 @@ impl<P: Clone> CatalogSnapshot<P> {
         scope: Option<&ServerName>,
         key: &str,
     ) -> Option<&Exposed<P>> {
-        let listing = match scope {
-            None => self.aggregate.get(&kind)?,
-            Some(server) => self.servers.get(server)?.lists.get(&kind)?,
-        };
-        listing.index.get(key).and_then(|i| listing.items.get(*i))
+        let found = |listing: &'_ Listing<P>| -> Option<usize> { listing.index.get(key).copied() };
+        match scope {
+            None => [self.aggregate.get(&kind), self.hidden.get(&kind)]
+                .into_iter()
+                .flatten()
+                .find_map(|listing| found(listing).and_then(|i| listing.items.get(i))),
+            Some(server) => {
+                let listing = self.servers.get(server)?.lists.get(&kind)?;
+                found(listing).and_then(|i| listing.items.get(i))
+            }
+        }
     }
 
     /// Where a resource URI goes: on the aggregate endpoint the URI names its server
@@ -354,6 +379,11 @@ impl<P: Clone> CatalogSnapshot<P> {
     /// Whether a server is in the snapshot (registered, enabled).
     pub fn has_server(&self, name: &ServerName) -> bool {
         self.servers.contains_key(name)
+    }
+
+    /// Whether a server is in the snapshot but not listed.
+    pub fn is_hidden(&self, name: &ServerName) -> bool {
+        self.servers.get(name).is_some_and(|s| s.hidden)
     }
 
     /// Name clashes found while building, for logs and operators.
@@ -435,6 +465,7 @@ mod tests {
             name: ServerName::parse(name).expect("name"),
             created_at: Utc.timestamp_opt(age, 0).single().expect("time"),
             catalog: Some(Catalog::new(tools, resources, vec![], vec![], Utc::now())),
+            hidden: false,
         }
     }
 
@@ -454,6 +485,27 @@ mod tests {
     fn build(mode: PrefixMode, servers: Vec<SnapshotServer>) -> CatalogSnapshot<Value> {
         let policy = NamingPolicy::new(mode, "__", 64).expect("policy");
         CatalogSnapshot::build(&policy, servers, &keep)
+    }
+
+    #[test]
+    fn hidden_servers_keep_their_names_and_routes_but_are_not_listed() {
+        let mut sick = server("b", 2, &["echo"]);
+        sick.hidden = true;
+        let snapshot = build(
+            PrefixMode::Conditional,
+            vec![server("a", 1, &["echo", "add"]), sick],
+        );
+        // The hidden server still takes part in naming: `echo` stays prefixed.
+        assert_eq!(names(&snapshot), ["a__echo", "add"]);
+        let b = ServerName::parse("b").expect("name");
+        let routed = snapshot
+            .route(ListKind::Tools, None, "b__echo")
+            .expect("still routed");
+        assert_eq!(routed.route.server, b);
+        assert!(snapshot.route(ListKind::Tools, Some(&b), "echo").is_some());
+        assert!(snapshot.page(ListKind::Tools, Some(&b), None, 10).0.is_empty());
+        assert!(snapshot.has_server(&b) && snapshot.is_hidden(&b));
+        assert_eq!(snapshot.len(ListKind::Tools), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The MCP face of the gateway: upstream connections ([`upstream`]), the runtime
-//! that keeps the catalog snapshot current ([`runtime`]), the downstream MCP server
-//! ([`server`]) and its HTTP mounting ([`service`]).
+//! The MCP face of the gateway: upstream connections ([`upstream`]), the live
+//! health, breakers and bulkheads of each upstream ([`monitor`]), the runtime that
+//! keeps the catalog snapshot current and checks upstreams ([`runtime`]), the
+//! downstream MCP server ([`server`]) and its HTTP mounting ([`service`]).
 
 // Sampling, roots and logging are deprecated by the 2026-07-28 revision (SEP-2577),
 // but clients and servers on the session-based revisions still use them, and the
@@ -8,11 +9,13 @@
 #![allow(deprecated)]
 
 pub mod guard;
+pub mod monitor;
 pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod upstream;
 
-pub use runtime::{McpItem, McpRuntime, McpSettings, Work, WorkQueue};
+pub use monitor::{Monitor, ResilienceSettings, WhenUnavailable};
+pub use runtime::{McpItem, McpRuntime, McpSettings, RuntimeInbox, Work, WorkQueue};
 pub use service::{McpHttpSettings, McpServices};
 pub use upstream::{UpstreamError, UpstreamSettings};

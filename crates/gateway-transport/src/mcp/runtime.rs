@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use gateway_router::Source;
 use futures_util::StreamExt;
 use gateway_domain::{
     Catalog, Descriptor, HealthState, HealthStatus, RegistryEvent, RegistryListener, ServerId,
@@ -28,10 +29,26 @@ use rmcp::service::SubscriptionSink;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::monitor::{Monitor, ResilienceSettings, UpstreamState, Verdict};
 use super::upstream::{UpstreamEvent, UpstreamPool, UpstreamSettings};
 
 /// How many upstreams a discovery pass refreshes at once.
 const DISCOVERY_CONCURRENCY: usize = 8;
+
+/// Attempts at fetching a catalog on an open session.
+const LISTING_ATTEMPTS: u32 = 3;
+
+/// Attempts at one health check.
+const PING_ATTEMPTS: u32 = 2;
+
+/// `duration` ±25 %, so retries and checks of many upstreams do not line up.
+fn jittered(duration: Duration) -> Duration {
+    duration.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Settings of the MCP face.
 #[derive(Debug, Clone)]
@@ -46,6 +63,8 @@ pub struct McpSettings {
     pub discovery_interval: Duration,
     /// Upstream connection behaviour.
     pub upstream: UpstreamSettings,
+    /// Health checks, circuit breakers, bulkheads and load balancing.
+    pub resilience: ResilienceSettings,
 }
 
 impl Default for McpSettings {
@@ -56,6 +75,7 @@ impl Default for McpSettings {
             request_timeout: Duration::from_secs(60),
             discovery_interval: Duration::from_secs(300),
             upstream: UpstreamSettings::default(),
+            resilience: ResilienceSettings::default(),
         }
     }
 }
@@ -97,6 +117,12 @@ enum Listener {
     Subscription(SubscriptionSink),
 }
 
+/// What the runtime's loop receives besides queued work.
+pub struct RuntimeInbox {
+    upstream_events: mpsc::UnboundedReceiver<UpstreamEvent>,
+    health_changes: mpsc::UnboundedReceiver<ServerId>,
+}
+
 /// A client session subscribed to a resource.
 pub struct Subscriber {
     /// Its `Mcp-Session-Id` (one subscription per session and resource).
@@ -110,6 +136,8 @@ pub struct Subscriber {
 /// Clients watching one upstream resource, and the upstream watch itself.
 struct ResourceWatch {
     subscribers: Vec<Subscriber>,
+    /// The endpoint the upstream subscription lives on (it stays there).
+    endpoint: usize,
     /// The `subscriptions/listen` stream of a 2026-07-28 upstream.
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -161,8 +189,8 @@ pub struct Current {
     pub snapshot: CatalogSnapshot<McpItem>,
     /// Enabled servers by id, for forwarding.
     pub servers: HashMap<ServerId, UpstreamServer>,
-    /// Catalog hash per server, to tell which servers changed.
-    hashes: BTreeMap<ServerName, String>,
+    /// Catalog hash and visibility per server, to tell which servers' lists changed.
+    hashes: BTreeMap<ServerName, (String, bool)>,
 }
 
 /// The MCP runtime shared by every downstream session.
@@ -171,6 +199,10 @@ pub struct McpRuntime {
     watches: tokio::sync::Mutex<HashMap<(ServerId, String), ResourceWatch>>,
     /// Upstream sessions.
     pub pool: UpstreamPool,
+    /// Live health, breakers, bulkheads and drains of the enabled upstreams.
+    pub monitor: Monitor,
+    /// A handle to itself for the health-check tasks (which must not keep it alive).
+    this: std::sync::Weak<McpRuntime>,
     current: RwLock<Arc<Current>>,
     listeners: Mutex<Vec<(Scope, Listener)>>,
     /// Settings.
@@ -185,24 +217,34 @@ impl McpRuntime {
         registry: Registry,
         settings: McpSettings,
         queue: WorkQueue,
-    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<UpstreamEvent>), String> {
+    ) -> Result<(Arc<Self>, RuntimeInbox), String> {
         let (events, upstream_events) = mpsc::unbounded_channel();
+        let (changes, health_changes) = mpsc::unbounded_channel();
         let pool = UpstreamPool::new(settings.upstream.clone(), events)?;
+        let monitor = Monitor::new(settings.resilience.clone(), changes);
         let empty = Current {
             snapshot: CatalogSnapshot::default(),
             servers: HashMap::new(),
             hashes: BTreeMap::new(),
         };
-        let runtime = Arc::new(Self {
+        let runtime = Arc::new_cyclic(|this| Self {
             registry,
             pool,
+            monitor,
+            this: this.clone(),
             current: RwLock::new(Arc::new(empty)),
             listeners: Mutex::new(Vec::new()),
             watches: tokio::sync::Mutex::new(HashMap::new()),
             settings,
             queue,
         });
-        Ok((runtime, upstream_events))
+        Ok((
+            runtime,
+            RuntimeInbox {
+                upstream_events,
+                health_changes,
+            },
+        ))
     }
 
     /// The current snapshot (cheap: one `Arc` clone).
@@ -239,8 +281,12 @@ impl McpRuntime {
     pub async fn run(
         self: Arc<Self>,
         mut work: mpsc::UnboundedReceiver<Work>,
-        mut upstream_events: mpsc::UnboundedReceiver<UpstreamEvent>,
+        inbox: RuntimeInbox,
     ) {
+        let RuntimeInbox {
+            mut upstream_events,
+            mut health_changes,
+        } = inbox;
         self.rebuild().await;
         self.refresh_all().await;
         let mut tick = tokio::time::interval(self.settings.discovery_interval);
@@ -259,6 +305,13 @@ impl McpRuntime {
                     UpstreamEvent::ListChanged(id) => self.refresh(id).await,
                     UpstreamEvent::ResourceUpdated(id, uri) => self.resource_updated(id, &uri).await,
                 },
+                Some(id) = health_changes.recv() => {
+                    let mut changed = HashSet::from([id]);
+                    while let Ok(more) = health_changes.try_recv() {
+                        changed.insert(more);
+                    }
+                    self.health_changed(changed).await;
+                }
                 _ = tick.tick() => self.refresh_all().await,
                 else => break,
             }
@@ -326,53 +379,202 @@ impl McpRuntime {
     }
 
     async fn refresh_server(&self, server: &UpstreamServer) {
-        let started = std::time::Instant::now();
-        let outcome = match self.pool.peer(server).await {
-            Ok((peer, version)) => {
-                // An upstream that connects but never answers its lists must not stall discovery.
-                let limit = self.settings.request_timeout;
-                match tokio::time::timeout(limit, fetch_catalog(&peer)).await {
-                    Ok(fetched) => fetched.map(|catalog| (catalog, version)),
-                    Err(_) => Err(format!(
-                        "lists not answered within {} ms",
-                        limit.as_millis()
-                    )),
+        let upstream = self.monitor.ensure(server);
+        let mut last_error = String::from("no endpoint");
+        // The balancer's order: a dead endpoint fails over to the next.
+        for endpoint in self.monitor.order(&upstream) {
+            let started = std::time::Instant::now();
+            match self.discover(server, endpoint).await {
+                Ok((catalog, version)) => {
+                    let verdict = Verdict::Answered;
+                    self.monitor.record_probe(
+                        server.id,
+                        endpoint,
+                        Source::Discovery,
+                        &verdict,
+                        started.elapsed(),
+                    );
+                    if version.is_some() {
+                        *lock(&upstream.protocol_version) = version;
+                    }
+                    if let Err(error) = self.registry.record_catalog(server.id, &catalog).await {
+                        tracing::warn!(server = %server.spec.name, %error, "cannot store catalog");
+                    }
+                    tracing::info!(
+                        server = %server.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(),
+                        resources = catalog.resources.len(), "catalog refreshed"
+                    );
+                    self.persist_health(&upstream).await;
+                    return;
+                }
+                Err(reason) => {
+                    let verdict = Verdict::Failed(reason.clone());
+                    self.monitor.record_probe(
+                        server.id,
+                        endpoint,
+                        Source::Discovery,
+                        &verdict,
+                        started.elapsed(),
+                    );
+                    last_error = reason;
                 }
             }
-            Err(error) => Err(error.to_string()),
-        };
-        let latency_ms = i64::try_from(started.elapsed().as_millis()).ok();
-        let health = match outcome {
-            Ok((catalog, version)) => {
-                if let Err(error) = self.registry.record_catalog(server.id, &catalog).await {
-                    tracing::warn!(server = %server.spec.name, %error, "cannot store catalog");
-                }
-                tracing::info!(
-                    server = %server.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(),
-                    resources = catalog.resources.len(), "catalog refreshed"
-                );
-                HealthStatus {
-                    state: HealthState::Healthy,
-                    checked_at: Some(Utc::now().trunc_subsecs(6)),
-                    latency_ms,
-                    error: None,
-                    protocol_version: version,
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(server = %server.spec.name, %reason, "discovery failed; serving the last known catalog");
-                HealthStatus {
-                    state: HealthState::Unhealthy,
-                    checked_at: Some(Utc::now().trunc_subsecs(6)),
-                    latency_ms,
-                    error: Some(reason),
-                    protocol_version: server.health.protocol_version.clone(),
-                }
-            }
-        };
-        if let Err(error) = self.registry.record_health(server.id, &health).await {
-            tracing::warn!(server = %server.spec.name, %error, "cannot record health");
         }
+        tracing::warn!(server = %server.spec.name, reason = %last_error, "discovery failed; serving the last known catalog");
+        self.persist_health(&upstream).await;
+    }
+
+    /// Connects to one endpoint and fetches its catalog. Listing is safe to repeat, so
+    /// a failed fetch on an open session is retried with jittered backoff.
+    async fn discover(
+        &self,
+        server: &UpstreamServer,
+        endpoint: usize,
+    ) -> Result<(Catalog, Option<String>), String> {
+        let (peer, version) = self
+            .pool
+            .peer(server, endpoint, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        // An upstream that connects but never answers its lists must not stall discovery.
+        let limit = self.settings.request_timeout;
+        let mut backoff = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let error = match tokio::time::timeout(limit, fetch_catalog(&peer)).await {
+                Ok(Ok(catalog)) => return Ok((catalog, version)),
+                Ok(Err(error)) => error,
+                Err(_) => return Err(format!("lists not answered within {} ms", limit.as_millis())),
+            };
+            if attempt >= LISTING_ATTEMPTS || peer.is_transport_closed() {
+                return Err(error);
+            }
+            tracing::debug!(server = %server.spec.name, %error, attempt, "listing failed; retrying");
+            tokio::time::sleep(jittered(backoff)).await;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// Writes a server's combined health to the registry (what `GET /servers` shows
+    /// and what survives a restart).
+    async fn persist_health(&self, upstream: &UpstreamState) {
+        let view = upstream.view();
+        let check = upstream.last_check();
+        let last = upstream.last_observation();
+        let health = HealthStatus {
+            state: view.state,
+            checked_at: Some(
+                last.as_ref()
+                    .map_or_else(Utc::now, |o| o.at)
+                    .trunc_subsecs(6),
+            ),
+            latency_ms: check
+                .as_ref()
+                .and_then(|c| i64::try_from(c.latency.as_millis()).ok()),
+            error: last.and_then(|o| o.error),
+            protocol_version: lock(&upstream.protocol_version).clone(),
+        };
+        if let Err(error) = self.registry.record_health(upstream.id, &health).await {
+            tracing::warn!(server = %upstream.name, %error, "cannot record health");
+        }
+    }
+
+    /// Servers whose health view changed: re-list (hidden or back), record it, and
+    /// fetch the catalog of one that came back without one.
+    async fn health_changed(&self, ids: HashSet<ServerId>) {
+        self.rebuild().await;
+        let current = self.current();
+        for id in ids {
+            let Some(upstream) = self.monitor.get(id) else {
+                continue;
+            };
+            self.persist_health(&upstream).await;
+            let never_listed = current
+                .hashes
+                .get(&upstream.name)
+                .is_some_and(|(hash, _)| hash.is_empty());
+            if upstream.view().available && never_listed {
+                self.enqueue(Work::Refresh(id));
+            }
+        }
+    }
+
+    /// Starts the periodic checks of each endpoint of a server. The first checks are
+    /// spread over one interval and later ones jittered, so 500 upstreams do not fire
+    /// at once; a failing endpoint is re-checked sooner, to confirm it quickly.
+    fn start_checks(&self, upstream: &UpstreamState) {
+        let interval = self.settings.resilience.check_interval;
+        for endpoint in 0..upstream.endpoints.len() {
+            let (runtime, id) = (self.this.clone(), upstream.id);
+            upstream.add_check_task(tokio::spawn(async move {
+                let mut wait = interval.mul_f64(fastrand::f64());
+                loop {
+                    tokio::time::sleep(wait).await;
+                    let Some(runtime) = runtime.upgrade() else {
+                        break;
+                    };
+                    let confirm = runtime.check(id, endpoint).await;
+                    wait = jittered(if confirm { interval / 4 } else { interval });
+                }
+            }));
+        }
+    }
+
+    /// One active check of one endpoint, now. Returns whether it failed while the
+    /// endpoint is not yet unhealthy (so the next check comes sooner).
+    async fn check(&self, id: ServerId, endpoint: usize) -> bool {
+        let Some(server) = self.current().servers.get(&id).cloned() else {
+            return false;
+        };
+        self.check_endpoint(&server, endpoint).await
+    }
+
+    async fn check_endpoint(&self, server: &UpstreamServer, endpoint: usize) -> bool {
+        let id = server.id;
+        let timeout = self.settings.resilience.check_timeout;
+        let mut attempt = 0;
+        let (verdict, latency) = loop {
+            attempt += 1;
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(timeout, self.pool.ping(server, endpoint)).await {
+                Ok(Ok(version)) => {
+                    if let Some(upstream) = self.monitor.get(id)
+                        && version.is_some()
+                    {
+                        *lock(&upstream.protocol_version) = version;
+                    }
+                    break (Verdict::Answered, started.elapsed());
+                }
+                // A ping is safe to repeat: once, after a transport failure (a session
+                // that died is re-opened), never after a timeout.
+                Ok(Err(_)) if attempt < PING_ATTEMPTS => {
+                    tokio::time::sleep(jittered(Duration::from_millis(100))).await;
+                }
+                Ok(Err(reason)) => break (Verdict::Failed(reason), started.elapsed()),
+                Err(_) => {
+                    let reason = format!("no answer to ping within {} ms", timeout.as_millis());
+                    break (Verdict::Failed(reason), started.elapsed());
+                }
+            }
+        };
+        let failed = matches!(verdict, Verdict::Failed(_));
+        self.monitor
+            .record_probe(id, endpoint, Source::Check, &verdict, latency);
+        failed
+            && self.monitor.get(id).is_some_and(|upstream| {
+                upstream
+                    .endpoints
+                    .get(endpoint)
+                    .is_some_and(|e| e.state() != HealthState::Unhealthy)
+            })
+    }
+
+    /// Checks every endpoint of a server now (`POST /api/v1/servers/{id}/check`).
+    pub async fn check_now(&self, server: &UpstreamServer) {
+        let endpoints = self.monitor.ensure(server).endpoints.len();
+        futures_util::future::join_all((0..endpoints).map(|e| self.check_endpoint(server, e)))
+            .await;
     }
 
     /// Rebuilds the snapshot from the registry and the stored catalogs, swaps it in
@@ -392,23 +594,35 @@ impl McpRuntime {
                 return;
             }
         };
+        let enabled: Vec<UpstreamServer> = servers.into_iter().filter(|s| s.spec.enabled).collect();
+        self.monitor.sync(&enabled.iter().collect::<Vec<_>>());
+        for upstream in self.monitor.all() {
+            if upstream.claim_checks() {
+                self.start_checks(&upstream);
+            }
+        }
         let mut entries = Vec::new();
         let mut by_id = HashMap::new();
         let mut hashes = BTreeMap::new();
-        for server in servers.into_iter().filter(|s| s.spec.enabled) {
+        for server in enabled {
             let catalog = catalogs.remove(&server.id);
+            let hidden = self.monitor.hidden(server.id);
             hashes.insert(
                 server.spec.name.clone(),
-                catalog
-                    .as_ref()
-                    .map(|c| c.content_hash.clone())
-                    .unwrap_or_default(),
+                (
+                    catalog
+                        .as_ref()
+                        .map(|c| c.content_hash.clone())
+                        .unwrap_or_default(),
+                    hidden,
+                ),
             );
             entries.push(SnapshotServer {
                 id: server.id,
                 name: server.spec.name.clone(),
                 created_at: server.created_at,
                 catalog,
+                hidden,
             });
             by_id.insert(server.id, server);
         }
@@ -506,11 +720,14 @@ impl McpRuntime {
         let mut watches = self.watches.lock().await;
         let key = (server.id, original.to_owned());
         if !watches.contains_key(&key) {
-            let task = self.pool.watch_resource(server, original).await?;
+            let upstream = self.monitor.ensure(server);
+            let endpoint = self.monitor.order(&upstream).first().copied().unwrap_or(0);
+            let task = self.pool.watch_resource(server, endpoint, original).await?;
             watches.insert(
                 key.clone(),
                 ResourceWatch {
                     subscribers: Vec::new(),
+                    endpoint,
                     task,
                 },
             );
@@ -538,7 +755,11 @@ impl McpRuntime {
         if let Some(watch) = watches.remove(&key) {
             match watch.task {
                 Some(task) => task.abort(),
-                None => self.pool.unwatch_resource(server, original).await,
+                None => {
+                    self.pool
+                        .unwatch_resource(server, watch.endpoint, original)
+                        .await
+                }
             }
         }
     }

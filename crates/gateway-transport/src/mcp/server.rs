@@ -25,6 +25,7 @@ use rmcp::{RoleServer, ServerHandler};
 use std::sync::Arc;
 
 use super::runtime::{McpItem, McpRuntime, Scope, Subscriber};
+use super::monitor::{Refusal, Verdict};
 use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, UpstreamError};
 
 /// JSON-RPC error codes of the gateway (implementation-defined range), documented
@@ -40,6 +41,12 @@ pub mod codes {
     pub const UPSTREAM_FAILED: ErrorCode = ErrorCode(-32033);
     /// The server exists in the registry but is disabled.
     pub const SERVER_DISABLED: ErrorCode = ErrorCode(-32034);
+    /// The upstream is unhealthy or its circuit is open: the call failed fast.
+    pub const UPSTREAM_UNHEALTHY: ErrorCode = ErrorCode(-32035);
+    /// The upstream's bulkhead stayed full for the bounded wait.
+    pub const UPSTREAM_OVERLOADED: ErrorCode = ErrorCode(-32036);
+    /// An operator is draining the server: it takes no new calls.
+    pub const SERVER_DRAINING: ErrorCode = ErrorCode(-32037);
 }
 
 /// How long clients may cache a list (2026-07-28 `ttlMs`); `list_changed` still
@@ -146,6 +153,43 @@ fn upstream_error(error: UpstreamError) -> ErrorData {
     }
 }
 
+/// The documented error of a call refused before it reached the upstream.
+fn refused(server: &ServerName, refusal: Refusal) -> ErrorData {
+    match refusal {
+        Refusal::Draining => ErrorData::new(
+            codes::SERVER_DRAINING,
+            format!("server `{server}` is being drained and takes no new calls"),
+            Some(serde_json::json!({"server": server.as_str()})),
+        ),
+        Refusal::Unavailable {
+            state,
+            circuit,
+            retry_in,
+        } => ErrorData::new(
+            codes::UPSTREAM_UNHEALTHY,
+            format!("upstream `{server}` is {state} (circuit {circuit}); the call was not sent"),
+            Some(serde_json::json!({
+                "server": server.as_str(),
+                "state": state.as_str(),
+                "circuit": circuit.as_str(),
+                "retryAfterMs": retry_in.as_millis(),
+            })),
+        ),
+        Refusal::Overloaded { limit, waited } => ErrorData::new(
+            codes::UPSTREAM_OVERLOADED,
+            format!(
+                "upstream `{server}` has {limit} calls in flight, its limit; none ended within {} ms",
+                waited.as_millis()
+            ),
+            Some(serde_json::json!({
+                "server": server.as_str(),
+                "limit": limit,
+                "waitedMs": waited.as_millis(),
+            })),
+        ),
+    }
+}
+
 /// An upstream's own JSON-RPC error passes through untouched; anything else that
 /// went wrong on the hop is the gateway's `UPSTREAM_FAILED`.
 fn service_error(server: &ServerName, error: rmcp::ServiceError) -> ErrorData {
@@ -211,12 +255,16 @@ impl GatewayServer {
     }
 
     /// Forwards one request and relays what the upstream sends meanwhile, until the
-    /// answer, the timeout or the client's cancellation.
+    /// answer, the timeout or the client's cancellation. The monitor admits the call
+    /// (drain, health, breaker, bulkhead) and picks the endpoint; a call that could
+    /// not be sent because the endpoint is unreachable fails over to the next one.
+    /// `pin` keeps the rounds of one bridged request on one endpoint.
     async fn forward(
         &self,
         server: &UpstreamServer,
         request: ClientRequest,
         ctx: &RequestContext<RoleServer>,
+        pin: &mut Option<usize>,
     ) -> Result<ServerResult, ErrorData> {
         let name = &server.spec.name;
         let timeout = server
@@ -224,12 +272,46 @@ impl GatewayServer {
             .request_timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(self.runtime.settings.request_timeout);
-        let mut pending = self
-            .runtime
-            .pool
-            .start(server, request)
-            .await
-            .map_err(upstream_error)?;
+        let endpoints = server.spec.transport.endpoints().len().max(1);
+        let monitor = &self.runtime.monitor;
+        let mut tried = Vec::new();
+        let mut request = Some(request);
+        let (lease, mut pending) = loop {
+            let lease = monitor
+                .admit(server, *pin, &tried)
+                .await
+                .map_err(|refusal| refused(name, refusal))?;
+            let can_fail_over = pin.is_none() && tried.len() + 1 < endpoints;
+            // A copy only when another endpoint could still take the call.
+            let outgoing = if can_fail_over {
+                request.clone()
+            } else {
+                request.take()
+            };
+            let Some(outgoing) = outgoing else {
+                return Err(unavailable(name, "no endpoint left".to_owned()));
+            };
+            match self.runtime.pool.start(server, lease.endpoint, outgoing).await {
+                Ok(pending) => {
+                    *pin = Some(lease.endpoint);
+                    break (lease, pending);
+                }
+                Err(error) => {
+                    let endpoint = lease.endpoint;
+                    lease.finish(&Verdict::Failed(error.to_string()));
+                    let not_sent = matches!(
+                        error,
+                        UpstreamError::Connect { .. } | UpstreamError::Backoff { .. }
+                    );
+                    if not_sent && can_fail_over {
+                        tracing::info!(server = %name, endpoint, %error, "endpoint unreachable; failing over");
+                        tried.push(endpoint);
+                        continue;
+                    }
+                    return Err(upstream_error(error));
+                }
+            }
+        };
         let client_token = ctx.meta.get_progress_token();
         let deadline_at = tokio::time::Instant::now() + timeout;
         let deadline = tokio::time::sleep_until(deadline_at);
@@ -239,10 +321,12 @@ impl GatewayServer {
                 biased;
                 _ = ctx.ct.cancelled() => {
                     pending.cancel("the client cancelled the request").await;
+                    drop(lease);
                     return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
                 }
                 _ = &mut deadline => {
                     pending.cancel("the gateway's request timeout expired").await;
+                    lease.finish(&Verdict::Failed(format!("no answer within {} ms", timeout.as_millis())));
                     return Err(ErrorData::new(
                         codes::UPSTREAM_TIMEOUT,
                         format!("upstream `{name}` did not answer within {} ms", timeout.as_millis()),
@@ -271,6 +355,10 @@ impl GatewayServer {
         while let Ok(event) = pending.events.try_recv() {
             relay(event, ctx, client_token.as_ref()).await;
         }
+        lease.finish(&match &outcome {
+            Ok(_) | Err(rmcp::ServiceError::McpError(_)) => Verdict::Answered,
+            Err(error) => Verdict::Failed(error.to_string()),
+        });
         outcome.map_err(|error| service_error(name, error))
     }
 
@@ -289,12 +377,14 @@ impl GatewayServer {
             .protocol_version()
             .is_some_and(|version| !version.has_initialize());
         let (mut responses, mut state) = params.take_input();
+        // Every round goes to the endpoint of the first: its request state is its own.
+        let mut pin = None;
         for _ in 0..MAX_INPUT_ROUNDS {
             let request = params
                 .clone()
                 .with_input(responses.take(), state.take())
                 .into_request();
-            let result = self.forward(server, request, ctx).await?;
+            let result = self.forward(server, request, ctx, &mut pin).await?;
             let ServerResult::InputRequiredResult(required) = result else {
                 return Ok(result);
             };
@@ -661,6 +751,7 @@ impl ServerHandler for GatewayServer {
                 &server,
                 ClientRequest::CompleteRequest(CompleteRequest::new(upstream)),
                 &ctx,
+                &mut None,
             )
             .await?
         {

@@ -653,7 +653,8 @@ impl Drop for PendingCall {
 
 /// Every upstream connection of the process.
 pub struct UpstreamPool {
-    connections: Mutex<HashMap<ServerId, Arc<Connection>>>,
+    /// One connection per endpoint of each server: (server, endpoint index).
+    connections: Mutex<HashMap<(ServerId, usize), Arc<Connection>>>,
     settings: UpstreamSettings,
     http: reqwest::Client,
     events: mpsc::UnboundedSender<UpstreamEvent>,
@@ -710,13 +711,13 @@ impl UpstreamPool {
         })
     }
 
-    fn connection(&self, id: ServerId) -> Arc<Connection> {
+    fn connection(&self, id: ServerId, endpoint: usize) -> Arc<Connection> {
         let mut connections = self
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         connections
-            .entry(id)
+            .entry((id, endpoint))
             .or_insert_with(|| {
                 Arc::new(Connection {
                     state: tokio::sync::Mutex::new(State::Idle),
@@ -726,13 +727,17 @@ impl UpstreamPool {
             .clone()
     }
 
-    /// The session peer for `server`, opening a session if needed. Returns the peer
-    /// and the negotiated protocol version.
+    /// The session peer for one endpoint of `server`, opening a session if needed.
+    /// Returns the peer and the negotiated protocol version. After a failed attempt,
+    /// calls wait for the backoff; a health check (`probe`) does not, since it is
+    /// what finds out that the upstream is back.
     pub async fn peer(
         &self,
         server: &UpstreamServer,
+        endpoint: usize,
+        probe: bool,
     ) -> Result<(Peer<RoleClient>, Option<String>), UpstreamError> {
-        let connection = self.connection(server.id);
+        let connection = self.connection(server.id, endpoint);
         let mut state = connection.state.lock().await;
         if let State::Open(session) = &*state
             && session.spec_version == server.version
@@ -748,7 +753,7 @@ impl UpstreamPool {
                 backoff,
             } => {
                 let now = Instant::now();
-                if now < *retry_at {
+                if now < *retry_at && !probe {
                     return Err(UpstreamError::Backoff {
                         server: server.spec.name.clone(),
                         reason: reason.clone(),
@@ -760,6 +765,8 @@ impl UpstreamPool {
             }
             _ => self.settings.reconnect_backoff,
         };
+        // Jitter, so many gateways (or upstreams) do not reconnect in lockstep.
+        let backoff = backoff.mul_f64(0.75 + fastrand::f64() * 0.5);
         if let State::Open(session) = std::mem::replace(&mut *state, State::Idle) {
             let _ = session.service.cancel().await;
         }
@@ -769,7 +776,8 @@ impl UpstreamPool {
             in_flight: connection.in_flight.clone(),
             events: self.events.clone(),
         };
-        match tokio::time::timeout(self.settings.connect_timeout, self.open(server, client)).await {
+        let opening = self.open(server, endpoint, client);
+        match tokio::time::timeout(self.settings.connect_timeout, opening).await {
             Ok(Ok(service)) => {
                 let peer = service.peer().clone();
                 let version = negotiated_version(&service);
@@ -806,6 +814,7 @@ impl UpstreamPool {
     async fn open(
         &self,
         server: &UpstreamServer,
+        endpoint: usize,
         client: GatewayClient,
     ) -> Result<RunningService<RoleClient, GatewayClient>, String> {
         // A server known to speak a session-based revision is not probed again
@@ -832,7 +841,11 @@ impl UpstreamPool {
             }
         };
         match &server.spec.transport {
-            Transport::StreamableHttp { url, headers } => {
+            Transport::StreamableHttp { headers, .. } => {
+                let endpoints = server.spec.transport.endpoints();
+                let url = endpoints
+                    .get(endpoint)
+                    .ok_or_else(|| format!("server has no endpoint #{endpoint}"))?;
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(header_map(headers)?)
                     .max_json_response_size(self.settings.max_response_bytes);
@@ -942,10 +955,11 @@ impl UpstreamPool {
     pub async fn watch_resource(
         &self,
         server: &UpstreamServer,
+        endpoint: usize,
         uri: &str,
     ) -> Result<Option<tokio::task::JoinHandle<()>>, rmcp::model::ErrorData> {
         let (peer, _) = self
-            .peer(server)
+            .peer(server, endpoint, false)
             .await
             .map_err(|e| rmcp::model::ErrorData::internal_error(e.to_string(), None))?;
         let modern = peer
@@ -982,8 +996,8 @@ impl UpstreamPool {
     }
 
     /// Stops a session-era upstream's updates for `uri` (the last client left).
-    pub async fn unwatch_resource(&self, server: &UpstreamServer, uri: &str) {
-        if let Ok((peer, _)) = self.peer(server).await
+    pub async fn unwatch_resource(&self, server: &UpstreamServer, endpoint: usize, uri: &str) {
+        if let Ok((peer, _)) = self.peer(server, endpoint, false).await
             && peer
                 .peer_info()
                 .is_some_and(|info| info.protocol_version.has_initialize())
@@ -994,15 +1008,35 @@ impl UpstreamPool {
         }
     }
 
+    /// A health check of one endpoint: `ping` on its session, opened if needed even
+    /// during a reconnect backoff. Any answer, a JSON-RPC error included, means the
+    /// upstream is alive. Returns the negotiated protocol version.
+    pub async fn ping(
+        &self,
+        server: &UpstreamServer,
+        endpoint: usize,
+    ) -> Result<Option<String>, String> {
+        let (peer, version) = self
+            .peer(server, endpoint, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ping = ClientRequest::PingRequest(rmcp::model::PingRequest::default());
+        match peer.send_request(ping).await {
+            Ok(_) | Err(rmcp::ServiceError::McpError(_)) => Ok(version),
+            Err(error) => Err(format!("ping failed: {error}")),
+        }
+    }
+
     /// Sends `request` to `server`, registering a channel for what the upstream sends
     /// while serving it.
     pub async fn start(
         &self,
         server: &UpstreamServer,
+        endpoint: usize,
         request: ClientRequest,
     ) -> Result<PendingCall, UpstreamError> {
-        let (peer, _) = self.peer(server).await?;
-        let connection = self.connection(server.id);
+        let (peer, _) = self.peer(server, endpoint, false).await?;
+        let connection = self.connection(server.id, endpoint);
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
             .await
@@ -1024,28 +1058,38 @@ impl UpstreamPool {
         })
     }
 
-    /// Closes the session of a server (removed, disabled, or its spec changed).
+    /// Closes the sessions of a server (removed, disabled, or its spec changed).
     pub async fn close(&self, id: ServerId) {
-        let connection = self
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
-        let Some(connection) = connection else { return };
-        let previous = std::mem::replace(&mut *connection.state.lock().await, State::Idle);
-        if let State::Open(session) = previous {
-            let _ = session.service.cancel().await;
+        let closing: Vec<Arc<Connection>> = {
+            let mut connections = self
+                .connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let keys: Vec<(ServerId, usize)> = connections
+                .keys()
+                .filter(|(server, _)| *server == id)
+                .copied()
+                .collect();
+            keys.iter()
+                .filter_map(|key| connections.remove(key))
+                .collect()
+        };
+        for connection in closing {
+            let previous = std::mem::replace(&mut *connection.state.lock().await, State::Idle);
+            if let State::Open(session) = previous {
+                let _ = session.service.cancel().await;
+            }
         }
     }
 
     /// Closes every session (stdio children are terminated), at shutdown.
     pub async fn close_all(&self) {
-        let ids: Vec<ServerId> = self
+        let ids: std::collections::BTreeSet<ServerId> = self
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .keys()
-            .copied()
+            .map(|(id, _)| *id)
             .collect();
         for id in ids {
             self.close(id).await;

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::middleware::request_context;
 use super::openapi::{ApiDoc, RouteTable};
 use super::problem::{ApiError, ProblemKind};
-use super::routes::{servers, system, tools};
+use super::routes::{health, servers, system, tools};
 
 /// Name and version reported by `/` and the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +125,12 @@ pub fn build_app(
                 .service(servers::delete_server)
                 .service(servers::get_catalog)
                 .service(servers::refresh_server)
+                .service(health::server_health)
+                .service(health::health_summary)
+                .service(health::enable_server)
+                .service(health::disable_server)
+                .service(health::drain_server)
+                .service(health::check_server)
                 .service(tools::search_tools),
         )
         .split_for_parts();

@@ -22,6 +22,10 @@ pub enum TransportBody {
     StreamableHttp {
         /// `http(s)://` endpoint of the upstream's MCP route.
         url: String,
+        /// More endpoints of the same server (replicas, at most 15). Calls are spread
+        /// over `url` and these (`upstreams.load_balancing`) and fail over between them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<String>,
         /// Static headers sent upstream (e.g. an API key). Values are secret: they are
         /// returned as `********`; sending `********` back keeps the stored value.
         #[serde(default)]
@@ -60,6 +64,7 @@ struct RawTransport {
     #[serde(rename = "type")]
     kind: RawTransportKind,
     url: Option<String>,
+    replicas: Option<Vec<String>>,
     headers: Option<BTreeMap<String, String>>,
     command: Option<String>,
     args: Option<Vec<String>>,
@@ -93,6 +98,7 @@ impl TryFrom<RawTransport> for TransportBody {
                     .ok_or("missing field `url` (required for a streamable-http transport)")?;
                 Ok(Self::StreamableHttp {
                     url,
+                    replicas: raw.replicas.unwrap_or_default(),
                     headers: raw.headers.unwrap_or_default(),
                 })
             }
@@ -100,6 +106,7 @@ impl TryFrom<RawTransport> for TransportBody {
                 if let Some(error) = foreign(
                     &[
                         ("url", raw.url.is_some()),
+                        ("replicas", raw.replicas.is_some()),
                         ("headers", raw.headers.is_some()),
                     ],
                     "stdio",
@@ -137,8 +144,13 @@ fn masked(values: &BTreeMap<String, Secret>) -> BTreeMap<String, String> {
 impl From<TransportBody> for TransportInput {
     fn from(body: TransportBody) -> Self {
         match body {
-            TransportBody::StreamableHttp { url, headers } => Self::StreamableHttp {
+            TransportBody::StreamableHttp {
                 url,
+                replicas,
+                headers,
+            } => Self::StreamableHttp {
+                url,
+                replicas,
                 headers: secrets(headers),
             },
             TransportBody::Stdio {
@@ -159,8 +171,13 @@ impl From<TransportBody> for TransportInput {
 impl From<&Transport> for TransportBody {
     fn from(transport: &Transport) -> Self {
         match transport {
-            Transport::StreamableHttp { url, headers } => Self::StreamableHttp {
+            Transport::StreamableHttp {
+                url,
+                replicas,
+                headers,
+            } => Self::StreamableHttp {
                 url: url.to_string(),
+                replicas: replicas.iter().map(ToString::to_string).collect(),
                 headers: masked(headers),
             },
             Transport::Stdio {
@@ -514,4 +531,131 @@ pub struct RootView {
     pub version: &'static str,
     /// Entry points.
     pub links: BTreeMap<&'static str, &'static str>,
+}
+
+/// One recent outcome of a check or call on an endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ObservationView {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `check` (active `ping`), `call` (a forwarded request) or `discovery`.
+    pub source: String,
+    /// Whether the endpoint answered.
+    pub ok: bool,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<&gateway_router::Observation> for ObservationView {
+    fn from(observation: &gateway_router::Observation) -> Self {
+        Self {
+            at: observation.at,
+            source: observation.source.as_str().to_owned(),
+            ok: observation.ok,
+            latency_ms: u64::try_from(observation.latency.as_millis()).unwrap_or(u64::MAX),
+            error: observation.error.clone(),
+        }
+    }
+}
+
+/// Live health of one endpoint of a server.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointHealthView {
+    /// Its URL (`stdio` for a child process).
+    pub endpoint: String,
+    /// `unknown`, `healthy`, `degraded` or `unhealthy`.
+    pub state: String,
+    /// `closed`, `open` or `half-open`.
+    pub circuit: String,
+    /// Calls in flight on it.
+    pub in_flight: usize,
+    /// The last active check.
+    pub last_check: Option<ObservationView>,
+    /// Recent outcomes, oldest first (at most 20).
+    pub history: Vec<ObservationView>,
+}
+
+/// Live health of a server: `GET /api/v1/servers/{server}/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerHealthView {
+    /// Server id.
+    pub id: Uuid,
+    /// Server name.
+    pub name: String,
+    /// Whether it is enabled (a disabled server is not checked).
+    pub enabled: bool,
+    /// Combined state: healthy when every endpoint is, unhealthy when none is usable.
+    pub state: String,
+    /// Whether its tools are listed and calls admitted (health, circuits and drain).
+    pub available: bool,
+    /// An operator is draining it: no new calls, in-flight ones finish.
+    pub draining: bool,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// What the registry last recorded (also after a restart, before the first check).
+    pub recorded: HealthView,
+    /// Each endpoint (empty while the server is disabled).
+    pub endpoints: Vec<EndpointHealthView>,
+}
+
+/// One line of `GET /api/v1/health/servers`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthSummaryItem {
+    /// Server id.
+    pub id: Uuid,
+    /// Server name.
+    pub name: String,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// Combined state.
+    pub state: String,
+    /// Whether its tools are listed and calls admitted.
+    pub available: bool,
+    /// Being drained.
+    pub draining: bool,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Endpoints whose circuit is not closed.
+    pub open_circuits: usize,
+    /// Number of endpoints.
+    pub endpoints: usize,
+    /// Last check or call outcome time.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Latency of the last check.
+    pub latency_ms: Option<i64>,
+    /// Error of the last failed check or call.
+    pub error: Option<String>,
+}
+
+/// `GET /api/v1/health/servers`: every server's health and counts per state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthSummary {
+    /// Servers matching the filter, by name.
+    pub servers: Vec<HealthSummaryItem>,
+    /// How many servers (of all, before filtering) are in each state.
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// Filters of `GET /api/v1/health/servers`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HealthQuery {
+    /// Only servers in this state: `unknown`, `healthy`, `degraded`, `unhealthy`.
+    pub state: Option<String>,
+    /// Only enabled (`true`) or disabled (`false`) servers.
+    pub enabled: Option<bool>,
+}
+
+/// Answer of `POST /api/v1/servers/{server}/drain`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DrainView {
+    /// Server name.
+    pub name: String,
+    /// Always `true`: it takes no new calls until enabled again.
+    pub draining: bool,
+    /// Calls still in flight; they finish.
+    pub in_flight: usize,
 }

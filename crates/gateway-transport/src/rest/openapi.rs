@@ -18,6 +18,8 @@ use super::problem::{InvalidField, Problem};
     tags(
         (name = "servers", description = "Register and manage upstream MCP servers"),
         (name = "discovery", description = "Search what the registered servers offer"),
+        (name = "health", description = "Upstream health, circuit breakers and admin operations (enable, disable, drain, check)"),
+        (name = "metrics", description = "Per-server call statistics"),
         (name = "system", description = "Probes and service information"),
     ),
     components(schemas(Problem, InvalidField))

@@ -41,6 +41,8 @@ pub enum ProblemKind {
     PreconditionFailed,
     /// stdio upstreams are disabled by configuration (403).
     StdioDisabled,
+    /// The operation needs an enabled server (409).
+    ServerDisabled,
     /// The database is unreachable (503).
     Unavailable,
     /// An unexpected failure (500).
@@ -83,6 +85,7 @@ impl ProblemKind {
                 "stdio-disabled",
                 "stdio upstreams are disabled",
             ),
+            Self::ServerDisabled => (S::CONFLICT, "server-disabled", "Server is disabled"),
             Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }

@@ -1,0 +1,590 @@
+//! What the gateway knows, live, about each enabled upstream and each of its
+//! endpoints: health (active checks and real call outcomes), circuit breaker, calls
+//! in flight, the bulkhead that caps them, and whether an operator is draining it.
+//! Every forwarded call asks [`Monitor::admit`] for a [`Lease`] on an endpoint and
+//! reports its outcome through it; changes that matter to routing (a server became
+//! unavailable or came back) are sent to the runtime, which re-lists.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gateway_domain::{HealthState, ServerId, ServerName, UpstreamServer};
+use gateway_router::{
+    Balance, BreakerPolicy, Candidate, CircuitBreaker, CircuitState, HealthPolicy, HealthTracker,
+    Observation, Source,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// What happens to the tools of an upstream that is unhealthy or whose circuit is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenUnavailable {
+    /// They leave the lists (clients get `list_changed`) until it recovers.
+    #[default]
+    Hide,
+    /// They stay listed; calls fail fast naming the upstream and its state.
+    FailFast,
+}
+
+/// Health checks, breaker, bulkhead and balancing settings.
+#[derive(Debug, Clone)]
+pub struct ResilienceSettings {
+    /// Health thresholds.
+    pub health: HealthPolicy,
+    /// Time between active checks of an endpoint (jittered by ±10 %).
+    pub check_interval: Duration,
+    /// Longest wait for a check's answer.
+    pub check_timeout: Duration,
+    /// Circuit breaker thresholds.
+    pub breaker: BreakerPolicy,
+    /// Calls in flight per upstream at most (the bulkhead).
+    pub max_concurrent_calls: usize,
+    /// Longest wait for a bulkhead slot before the call fails fast.
+    pub max_queue_wait: Duration,
+    /// How calls are spread over a server's endpoints.
+    pub balance: Balance,
+    /// Unhealthy upstreams: hidden or listed-but-failing.
+    pub when_unavailable: WhenUnavailable,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        Self {
+            health: HealthPolicy::default(),
+            check_interval: Duration::from_secs(30),
+            check_timeout: Duration::from_secs(5),
+            breaker: BreakerPolicy::default(),
+            max_concurrent_calls: 64,
+            max_queue_wait: Duration::from_millis(500),
+            balance: Balance::default(),
+            when_unavailable: WhenUnavailable::default(),
+        }
+    }
+}
+
+/// Why a call was refused before reaching the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// An operator is draining the server.
+    Draining,
+    /// No endpoint is healthy with a closed (or probing) circuit.
+    Unavailable {
+        /// The server's health state.
+        state: HealthState,
+        /// The circuit of its first endpoint.
+        circuit: CircuitState,
+        /// When a probe will be let through, if the circuit is open.
+        retry_in: Duration,
+    },
+    /// The bulkhead stayed full for the whole bounded wait.
+    Overloaded {
+        /// The configured limit.
+        limit: usize,
+        /// How long the call waited.
+        waited: Duration,
+    },
+}
+
+/// How a call ended, as far as the upstream's health is concerned.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// The upstream answered (a JSON-RPC error from it counts: it is alive).
+    Answered,
+    /// It could not be reached, dropped the request or timed out.
+    Failed(String),
+}
+
+/// One endpoint (a URL of an HTTP upstream, or the child process of a stdio one).
+pub struct EndpointState {
+    /// Where it is (a URL, which never carries credentials, or `stdio`).
+    pub label: String,
+    health: Mutex<HealthTracker>,
+    breaker: Mutex<CircuitBreaker>,
+    in_flight: AtomicUsize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl EndpointState {
+    /// Its health state.
+    pub fn state(&self) -> HealthState {
+        lock(&self.health).state()
+    }
+
+    /// Its circuit state now.
+    pub fn circuit(&self) -> CircuitState {
+        lock(&self.breaker).state(Instant::now())
+    }
+
+    /// Calls in flight on it.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Its recent observations and last check.
+    pub fn history(&self) -> (Vec<Observation>, Option<Observation>) {
+        let health = lock(&self.health);
+        (health.history().cloned().collect(), health.last_check().cloned())
+    }
+
+    /// Listed: not unhealthy and the circuit closed.
+    fn listable(&self) -> bool {
+        self.state() != HealthState::Unhealthy && self.circuit() == CircuitState::Closed
+    }
+
+    fn candidate(&self, now: Instant) -> Candidate {
+        Candidate {
+            available: self.state() != HealthState::Unhealthy
+                && lock(&self.breaker).would_allow(now),
+            in_flight: self.in_flight(),
+        }
+    }
+}
+
+/// The server-level view operators and routing use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerView {
+    /// Combined health of the endpoints.
+    pub state: HealthState,
+    /// Whether its tools are listed (`hide` mode) and calls admitted.
+    pub available: bool,
+    /// An operator is draining it.
+    pub draining: bool,
+}
+
+/// Live state of one enabled upstream.
+pub struct UpstreamState {
+    /// Its id.
+    pub id: ServerId,
+    /// Its name.
+    pub name: ServerName,
+    /// The spec version these endpoints come from.
+    pub spec_version: i64,
+    /// Its endpoints, in registration order.
+    pub endpoints: Vec<EndpointState>,
+    bulkhead: Arc<Semaphore>,
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+    turn: AtomicUsize,
+    last_view: Mutex<Option<ServerView>>,
+    /// The protocol revision the upstream negotiated last.
+    pub protocol_version: Mutex<Option<String>>,
+    checks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    checks_started: AtomicBool,
+}
+
+impl Drop for UpstreamState {
+    fn drop(&mut self) {
+        for task in lock(&self.checks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl UpstreamState {
+    /// Calls in flight on the server.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether an operator is draining it.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The combined view: healthy when every endpoint is, unhealthy when none is
+    /// usable, degraded in between; unknown until one is seen.
+    pub fn view(&self) -> ServerView {
+        let states: Vec<HealthState> = self.endpoints.iter().map(EndpointState::state).collect();
+        let usable = self.endpoints.iter().filter(|e| e.listable()).count();
+        let state = if states.iter().all(|s| *s == HealthState::Unknown) {
+            HealthState::Unknown
+        } else if usable == 0 {
+            HealthState::Unhealthy
+        } else if usable == self.endpoints.len()
+            && states
+                .iter()
+                .all(|s| matches!(s, HealthState::Healthy | HealthState::Unknown))
+        {
+            HealthState::Healthy
+        } else {
+            HealthState::Degraded
+        };
+        ServerView {
+            state,
+            available: usable > 0,
+            draining: self.draining(),
+        }
+    }
+
+    /// The most recent check of any endpoint (time, latency, error) for the registry.
+    pub fn last_check(&self) -> Option<Observation> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| lock(&e.health).last_check().cloned())
+            .max_by_key(|check| check.at)
+    }
+
+    /// True exactly once: the caller is the one that starts its checks.
+    pub fn claim_checks(&self) -> bool {
+        !self.checks_started.swap(true, Ordering::Relaxed)
+    }
+
+    /// The most recent observation of any endpoint.
+    pub fn last_observation(&self) -> Option<Observation> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| lock(&e.health).history().last().cloned())
+            .max_by_key(|o| o.at)
+    }
+
+    /// Registers the task that checks one of its endpoints (aborted with it).
+    pub fn add_check_task(&self, task: tokio::task::JoinHandle<()>) {
+        lock(&self.checks).push(task);
+    }
+}
+
+/// A granted call: a bulkhead slot and an endpoint whose breaker let it through.
+/// Report the outcome with [`Lease::finish`]; dropping it unreported (the client
+/// cancelled) frees the slot without judging the upstream.
+pub struct Lease {
+    upstream: Arc<UpstreamState>,
+    /// The endpoint to use.
+    pub endpoint: usize,
+    started: Instant,
+    finished: bool,
+    changes: mpsc::UnboundedSender<ServerId>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Records the outcome on the endpoint's health and breaker.
+    pub fn finish(mut self, verdict: &Verdict) {
+        self.finished = true;
+        let latency = self.started.elapsed();
+        let endpoint = &self.upstream.endpoints[self.endpoint];
+        let ok = matches!(verdict, Verdict::Answered);
+        lock(&endpoint.breaker).record(ok, Instant::now());
+        observe(
+            &self.upstream,
+            self.endpoint,
+            Source::Call,
+            verdict,
+            latency,
+            &self.changes,
+        );
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let endpoint = &self.upstream.endpoints[self.endpoint];
+        if !self.finished {
+            lock(&endpoint.breaker).release();
+        }
+        endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Feeds one observation to an endpoint and reports a change of the server's view.
+fn observe(
+    upstream: &UpstreamState,
+    endpoint: usize,
+    source: Source,
+    verdict: &Verdict,
+    latency: Duration,
+    changes: &mpsc::UnboundedSender<ServerId>,
+) {
+    let Some(state) = upstream.endpoints.get(endpoint) else {
+        return;
+    };
+    let observation = Observation {
+        at: Utc::now(),
+        source,
+        ok: matches!(verdict, Verdict::Answered),
+        latency,
+        error: match verdict {
+            Verdict::Answered => None,
+            Verdict::Failed(reason) => Some(reason.clone()),
+        },
+    };
+    if let Some(next) = lock(&state.health).observe(observation, Instant::now()) {
+        tracing::info!(server = %upstream.name, endpoint = %state.label, state = %next, "upstream endpoint health changed");
+    }
+    upstream_changed(upstream, changes);
+}
+
+/// Sends the server's id to the runtime when its view differs from the last one sent.
+fn upstream_changed(upstream: &UpstreamState, changes: &mpsc::UnboundedSender<ServerId>) {
+    let view = upstream.view();
+    let mut last = lock(&upstream.last_view);
+    if *last != Some(view) {
+        *last = Some(view);
+        let _ = changes.send(upstream.id);
+    }
+}
+
+/// The live state of every enabled upstream.
+pub struct Monitor {
+    settings: ResilienceSettings,
+    upstreams: RwLock<HashMap<ServerId, Arc<UpstreamState>>>,
+    changes: mpsc::UnboundedSender<ServerId>,
+}
+
+impl Monitor {
+    /// A monitor that sends the ids of servers whose view changed on `changes`.
+    pub fn new(settings: ResilienceSettings, changes: mpsc::UnboundedSender<ServerId>) -> Self {
+        Self {
+            settings,
+            upstreams: RwLock::new(HashMap::new()),
+            changes,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ResilienceSettings {
+        &self.settings
+    }
+
+    /// One server's state.
+    pub fn get(&self, id: ServerId) -> Option<Arc<UpstreamState>> {
+        self.upstreams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// The state of `server`, created if it is not tracked yet (enabled a moment ago).
+    pub fn ensure(&self, server: &UpstreamServer) -> Arc<UpstreamState> {
+        if let Some(state) = self.get(server.id) {
+            return state;
+        }
+        let mut upstreams = self
+            .upstreams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        upstreams
+            .entry(server.id)
+            .or_insert_with(|| Arc::new(self.new_state(server)))
+            .clone()
+    }
+
+    /// Every server's state.
+    pub fn all(&self) -> Vec<Arc<UpstreamState>> {
+        self.upstreams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Makes the tracked set equal the enabled servers: new ones start `unknown`,
+    /// a changed spec starts afresh (keeping a drain), removed ones go (their checks
+    /// stop).
+    pub fn sync(&self, servers: &[&UpstreamServer]) {
+        let mut upstreams = self
+            .upstreams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut next = HashMap::with_capacity(servers.len());
+        for server in servers {
+            match upstreams.remove(&server.id) {
+                Some(state) if state.spec_version == server.version => {
+                    next.insert(server.id, state);
+                }
+                previous => {
+                    let state = Arc::new(self.new_state(server));
+                    if previous.is_some_and(|p| p.draining()) {
+                        state.draining.store(true, Ordering::Relaxed);
+                    }
+                    next.insert(server.id, state);
+                }
+            }
+        }
+        *upstreams = next;
+    }
+
+    fn new_state(&self, server: &UpstreamServer) -> UpstreamState {
+        let mut labels: Vec<String> = server
+            .spec
+            .transport
+            .endpoints()
+            .iter()
+            .map(|url| url.to_string())
+            .collect();
+        if labels.is_empty() {
+            labels.push("stdio".to_owned());
+        }
+        UpstreamState {
+            id: server.id,
+            name: server.spec.name.clone(),
+            spec_version: server.version,
+            endpoints: labels
+                .into_iter()
+                .map(|label| EndpointState {
+                    label,
+                    health: Mutex::new(HealthTracker::new(self.settings.health.clone())),
+                    breaker: Mutex::new(CircuitBreaker::new(self.settings.breaker.clone())),
+                    in_flight: AtomicUsize::new(0),
+                })
+                .collect(),
+            bulkhead: Arc::new(Semaphore::new(self.settings.max_concurrent_calls.max(1))),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            turn: AtomicUsize::new(0),
+            last_view: Mutex::new(None),
+            protocol_version: Mutex::new(server.health.protocol_version.clone()),
+            checks: Mutex::new(Vec::new()),
+            checks_started: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a server's tools are left out of the lists.
+    pub fn hidden(&self, id: ServerId) -> bool {
+        self.get(id).is_some_and(|state| {
+            let view = state.view();
+            view.draining
+                || (self.settings.when_unavailable == WhenUnavailable::Hide && !view.available)
+        })
+    }
+
+    /// Endpoints in the order a call should try them (the balancer's choice first).
+    pub fn order(&self, upstream: &UpstreamState) -> Vec<usize> {
+        let now = Instant::now();
+        let candidates: Vec<Candidate> = upstream
+            .endpoints
+            .iter()
+            .map(|e| e.candidate(now))
+            .collect();
+        let turn = upstream.turn.fetch_add(1, Ordering::Relaxed);
+        gateway_router::balance::order(self.settings.balance, &candidates, turn)
+    }
+
+    /// Grants a call on `server`: not draining, a bulkhead slot within the bounded
+    /// wait, and an endpoint (the `pinned` one, or the balancer's choice among those
+    /// not in `tried`) whose breaker lets it through.
+    pub async fn admit(
+        &self,
+        server: &UpstreamServer,
+        pinned: Option<usize>,
+        tried: &[usize],
+    ) -> Result<Lease, Refusal> {
+        let upstream = self.ensure(server);
+        if upstream.draining() {
+            return Err(Refusal::Draining);
+        }
+        let order: Vec<usize> = match pinned {
+            Some(endpoint) if endpoint < upstream.endpoints.len() => vec![endpoint],
+            _ => self
+                .order(&upstream)
+                .into_iter()
+                .filter(|e| !tried.contains(e))
+                .collect(),
+        };
+        let now = Instant::now();
+        let unavailable = || {
+            let first = &upstream.endpoints[order.first().copied().unwrap_or(0)];
+            let retry_in = upstream
+                .endpoints
+                .iter()
+                .map(|e| lock(&e.breaker).state(now))
+                .all(|c| c == CircuitState::Open);
+            Refusal::Unavailable {
+                state: upstream.view().state,
+                circuit: first.circuit(),
+                retry_in: if retry_in {
+                    self.settings.breaker.open_for
+                } else {
+                    Duration::ZERO
+                },
+            }
+        };
+        // Fail fast before queueing when nothing could take the call.
+        if !order
+            .iter()
+            .any(|&e| upstream.endpoints[e].candidate(now).available)
+        {
+            return Err(unavailable());
+        }
+        let started = Instant::now();
+        let permit = match upstream.bulkhead.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match tokio::time::timeout(
+                self.settings.max_queue_wait,
+                upstream.bulkhead.clone().acquire_owned(),
+            )
+            .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    return Err(Refusal::Overloaded {
+                        limit: self.settings.max_concurrent_calls,
+                        waited: started.elapsed(),
+                    });
+                }
+            },
+        };
+        let now = Instant::now();
+        for &endpoint in &order {
+            let state = &upstream.endpoints[endpoint];
+            if state.state() == HealthState::Unhealthy {
+                continue;
+            }
+            if lock(&state.breaker).try_acquire(now).is_ok() {
+                state.in_flight.fetch_add(1, Ordering::Relaxed);
+                upstream.in_flight.fetch_add(1, Ordering::Relaxed);
+                return Ok(Lease {
+                    upstream: upstream.clone(),
+                    endpoint,
+                    started: Instant::now(),
+                    finished: false,
+                    changes: self.changes.clone(),
+                    _permit: permit,
+                });
+            }
+        }
+        Err(unavailable())
+    }
+
+    /// Records an active check or discovery outcome on an endpoint. While the
+    /// circuit is half-open it is the probe, so a hidden upstream (which gets no
+    /// calls) can still close its circuit.
+    pub fn record_probe(
+        &self,
+        id: ServerId,
+        endpoint: usize,
+        source: Source,
+        verdict: &Verdict,
+        latency: Duration,
+    ) {
+        let Some(upstream) = self.get(id) else { return };
+        if let Some(state) = upstream.endpoints.get(endpoint) {
+            let mut breaker = lock(&state.breaker);
+            let now = Instant::now();
+            if breaker.state(now) == CircuitState::HalfOpen && breaker.try_acquire(now).is_ok() {
+                breaker.record(matches!(verdict, Verdict::Answered), now);
+            }
+        }
+        observe(&upstream, endpoint, source, verdict, latency, &self.changes);
+    }
+
+    /// Starts or stops draining a server; returns its calls in flight.
+    pub fn set_draining(&self, id: ServerId, draining: bool) -> Option<usize> {
+        let upstream = self.get(id)?;
+        upstream.draining.store(draining, Ordering::Relaxed);
+        if !draining {
+            for endpoint in &upstream.endpoints {
+                lock(&endpoint.breaker).reset();
+            }
+        }
+        upstream_changed(&upstream, &self.changes);
+        Some(upstream.in_flight())
+    }
+}

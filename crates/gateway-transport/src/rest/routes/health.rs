@@ -1,0 +1,313 @@
+//! Health monitoring and admin operations on upstreams: live health per server and
+//! endpoint, a summary of all servers, and enable / disable / drain / check-now.
+//! Live state comes from the MCP runtime's monitor; what the registry recorded is
+//! shown beside it (and alone for disabled servers).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::web::{Data, Path, Query};
+use actix_web::{HttpResponse, get, post};
+use gateway_domain::{HealthState, UpstreamServer};
+use gateway_registry::{ServerChanges, ServerRef};
+
+use crate::mcp::McpRuntime;
+use crate::mcp::monitor::UpstreamState;
+use crate::rest::app::ApiState;
+use crate::rest::dto::{
+    DrainView, EndpointHealthView, HealthQuery, HealthSummary, HealthSummaryItem, HealthView,
+    ObservationView, ServerHealthView, ServerView,
+};
+use crate::rest::problem::{ApiError, Problem, ProblemKind};
+
+fn server_ref(raw: &str) -> Result<ServerRef, ApiError> {
+    ServerRef::parse(raw).map_err(|reason| ApiError::new(ProblemKind::NotFound, reason))
+}
+
+fn runtime(state: &ApiState) -> Result<&Arc<McpRuntime>, ApiError> {
+    state.mcp.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::Unavailable,
+            "the MCP runtime is not running in this process",
+        )
+    })
+}
+
+fn recorded(server: &UpstreamServer) -> HealthView {
+    HealthView {
+        state: server.health.state,
+        checked_at: server.health.checked_at,
+        latency_ms: server.health.latency_ms,
+        error: server.health.error.clone(),
+        protocol_version: server.health.protocol_version.clone(),
+    }
+}
+
+fn live(state: &ApiState, server: &UpstreamServer) -> Option<Arc<UpstreamState>> {
+    let runtime = state.mcp.as_ref()?;
+    server
+        .spec
+        .enabled
+        .then(|| runtime.monitor.get(server.id))
+        .flatten()
+}
+
+fn health_view(state: &ApiState, server: &UpstreamServer) -> ServerHealthView {
+    let upstream = live(state, server);
+    let view = upstream.as_ref().map(|u| u.view());
+    let endpoints = upstream.as_ref().map_or_else(Vec::new, |upstream| {
+        upstream
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let (history, last_check) = endpoint.history();
+                EndpointHealthView {
+                    endpoint: endpoint.label.clone(),
+                    state: endpoint.state().as_str().to_owned(),
+                    circuit: endpoint.circuit().as_str().to_owned(),
+                    in_flight: endpoint.in_flight(),
+                    last_check: last_check.as_ref().map(ObservationView::from),
+                    history: history.iter().map(ObservationView::from).collect(),
+                }
+            })
+            .collect()
+    });
+    ServerHealthView {
+        id: server.id.as_uuid(),
+        name: server.spec.name.to_string(),
+        enabled: server.spec.enabled,
+        state: view
+            .map_or(server.health.state, |v| v.state)
+            .as_str()
+            .to_owned(),
+        available: view.is_some_and(|v| v.available && !v.draining),
+        draining: view.is_some_and(|v| v.draining),
+        in_flight: upstream.as_ref().map_or(0, |u| u.in_flight()),
+        recorded: recorded(server),
+        endpoints,
+    }
+}
+
+/// Live health of one server: combined state, each endpoint's state, circuit, calls
+/// in flight, last check and recent history.
+#[utoipa::path(
+    tag = "health",
+    params(("server" = String, Path, description = "Server id or name")),
+    responses(
+        (status = 200, body = ServerHealthView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/servers/{server}/health")]
+pub async fn server_health(
+    state: Data<ApiState>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let server = state.registry.get(&server_ref(&path)?).await?;
+    Ok(HttpResponse::Ok().json(health_view(&state, &server)))
+}
+
+/// Health of every server, with counts per state; filter by `state` or `enabled`.
+#[utoipa::path(
+    tag = "health",
+    params(HealthQuery),
+    responses(
+        (status = 200, body = HealthSummary),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/health/servers")]
+pub async fn health_summary(
+    state: Data<ApiState>,
+    query: Query<HealthQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let wanted = match query.state.as_deref() {
+        Some(raw) => Some(raw.parse::<HealthState>().map_err(|reason| {
+            ApiError::new(ProblemKind::BadRequest, format!("query string: state: {reason}"))
+                .with_field("state", reason)
+        })?),
+        None => None,
+    };
+    let mut servers = state.registry.all_servers().await?;
+    servers.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let mut counts: BTreeMap<String, usize> = HealthState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    let mut items = Vec::new();
+    for server in &servers {
+        let upstream = live(&state, server);
+        let view = upstream.as_ref().map(|u| u.view());
+        let health_state = view.map_or(server.health.state, |v| v.state);
+        *counts.entry(health_state.as_str().to_owned()).or_default() += 1;
+        if wanted.is_some_and(|w| w != health_state)
+            || query.enabled.is_some_and(|e| e != server.spec.enabled)
+        {
+            continue;
+        }
+        let last = upstream.as_ref().and_then(|u| u.last_observation());
+        let check = upstream.as_ref().and_then(|u| u.last_check());
+        items.push(HealthSummaryItem {
+            id: server.id.as_uuid(),
+            name: server.spec.name.to_string(),
+            enabled: server.spec.enabled,
+            state: health_state.as_str().to_owned(),
+            available: view.is_some_and(|v| v.available && !v.draining),
+            draining: view.is_some_and(|v| v.draining),
+            in_flight: upstream.as_ref().map_or(0, |u| u.in_flight()),
+            open_circuits: upstream.as_ref().map_or(0, |u| {
+                u.endpoints
+                    .iter()
+                    .filter(|e| e.circuit() != gateway_router::CircuitState::Closed)
+                    .count()
+            }),
+            endpoints: upstream.as_ref().map_or(0, |u| u.endpoints.len()),
+            checked_at: last
+                .as_ref()
+                .map(|o| o.at)
+                .or(server.health.checked_at),
+            latency_ms: match check {
+                Some(check) => i64::try_from(check.latency.as_millis()).ok(),
+                None => server.health.latency_ms,
+            },
+            error: match &last {
+                Some(observation) => observation.error.clone(),
+                None => server.health.error.clone(),
+            },
+        });
+    }
+    Ok(HttpResponse::Ok().json(HealthSummary {
+        servers: items,
+        counts,
+    }))
+}
+
+async fn set_enabled(
+    state: &ApiState,
+    raw: &str,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let reference = server_ref(raw)?;
+    let changes = ServerChanges {
+        enabled: Some(enabled),
+        ..ServerChanges::default()
+    };
+    let server = state.registry.update(&reference, None, changes).await?;
+    if enabled && let Some(runtime) = state.mcp.as_ref() {
+        // Enabling ends a drain and gives the circuits a fresh start.
+        runtime.monitor.set_draining(server.id, false);
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::ETAG,
+            format!("\"{}\"", server.version),
+        ))
+        .json(ServerView::from(&server)))
+}
+
+/// Enable a server: it is connected, discovered, checked and listed again; a drain
+/// ends and its circuits close.
+#[utoipa::path(
+    tag = "health",
+    params(("server" = String, Path, description = "Server id or name")),
+    responses(
+        (status = 200, body = ServerView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/servers/{server}/enable")]
+pub async fn enable_server(
+    state: Data<ApiState>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &path, true).await
+}
+
+/// Disable a server: its tools leave the lists at once and its sessions close.
+#[utoipa::path(
+    tag = "health",
+    params(("server" = String, Path, description = "Server id or name")),
+    responses(
+        (status = 200, body = ServerView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/servers/{server}/disable")]
+pub async fn disable_server(
+    state: Data<ApiState>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &path, false).await
+}
+
+/// Drain a server: it takes no new calls (they fail fast with `-32037`) and its tools
+/// leave the lists, while calls in flight finish. Watch `in_flight` reach 0 on
+/// `GET …/health`, then disable or remove it. `enable` ends the drain. The drain is
+/// held by this process.
+#[utoipa::path(
+    tag = "health",
+    params(("server" = String, Path, description = "Server id or name")),
+    responses(
+        (status = 202, body = DrainView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The MCP runtime is not running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/servers/{server}/drain")]
+pub async fn drain_server(
+    state: Data<ApiState>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let server = state.registry.get(&server_ref(&path)?).await?;
+    let runtime = runtime(&state)?;
+    if !server.spec.enabled {
+        return Err(disabled(&server));
+    }
+    runtime.monitor.ensure(&server);
+    let in_flight = runtime
+        .monitor
+        .set_draining(server.id, true)
+        .unwrap_or_default();
+    Ok(HttpResponse::Accepted().json(DrainView {
+        name: server.spec.name.to_string(),
+        draining: true,
+        in_flight,
+    }))
+}
+
+/// Check every endpoint of a server now (`ping`), and answer with its health after.
+#[utoipa::path(
+    tag = "health",
+    params(("server" = String, Path, description = "Server id or name")),
+    responses(
+        (status = 200, body = ServerHealthView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The MCP runtime is not running", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/servers/{server}/check")]
+pub async fn check_server(
+    state: Data<ApiState>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let server = state.registry.get(&server_ref(&path)?).await?;
+    let runtime = runtime(&state)?;
+    if !server.spec.enabled {
+        return Err(disabled(&server));
+    }
+    runtime.monitor.ensure(&server);
+    runtime.check_now(&server).await;
+    Ok(HttpResponse::Ok().json(health_view(&state, &server)))
+}
+
+fn disabled(server: &UpstreamServer) -> ApiError {
+    ApiError::new(
+        ProblemKind::ServerDisabled,
+        format!(
+            "server `{}` is disabled; enable it first",
+            server.spec.name
+        ),
+    )
+}
