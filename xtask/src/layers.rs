@@ -39,6 +39,7 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
         ("gateway-domain", (&[][..], true)),
         ("gateway-registry", (&["gateway-domain"][..], true)),
         ("gateway-router", (&["gateway-domain"][..], true)),
+        ("gateway-telemetry", (&[][..], true)),
         ("gateway-migrations", (&[][..], false)),
         (
             "gateway-persistence",
@@ -47,7 +48,12 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
         (
             "gateway-transport",
             (
-                &["gateway-domain", "gateway-registry", "gateway-router"][..],
+                &[
+                    "gateway-domain",
+                    "gateway-registry",
+                    "gateway-router",
+                    "gateway-telemetry",
+                ][..],
                 false,
             ),
         ),
@@ -66,6 +72,7 @@ const PRODUCTION_CRATES: &[&str] = &[
     "gateway-domain",
     "gateway-registry",
     "gateway-router",
+    "gateway-telemetry",
     "gateway-migrations",
     "gateway-persistence",
     "gateway-transport",

@@ -119,9 +119,17 @@ impl Application {
             })?
             .port();
 
-        let (runtime, inbox) =
-            McpRuntime::new(registry.clone(), mcp_settings(settings), queue)
-                .map_err(StartupError::Mcp)?;
+        let metrics = Arc::new(
+            gateway_telemetry::Metrics::new(SERVICE_INFO.version)
+                .map_err(|e| StartupError::Mcp(e.to_string()))?,
+        );
+        let (runtime, inbox) = McpRuntime::new(
+            registry.clone(),
+            mcp_settings(settings),
+            queue,
+            metrics.clone(),
+        )
+        .map_err(StartupError::Mcp)?;
         let runtime_task = tokio::spawn(runtime.clone().run(work, inbox));
         let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
 
@@ -131,6 +139,7 @@ impl Application {
             readiness_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
             info: SERVICE_INFO,
             mcp: Some(runtime.clone()),
+            metrics,
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,

@@ -20,7 +20,7 @@ pub use health::{HealthState, HealthStatus};
 pub use name::{ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{
-    CatalogRepository, ReadinessProbe, RegistryEvent, RegistryListener, ServerFilter,
+    CatalogRepository, PoolStats, ReadinessProbe, RegistryEvent, RegistryListener, ServerFilter,
     ServerRepository,
 };
 pub use secret::Secret;

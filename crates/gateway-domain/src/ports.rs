@@ -89,6 +89,20 @@ pub trait CatalogRepository: Send + Sync {
 pub trait ReadinessProbe: Send + Sync {
     /// `Ok` when the store is reachable and its schema is current; otherwise why not.
     async fn check_ready(&self) -> Result<(), String>;
+
+    /// Connections of the store's pool, for metrics; `None` when it has no pool.
+    fn pool_stats(&self) -> Option<PoolStats> {
+        None
+    }
+}
+
+/// Connections of a database pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Open connections in use.
+    pub in_use: usize,
+    /// Open connections waiting for work.
+    pub idle: usize,
 }
 
 /// What changed in the registry, for components that keep state derived from it

@@ -185,6 +185,24 @@ impl ReadinessProbe for Store {
             }
         }
     }
+
+    fn pool_stats(&self) -> Option<gateway_domain::PoolStats> {
+        // The backend was chosen from the URL, so the pool is of that kind.
+        let (size, idle) = match self.backend {
+            Backend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size() as usize, pool.num_idle())
+            }
+            Backend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size() as usize, pool.num_idle())
+            }
+        };
+        Some(gateway_domain::PoolStats {
+            in_use: size.saturating_sub(idle),
+            idle,
+        })
+    }
 }
 
 /// `sqlite://data/gateway.db?mode=rwc` → creates `data/`.

@@ -396,6 +396,14 @@ impl<P: Clone> CatalogSnapshot<P> {
         self.aggregate.get(&kind).map_or(0, |l| l.items.len())
     }
 
+    /// How many items of a kind one server offers (listed or hidden).
+    pub fn server_len(&self, server: &ServerName, kind: ListKind) -> usize {
+        self.servers
+            .get(server)
+            .and_then(|s| s.lists.get(&kind))
+            .map_or(0, |l| l.items.len())
+    }
+
     /// True when nothing at all is listed.
     pub fn is_empty(&self) -> bool {
         ListKind::ALL.iter().all(|kind| self.len(*kind) == 0)

@@ -87,6 +87,17 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// The metrics label of the reason.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Draining => "draining",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Overloaded { .. } => "overloaded",
+        }
+    }
+}
+
 /// How a call ended, as far as the upstream's health is concerned.
 #[derive(Debug, Clone)]
 pub enum Verdict {

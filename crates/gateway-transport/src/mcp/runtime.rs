@@ -201,6 +201,8 @@ pub struct McpRuntime {
     pub pool: UpstreamPool,
     /// Live health, breakers, bulkheads and drains of the enabled upstreams.
     pub monitor: Monitor,
+    /// The process's metrics.
+    pub metrics: Arc<gateway_telemetry::Metrics>,
     /// A handle to itself for the health-check tasks (which must not keep it alive).
     this: std::sync::Weak<McpRuntime>,
     current: RwLock<Arc<Current>>,
@@ -217,6 +219,7 @@ impl McpRuntime {
         registry: Registry,
         settings: McpSettings,
         queue: WorkQueue,
+        metrics: Arc<gateway_telemetry::Metrics>,
     ) -> Result<(Arc<Self>, RuntimeInbox), String> {
         let (events, upstream_events) = mpsc::unbounded_channel();
         let (changes, health_changes) = mpsc::unbounded_channel();
@@ -231,6 +234,7 @@ impl McpRuntime {
             registry,
             pool,
             monitor,
+            metrics,
             this: this.clone(),
             current: RwLock::new(Arc::new(empty)),
             listeners: Mutex::new(Vec::new()),
@@ -559,6 +563,10 @@ impl McpRuntime {
             }
         };
         let failed = matches!(verdict, Verdict::Failed(_));
+        self.metrics
+            .upstream_checks
+            .with_label_values(&[server.spec.name.as_str(), if failed { "failed" } else { "ok" }])
+            .inc();
         self.monitor
             .record_probe(id, endpoint, Source::Check, &verdict, latency);
         failed
@@ -774,6 +782,64 @@ impl McpRuntime {
             let params =
                 rmcp::model::ResourceUpdatedNotificationParam::new(subscriber.exposed_uri.clone());
             let _ = subscriber.peer.notify_resource_updated(params).await;
+        }
+    }
+
+    /// Sets the gauges of live state (health, circuits, calls in flight, drains,
+    /// catalog sizes) just before a scrape; series of servers that are gone vanish.
+    pub fn export_gauges(&self) {
+        let metrics = &self.metrics;
+        for family in [
+            &metrics.upstream_health,
+            &metrics.upstream_circuit,
+            &metrics.upstream_in_flight,
+            &metrics.upstream_draining,
+            &metrics.catalog_items,
+        ] {
+            family.reset();
+        }
+        let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        for upstream in self.monitor.all() {
+            let name = upstream.name.as_str();
+            let view = upstream.view();
+            for state in HealthState::ALL {
+                metrics
+                    .upstream_health
+                    .with_label_values(&[name, state.as_str()])
+                    .set(i64::from(state == view.state));
+            }
+            for endpoint in &upstream.endpoints {
+                let circuit = endpoint.circuit();
+                for state in gateway_router::CircuitState::ALL {
+                    metrics
+                        .upstream_circuit
+                        .with_label_values(&[name, endpoint.label.as_str(), state.as_str()])
+                        .set(i64::from(state == circuit));
+                }
+            }
+            metrics
+                .upstream_in_flight
+                .with_label_values(&[name])
+                .set(as_gauge(upstream.in_flight()));
+            metrics
+                .upstream_draining
+                .with_label_values(&[name])
+                .set(i64::from(view.draining));
+        }
+        let current = self.current();
+        for server in current.servers.values() {
+            let name = &server.spec.name;
+            for (kind, label) in [
+                (ListKind::Tools, "tools"),
+                (ListKind::Prompts, "prompts"),
+                (ListKind::Resources, "resources"),
+                (ListKind::ResourceTemplates, "resource_templates"),
+            ] {
+                metrics
+                    .catalog_items
+                    .with_label_values(&[name.as_str(), label])
+                    .set(as_gauge(current.snapshot.server_len(name, kind)));
+            }
         }
     }
 

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use serde_json::Value;
 
 use gateway_domain::{Cursor, ServerName, UpstreamServer};
@@ -89,14 +91,18 @@ fn scope_of(extensions: &rmcp::model::Extensions) -> Result<Scope, ErrorData> {
     }
 }
 
-/// The client's `Mcp-Session-Id` (subscriptions are per session).
-fn session_of(extensions: &rmcp::model::Extensions) -> String {
+/// A header of the HTTP request that carried the message (empty when absent).
+fn header_of<'a>(extensions: &'a rmcp::model::Extensions, name: &str) -> &'a str {
     extensions
         .get::<http::request::Parts>()
-        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|parts| parts.headers.get(name))
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
-        .to_owned()
+}
+
+/// The client's `Mcp-Session-Id` (subscriptions are per session).
+fn session_of(extensions: &rmcp::model::Extensions) -> String {
+    header_of(extensions, "mcp-session-id").to_owned()
 }
 
 fn invalid_cursor() -> ErrorData {
@@ -254,11 +260,9 @@ impl GatewayServer {
         )
     }
 
-    /// Forwards one request and relays what the upstream sends meanwhile, until the
-    /// answer, the timeout or the client's cancellation. The monitor admits the call
-    /// (drain, health, breaker, bulkhead) and picks the endpoint; a call that could
-    /// not be sent because the endpoint is unreachable fails over to the next one.
-    /// `pin` keeps the rounds of one bridged request on one endpoint.
+    /// Forwards one request (see [`GatewayServer::forward_once`]) inside an
+    /// `mcp_request` span naming the request id, the client's session, the server and
+    /// the tool, and records it in the metrics.
     async fn forward(
         &self,
         server: &UpstreamServer,
@@ -266,6 +270,52 @@ impl GatewayServer {
         ctx: &RequestContext<RoleServer>,
         pin: &mut Option<usize>,
     ) -> Result<ServerResult, ErrorData> {
+        let method = request.method().to_owned();
+        let target = match &request {
+            ClientRequest::CallToolRequest(call) => call.params.name.to_string(),
+            ClientRequest::GetPromptRequest(get) => get.params.name.clone(),
+            _ => String::new(),
+        };
+        let span = tracing::info_span!(
+            "mcp_request",
+            request_id = %header_of(&ctx.extensions, "x-request-id"),
+            session_id = %header_of(&ctx.extensions, "mcp-session-id"),
+            method = %method,
+            server = %server.spec.name,
+            tool = %target,
+        );
+        let started = std::time::Instant::now();
+        let (result, outcome) = self
+            .forward_once(server, request, ctx, pin)
+            .instrument(span.clone())
+            .await;
+        let elapsed = started.elapsed();
+        let metrics = &self.runtime.metrics;
+        let name = server.spec.name.as_str();
+        metrics.record_mcp(&method, name, &target, outcome, elapsed.as_secs_f64());
+        if outcome != "cancelled" {
+            let answered = matches!(outcome, "ok" | "error");
+            metrics.calls.record(name, answered, elapsed);
+        }
+        span.in_scope(|| {
+            tracing::debug!(outcome, latency_ms = elapsed.as_secs_f64() * 1000.0, "mcp request forwarded");
+        });
+        result
+    }
+
+    /// Forwards one request and relays what the upstream sends meanwhile, until the
+    /// answer, the timeout or the client's cancellation. The monitor admits the call
+    /// (drain, health, breaker, bulkhead) and picks the endpoint; a call that could
+    /// not be sent because the endpoint is unreachable fails over to the next one.
+    /// `pin` keeps the rounds of one bridged request on one endpoint. Returns the
+    /// outcome label of the metrics beside the result.
+    async fn forward_once(
+        &self,
+        server: &UpstreamServer,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+        pin: &mut Option<usize>,
+    ) -> (Result<ServerResult, ErrorData>, &'static str) {
         let name = &server.spec.name;
         let timeout = server
             .spec
@@ -277,10 +327,18 @@ impl GatewayServer {
         let mut tried = Vec::new();
         let mut request = Some(request);
         let (lease, mut pending) = loop {
-            let lease = monitor
-                .admit(server, *pin, &tried)
-                .await
-                .map_err(|refusal| refused(name, refusal))?;
+            let lease = match monitor.admit(server, *pin, &tried).await {
+                Ok(lease) => lease,
+                Err(refusal) => {
+                    let reason = refusal.label();
+                    self.runtime
+                        .metrics
+                        .upstream_rejections
+                        .with_label_values(&[name.as_str(), reason])
+                        .inc();
+                    return (Err(refused(name, refusal)), reason);
+                }
+            };
             let can_fail_over = pin.is_none() && tried.len() + 1 < endpoints;
             // A copy only when another endpoint could still take the call.
             let outgoing = if can_fail_over {
@@ -289,9 +347,14 @@ impl GatewayServer {
                 request.take()
             };
             let Some(outgoing) = outgoing else {
-                return Err(unavailable(name, "no endpoint left".to_owned()));
+                return (
+                    Err(unavailable(name, "no endpoint left".to_owned())),
+                    "unavailable",
+                );
             };
-            match self.runtime.pool.start(server, lease.endpoint, outgoing).await {
+            let sending = self.runtime.pool.start(server, lease.endpoint, outgoing);
+            let span = tracing::info_span!("upstream_call", server = %name, endpoint = lease.endpoint);
+            match sending.instrument(span).await {
                 Ok(pending) => {
                     *pin = Some(lease.endpoint);
                     break (lease, pending);
@@ -308,7 +371,7 @@ impl GatewayServer {
                         tried.push(endpoint);
                         continue;
                     }
-                    return Err(upstream_error(error));
+                    return (Err(upstream_error(error)), "unavailable");
                 }
             }
         };
@@ -322,16 +385,16 @@ impl GatewayServer {
                 _ = ctx.ct.cancelled() => {
                     pending.cancel("the client cancelled the request").await;
                     drop(lease);
-                    return Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None));
+                    return (Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None)), "cancelled");
                 }
                 _ = &mut deadline => {
                     pending.cancel("the gateway's request timeout expired").await;
                     lease.finish(&Verdict::Failed(format!("no answer within {} ms", timeout.as_millis())));
-                    return Err(ErrorData::new(
+                    return (Err(ErrorData::new(
                         codes::UPSTREAM_TIMEOUT,
                         format!("upstream `{name}` did not answer within {} ms", timeout.as_millis()),
                         Some(serde_json::json!({"server": name.as_str(), "timeoutMs": timeout.as_millis()})),
-                    ));
+                    )), "timeout");
                 }
                 Some(event) = pending.events.recv() => {
                     pending.consumed(&event);
@@ -355,11 +418,13 @@ impl GatewayServer {
         while let Ok(event) = pending.events.try_recv() {
             relay(event, ctx, client_token.as_ref()).await;
         }
-        lease.finish(&match &outcome {
-            Ok(_) | Err(rmcp::ServiceError::McpError(_)) => Verdict::Answered,
-            Err(error) => Verdict::Failed(error.to_string()),
-        });
-        outcome.map_err(|error| service_error(name, error))
+        let (verdict, label) = match &outcome {
+            Ok(_) => (Verdict::Answered, "ok"),
+            Err(rmcp::ServiceError::McpError(_)) => (Verdict::Answered, "error"),
+            Err(error) => (Verdict::Failed(error.to_string()), "failed"),
+        };
+        lease.finish(&verdict);
+        (outcome.map_err(|error| service_error(name, error)), label)
     }
 
     /// Forwards a request that may come back `input_required` (an upstream on the

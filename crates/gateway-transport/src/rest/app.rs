@@ -58,6 +58,8 @@ pub struct ApiState {
     pub info: ServiceInfo,
     /// The MCP runtime, when the MCP endpoint is mounted (for `refresh`).
     pub mcp: Option<Arc<crate::mcp::McpRuntime>>,
+    /// The process's metrics (`/metrics`, the summary, the HTTP middleware).
+    pub metrics: Arc<gateway_telemetry::Metrics>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -116,6 +118,7 @@ pub fn build_app(
         .service(system::root)
         .service(system::health)
         .service(system::ready)
+        .service(system::metrics)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .service(servers::create_server)
@@ -131,6 +134,7 @@ pub fn build_app(
                 .service(health::disable_server)
                 .service(health::drain_server)
                 .service(health::check_server)
+                .service(health::metrics_summary)
                 .service(tools::search_tools),
         )
         .split_for_parts();

@@ -659,3 +659,36 @@ pub struct DrainView {
     /// Calls still in flight; they finish.
     pub in_flight: usize,
 }
+
+/// One server's calls over the sliding window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetricsView {
+    /// Server name.
+    pub server: String,
+    /// Combined health state (`unknown` when disabled and never checked).
+    pub state: String,
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// Calls that ended in the window.
+    pub calls: u64,
+    /// Of those, failed ones (unreachable, timed out, refused; a JSON-RPC error the
+    /// upstream returned counts as answered).
+    pub errors: u64,
+    /// `errors / calls`.
+    pub error_rate: f64,
+    /// Median latency through the gateway, in milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+/// `GET /api/v1/metrics/summary`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsSummary {
+    /// The window, in seconds (the last 4 to 5 minutes, by whole minutes).
+    pub window_secs: u64,
+    /// Every registered server, by name.
+    pub servers: Vec<ServerMetricsView>,
+}

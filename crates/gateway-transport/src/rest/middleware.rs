@@ -13,6 +13,9 @@ use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError};
 use tracing::Instrument;
 
+use actix_web::web::Data;
+
+use super::app::ApiState;
 use super::problem::{ApiError, LoggedProblem, PROBLEM_JSON, ProblemKind};
 
 /// The request-id header, in and out.
@@ -46,6 +49,11 @@ pub(crate) async fn request_context(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let request_id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut req = req;
+    // Handlers that only see the HTTP request's headers (the MCP server) read it there.
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(X_REQUEST_ID, value);
+    }
     let method = req.method().to_string();
     let path = req.path().to_owned();
     let span = tracing::info_span!("http_request", request_id = %request_id, method = %method, path = %path);
@@ -71,7 +79,24 @@ pub(crate) async fn request_context(
 
     let _entered = span.enter();
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if let Some(state) = response.request().app_data::<Data<ApiState>>() {
+        // The route pattern, not the path: one series per route, whatever the ids.
+        let route = response.request().match_pattern();
+        let route = route.as_deref().unwrap_or("unmatched");
+        let status = status.to_string();
+        state
+            .metrics
+            .http_requests
+            .with_label_values(&[method.as_str(), route, status.as_str()])
+            .inc();
+        state
+            .metrics
+            .http_duration
+            .with_label_values(&[method.as_str(), route])
+            .observe(elapsed.as_secs_f64());
+    }
     match response.response().extensions().get::<LoggedProblem>() {
         Some(problem) if status >= 500 => {
             tracing::error!(status, latency_ms, error.kind = problem.kind, error.detail = %problem.detail, "request failed");

@@ -16,7 +16,7 @@ use crate::mcp::monitor::UpstreamState;
 use crate::rest::app::ApiState;
 use crate::rest::dto::{
     DrainView, EndpointHealthView, HealthQuery, HealthSummary, HealthSummaryItem, HealthView,
-    ObservationView, ServerHealthView, ServerView,
+    MetricsSummary, ObservationView, ServerHealthView, ServerMetricsView, ServerView,
 };
 use crate::rest::problem::{ApiError, Problem, ProblemKind};
 
@@ -310,4 +310,50 @@ fn disabled(server: &UpstreamServer) -> ApiError {
             server.spec.name
         ),
     )
+}
+
+/// Calls, error rate and p50/p95/p99 latency per server over a sliding window
+/// (about five minutes), for the registry's metrics collection.
+#[utoipa::path(
+    tag = "metrics",
+    responses((status = 200, body = MetricsSummary))
+)]
+#[get("/metrics/summary")]
+pub async fn metrics_summary(state: Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let mut servers = state.registry.all_servers().await?;
+    servers.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let mut windows: BTreeMap<String, gateway_telemetry::ServerSummary> = state
+        .metrics
+        .calls
+        .summary()
+        .into_iter()
+        .map(|s| (s.server.clone(), s))
+        .collect();
+    let items = servers
+        .iter()
+        .map(|server| {
+            let upstream = live(&state, server);
+            let window = windows.remove(server.spec.name.as_str());
+            let window = window.as_ref();
+            ServerMetricsView {
+                server: server.spec.name.to_string(),
+                state: upstream
+                    .as_ref()
+                    .map_or(server.health.state, |u| u.view().state)
+                    .as_str()
+                    .to_owned(),
+                in_flight: upstream.as_ref().map_or(0, |u| u.in_flight()),
+                calls: window.map_or(0, |w| w.calls),
+                errors: window.map_or(0, |w| w.errors),
+                error_rate: window.map_or(0.0, |w| w.error_rate),
+                p50_ms: window.map_or(0.0, |w| w.p50_ms),
+                p95_ms: window.map_or(0.0, |w| w.p95_ms),
+                p99_ms: window.map_or(0.0, |w| w.p99_ms),
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(MetricsSummary {
+        window_secs: gateway_telemetry::CallStats::WINDOW.as_secs(),
+        servers: items,
+    }))
 }

@@ -22,6 +22,9 @@ pub async fn root(state: Data<ApiState>) -> HttpResponse {
         ("redoc", "/redoc"),
         ("health", "/health"),
         ("ready", "/ready"),
+        ("metrics", "/metrics"),
+        ("health_summary", "/api/v1/health/servers"),
+        ("metrics_summary", "/api/v1/metrics/summary"),
     ]);
     HttpResponse::Ok().json(RootView {
         name: state.info.name,
@@ -65,4 +68,30 @@ pub async fn ready(state: Data<ApiState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Prometheus metrics (text exposition format 0.0.4): HTTP and MCP requests with
+/// latency histograms, upstream health, circuits and calls in flight, database pool,
+/// catalog sizes and process metrics. See `docs/operations.md`.
+#[utoipa::path(tag = "system", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(state: Data<ApiState>) -> HttpResponse {
+    let metrics = &state.metrics;
+    if let Some(pool) = state.readiness.pool_stats() {
+        let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        metrics
+            .db_pool
+            .with_label_values(&["in_use"])
+            .set(as_gauge(pool.in_use));
+        metrics
+            .db_pool
+            .with_label_values(&["idle"])
+            .set(as_gauge(pool.idle));
+    }
+    if let Some(runtime) = &state.mcp {
+        runtime.export_gauges();
+    }
+    HttpResponse::Ok()
+        .content_type(metrics.content_type())
+        .body(metrics.render())
 }
