@@ -467,17 +467,49 @@ impl Settings {
         let health = &self.health;
         let breaker = &self.circuit_breaker;
         let more: [(&str, u64, std::ops::RangeInclusive<u64>); 12] = [
-            ("health.check_interval_ms", health.check_interval_ms, 100..=3_600_000),
-            ("health.check_timeout_ms", health.check_timeout_ms, 50..=300_000),
-            ("health.unhealthy_after", health.unhealthy_after.into(), 1..=100),
+            (
+                "health.check_interval_ms",
+                health.check_interval_ms,
+                100..=3_600_000,
+            ),
+            (
+                "health.check_timeout_ms",
+                health.check_timeout_ms,
+                50..=300_000,
+            ),
+            (
+                "health.unhealthy_after",
+                health.unhealthy_after.into(),
+                1..=100,
+            ),
             ("health.healthy_after", health.healthy_after.into(), 1..=100),
-            ("health.degraded_latency_ms", health.degraded_latency_ms, 1..=3_600_000),
-            ("health.degraded_failures", health.degraded_failures as u64, 1..=20),
-            ("circuit_breaker.consecutive_failures", breaker.consecutive_failures.into(), 1..=1000),
-            ("circuit_breaker.min_calls", breaker.min_calls as u64, 1..=100_000),
+            (
+                "health.degraded_latency_ms",
+                health.degraded_latency_ms,
+                1..=3_600_000,
+            ),
+            (
+                "health.degraded_failures",
+                health.degraded_failures as u64,
+                1..=20,
+            ),
+            (
+                "circuit_breaker.consecutive_failures",
+                breaker.consecutive_failures.into(),
+                1..=1000,
+            ),
+            (
+                "circuit_breaker.min_calls",
+                breaker.min_calls as u64,
+                1..=100_000,
+            ),
             ("circuit_breaker.window_secs", breaker.window_secs, 1..=3600),
             ("circuit_breaker.open_ms", breaker.open_ms, 10..=3_600_000),
-            ("circuit_breaker.half_open_probes", breaker.half_open_probes.into(), 1..=100),
+            (
+                "circuit_breaker.half_open_probes",
+                breaker.half_open_probes.into(),
+                1..=100,
+            ),
             (
                 "bulkhead.max_concurrent_calls",
                 self.bulkhead.max_concurrent_calls as u64,

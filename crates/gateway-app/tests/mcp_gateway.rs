@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gateway_test_support::mcp::{Pushed, connect};
+use gateway_test_support::mcp::{Pushed, blocks, call, connect, mcp_error, text_of};
 use gateway_test_support::{TestApp, TestBackend};
 use gateway_test_upstream::{HttpUpstream, serve_http};
-use rmcp::ServiceError;
-use rmcp::model::{CallToolRequestParams, ErrorCode, PaginatedRequestParams};
+use rmcp::model::{ErrorCode, PaginatedRequestParams};
 use serde_json::{Value, json};
 
 async fn upstream() -> HttpUpstream {
@@ -57,41 +56,11 @@ async fn refresh(app: &TestApp, name: &str) -> Value {
     response.json().await.expect("catalog")
 }
 
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-/// The content blocks as JSON, as the client received them.
-fn blocks(result: &rmcp::model::CallToolResult) -> Vec<Value> {
-    result
-        .content
-        .iter()
-        .map(|c| serde_json::to_value(c).expect("content serialises"))
-        .collect()
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    blocks(result)
-        .iter()
-        .filter_map(|b| b["text"].as_str().map(str::to_owned))
-        .collect::<Vec<_>>()
-        .join("")
-}
-
 fn first_type(result: &rmcp::model::CallToolResult) -> String {
     blocks(result)
         .first()
         .and_then(|b| b["type"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn mcp_error(error: ServiceError) -> rmcp::model::ErrorData {
-    match error {
-        ServiceError::McpError(data) => data,
-        other => panic!("expected a JSON-RPC error, got {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

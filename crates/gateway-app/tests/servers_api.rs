@@ -152,7 +152,8 @@ async fn secrets_are_masked_and_kept(app: TestApp) {
     )
     .await
     .expect("stored");
-    let gateway_domain::Transport::StreamableHttp { headers, url, .. } = stored.spec.transport else {
+    let gateway_domain::Transport::StreamableHttp { headers, url, .. } = stored.spec.transport
+    else {
         panic!("transport kind changed")
     };
     assert_eq!(url.as_str(), "https://api2.example.com/mcp");

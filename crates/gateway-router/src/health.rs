@@ -81,6 +81,9 @@ pub struct HealthTracker {
     consecutive_failures: u32,
     consecutive_successes: u32,
     history: VecDeque<Observation>,
+    /// Failures among the outcomes since the endpoint last recovered (bounded by the
+    /// window): an outage that ended does not count as intermittence.
+    recent: VecDeque<bool>,
     last_check: Option<Observation>,
     changed_at: Option<Instant>,
 }
@@ -90,6 +93,7 @@ impl HealthTracker {
     pub fn new(policy: HealthPolicy) -> Self {
         Self {
             history: VecDeque::with_capacity(policy.window),
+            recent: VecDeque::with_capacity(policy.window),
             policy,
             state: HealthState::Unknown,
             consecutive_failures: 0,
@@ -144,9 +148,16 @@ impl HealthTracker {
         if self.history.len() >= self.policy.window.max(1) {
             self.history.pop_front();
         }
+        if self.recent.len() >= self.policy.window.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(observation.ok);
         self.history.push_back(observation);
         let next = self.next_state(slow);
         (next != self.state).then(|| {
+            if self.state == HealthState::Unhealthy {
+                self.recent.clear();
+            }
             self.state = next;
             self.changed_at = Some(now);
             next
@@ -170,7 +181,11 @@ impl HealthTracker {
                 _ => HealthState::Degraded,
             };
         }
-        let recent_failures = self.history.iter().filter(|o| !o.ok).count();
+        let recent_failures = if self.state == HealthState::Unhealthy {
+            0 // Recovering: the outage's failures are over.
+        } else {
+            self.recent.iter().filter(|ok| !**ok).count()
+        };
         if slow || recent_failures >= self.policy.degraded_failures.max(1) {
             HealthState::Degraded
         } else {
@@ -228,11 +243,13 @@ mod tests {
         // One success is not enough to recover.
         assert_eq!(health.observe(outcome(true, 10), Instant::now()), None);
         assert_eq!(health.state(), HealthState::Unhealthy);
-        // The second is; the failures are still in the window, so it is degraded first.
+        // The second is, and the outage's failures do not count as intermittence.
         assert_eq!(
             health.observe(outcome(true, 10), Instant::now()),
-            Some(HealthState::Degraded)
+            Some(HealthState::Healthy)
         );
+        health.observe(outcome(false, 10), Instant::now());
+        assert_eq!(health.state(), HealthState::Degraded);
     }
 
     #[test]

@@ -511,7 +511,12 @@ mod tests {
             .expect("still routed");
         assert_eq!(routed.route.server, b);
         assert!(snapshot.route(ListKind::Tools, Some(&b), "echo").is_some());
-        assert!(snapshot.page(ListKind::Tools, Some(&b), None, 10).0.is_empty());
+        assert!(
+            snapshot
+                .page(ListKind::Tools, Some(&b), None, 10)
+                .0
+                .is_empty()
+        );
         assert!(snapshot.has_server(&b) && snapshot.is_hidden(&b));
         assert_eq!(snapshot.len(ListKind::Tools), 2);
     }

@@ -222,14 +222,7 @@ impl Metrics {
     }
 
     /// Records one MCP request.
-    pub fn record_mcp(
-        &self,
-        method: &str,
-        server: &str,
-        tool: &str,
-        outcome: &str,
-        seconds: f64,
-    ) {
+    pub fn record_mcp(&self, method: &str, server: &str, tool: &str, outcome: &str, seconds: f64) {
         self.mcp_requests
             .with_label_values(&[method, server, tool, outcome])
             .inc();
@@ -268,7 +261,9 @@ mod tests {
         assert!(text.contains(
             r#"mcp_requests_total{method="tools/call",outcome="ok",server="alpha",tool="echo"} 1"#
         ));
-        assert!(text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 1"#));
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 1"#)
+        );
         assert!(text.contains(r#"gateway_build_info{version="1.2.3"} 1"#));
         assert!(text.contains("mcp_request_duration_seconds_bucket"));
         #[cfg(target_os = "linux")]
@@ -277,10 +272,7 @@ mod tests {
 
     #[test]
     fn two_instances_count_separately() {
-        let (a, b) = (
-            Metrics::new("1").expect("a"),
-            Metrics::new("1").expect("b"),
-        );
+        let (a, b) = (Metrics::new("1").expect("a"), Metrics::new("1").expect("b"));
         a.record_mcp("tools/call", "s", "t", "ok", 0.1);
         assert!(!b.render().contains("mcp_requests_total{"));
     }

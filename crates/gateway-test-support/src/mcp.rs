@@ -71,3 +71,36 @@ pub async fn connect(
         .unwrap_or_else(|e| panic!("MCP session with {url}: {e}"));
     (client, pushed)
 }
+
+/// `tools/call` parameters for `name` with `arguments` (a JSON object).
+pub fn call(name: &str, arguments: serde_json::Value) -> rmcp::model::CallToolRequestParams {
+    let mut params = rmcp::model::CallToolRequestParams::new(name.to_owned());
+    params.arguments = arguments.as_object().cloned();
+    params
+}
+
+/// The content blocks of a tool result as JSON, as the client received them.
+pub fn blocks(result: &rmcp::model::CallToolResult) -> Vec<serde_json::Value> {
+    result
+        .content
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("content serialises"))
+        .collect()
+}
+
+/// The text of a tool result's text blocks, joined.
+pub fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    blocks(result)
+        .iter()
+        .filter_map(|b| b["text"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+/// The JSON-RPC error of a failed request; panics on any other failure.
+pub fn mcp_error(error: rmcp::ServiceError) -> rmcp::model::ErrorData {
+    match error {
+        rmcp::ServiceError::McpError(data) => data,
+        other => panic!("expected a JSON-RPC error, got {other}"),
+    }
+}

@@ -51,6 +51,32 @@ struct Shared {
     peers: Mutex<Vec<Peer<RoleServer>>>,
     /// Open `subscriptions/listen` streams (2026-07-28), notified on list changes.
     listeners: Mutex<Vec<SubscriptionSink>>,
+    /// `tools/call` requests received, for load-sharing tests.
+    tool_calls: std::sync::atomic::AtomicUsize,
+    /// `tools/call` requests being served now, and the most ever at once.
+    running: std::sync::atomic::AtomicUsize,
+    max_running: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a running `tools/call` until dropped.
+struct Running<'a>(&'a Shared);
+
+impl<'a> Running<'a> {
+    fn start(shared: &'a Shared) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        shared.tool_calls.fetch_add(1, SeqCst);
+        let now = shared.running.fetch_add(1, SeqCst) + 1;
+        shared.max_running.fetch_max(now, SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// State of one MCP session.
@@ -106,6 +132,20 @@ impl TestUpstream {
         lock(&self.shared.dynamic_tools).insert(name.to_owned(), tool);
         self.notify_tool_list_changed().await;
         true
+    }
+
+    /// How many `tools/call` requests this upstream received (all sessions).
+    pub fn tool_calls(&self) -> usize {
+        self.shared
+            .tool_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most `tools/call` requests it ever served at once.
+    pub fn max_concurrent_calls(&self) -> usize {
+        self.shared
+            .max_running
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Names of the tools added at run time.
@@ -240,6 +280,7 @@ impl ServerHandler for TestUpstream {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let _running = Running::start(&self.shared);
         if let Some(outcome) = tools::call(self, &request, &ctx).await {
             return support::respond(outcome);
         }

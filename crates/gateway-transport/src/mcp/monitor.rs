@@ -139,7 +139,10 @@ impl EndpointState {
     /// Its recent observations and last check.
     pub fn history(&self) -> (Vec<Observation>, Option<Observation>) {
         let health = lock(&self.health);
-        (health.history().cloned().collect(), health.last_check().cloned())
+        (
+            health.history().cloned().collect(),
+            health.last_check().cloned(),
+        )
     }
 
     /// Listed: not unhealthy and the circuit closed.

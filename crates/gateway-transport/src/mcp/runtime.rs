@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use gateway_router::Source;
 use futures_util::StreamExt;
 use gateway_domain::{
     Catalog, Descriptor, HealthState, HealthStatus, RegistryEvent, RegistryListener, ServerId,
     ServerName, UpstreamServer,
 };
 use gateway_registry::Registry;
+use gateway_router::Source;
 use gateway_router::snapshot::ListKind;
 use gateway_router::{CatalogSnapshot, NamingPolicy, SnapshotServer};
 use rmcp::RoleServer;
@@ -448,7 +448,12 @@ impl McpRuntime {
             let error = match tokio::time::timeout(limit, fetch_catalog(&peer)).await {
                 Ok(Ok(catalog)) => return Ok((catalog, version)),
                 Ok(Err(error)) => error,
-                Err(_) => return Err(format!("lists not answered within {} ms", limit.as_millis())),
+                Err(_) => {
+                    return Err(format!(
+                        "lists not answered within {} ms",
+                        limit.as_millis()
+                    ));
+                }
             };
             if attempt >= LISTING_ATTEMPTS || peer.is_transport_closed() {
                 return Err(error);
@@ -519,7 +524,8 @@ impl McpRuntime {
                         break;
                     };
                     let confirm = runtime.check(id, endpoint).await;
-                    wait = jittered(if confirm { interval / 4 } else { interval });
+                    let next = if confirm { interval / 4 } else { interval };
+                    wait = next.mul_f64(0.9 + fastrand::f64() * 0.2);
                 }
             }));
         }
@@ -550,12 +556,12 @@ impl McpRuntime {
                     }
                     break (Verdict::Answered, started.elapsed());
                 }
-                // A ping is safe to repeat: once, after a transport failure (a session
-                // that died is re-opened), never after a timeout.
-                Ok(Err(_)) if attempt < PING_ATTEMPTS => {
-                    tokio::time::sleep(jittered(Duration::from_millis(100))).await;
+                // A ping is safe to repeat: once, when it was lost on an open session
+                // (which is then re-opened), never after a timeout.
+                Ok(Err((_, true))) if attempt < PING_ATTEMPTS => {
+                    tokio::time::sleep(jittered(Duration::from_millis(50))).await;
                 }
-                Ok(Err(reason)) => break (Verdict::Failed(reason), started.elapsed()),
+                Ok(Err((reason, _))) => break (Verdict::Failed(reason), started.elapsed()),
                 Err(_) => {
                     let reason = format!("no answer to ping within {} ms", timeout.as_millis());
                     break (Verdict::Failed(reason), started.elapsed());
@@ -565,7 +571,10 @@ impl McpRuntime {
         let failed = matches!(verdict, Verdict::Failed(_));
         self.metrics
             .upstream_checks
-            .with_label_values(&[server.spec.name.as_str(), if failed { "failed" } else { "ok" }])
+            .with_label_values(&[
+                server.spec.name.as_str(),
+                if failed { "failed" } else { "ok" },
+            ])
             .inc();
         self.monitor
             .record_probe(id, endpoint, Source::Check, &verdict, latency);

@@ -26,9 +26,11 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 use std::sync::Arc;
 
-use super::runtime::{McpItem, McpRuntime, Scope, Subscriber};
 use super::monitor::{Refusal, Verdict};
-use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, UpstreamError};
+use super::runtime::{McpItem, McpRuntime, Scope, Subscriber};
+use super::upstream::{
+    CallEvent, ForwardedReply, ForwardedRequest, UpstreamError, never_connected,
+};
 
 /// JSON-RPC error codes of the gateway (implementation-defined range), documented
 /// in `docs/mcp.md`.
@@ -298,7 +300,11 @@ impl GatewayServer {
             metrics.calls.record(name, answered, elapsed);
         }
         span.in_scope(|| {
-            tracing::debug!(outcome, latency_ms = elapsed.as_secs_f64() * 1000.0, "mcp request forwarded");
+            tracing::debug!(
+                outcome,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "mcp request forwarded"
+            );
         });
         result
     }
@@ -326,7 +332,9 @@ impl GatewayServer {
         let monitor = &self.runtime.monitor;
         let mut tried = Vec::new();
         let mut request = Some(request);
-        let (lease, mut pending) = loop {
+        let client_token = ctx.meta.get_progress_token();
+        let deadline_at = tokio::time::Instant::now() + timeout;
+        loop {
             let lease = match monitor.admit(server, *pin, &tried).await {
                 Ok(lease) => lease,
                 Err(refusal) => {
@@ -339,6 +347,7 @@ impl GatewayServer {
                     return (Err(refused(name, refusal)), reason);
                 }
             };
+            let endpoint = lease.endpoint;
             let can_fail_over = pin.is_none() && tried.len() + 1 < endpoints;
             // A copy only when another endpoint could still take the call.
             let outgoing = if can_fail_over {
@@ -352,15 +361,11 @@ impl GatewayServer {
                     "unavailable",
                 );
             };
-            let sending = self.runtime.pool.start(server, lease.endpoint, outgoing);
-            let span = tracing::info_span!("upstream_call", server = %name, endpoint = lease.endpoint);
-            match sending.instrument(span).await {
-                Ok(pending) => {
-                    *pin = Some(lease.endpoint);
-                    break (lease, pending);
-                }
+            let span = tracing::info_span!("upstream_call", server = %name, endpoint);
+            let sending = self.runtime.pool.start(server, endpoint, outgoing);
+            let mut pending = match sending.instrument(span.clone()).await {
+                Ok(pending) => pending,
                 Err(error) => {
-                    let endpoint = lease.endpoint;
                     lease.finish(&Verdict::Failed(error.to_string()));
                     let not_sent = matches!(
                         error,
@@ -373,58 +378,68 @@ impl GatewayServer {
                     }
                     return (Err(upstream_error(error)), "unavailable");
                 }
+            };
+            let deadline = tokio::time::sleep_until(deadline_at);
+            tokio::pin!(deadline);
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    _ = ctx.ct.cancelled() => {
+                        pending.cancel("the client cancelled the request").await;
+                        drop(lease);
+                        return (Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None)), "cancelled");
+                    }
+                    _ = &mut deadline => {
+                        pending.cancel("the gateway's request timeout expired").await;
+                        lease.finish(&Verdict::Failed(format!("no answer within {} ms", timeout.as_millis())));
+                        return (Err(ErrorData::new(
+                            codes::UPSTREAM_TIMEOUT,
+                            format!("upstream `{name}` did not answer within {} ms", timeout.as_millis()),
+                            Some(serde_json::json!({"server": name.as_str(), "timeoutMs": timeout.as_millis()})),
+                        )), "timeout");
+                    }
+                    Some(event) = pending.events.recv() => {
+                        pending.consumed(&event);
+                        // A client that never answers a relayed request cannot outlast the timeout.
+                        let _ = tokio::time::timeout_at(deadline_at, relay(event, ctx, client_token.as_ref())).await;
+                    }
+                    result = &mut pending.response => break result,
+                }
+            };
+            // The HTTP transport sends in the background: a refused connection shows up
+            // as the answer. Nothing reached the upstream, so another endpoint may try.
+            if let Err(error) = &outcome
+                && can_fail_over
+                && never_connected(error)
+            {
+                lease.finish(&Verdict::Failed(error.to_string()));
+                span.in_scope(|| tracing::info!(server = %name, endpoint, %error, "endpoint unreachable; failing over"));
+                tried.push(endpoint);
+                continue;
             }
-        };
-        let client_token = ctx.meta.get_progress_token();
-        let deadline_at = tokio::time::Instant::now() + timeout;
-        let deadline = tokio::time::sleep_until(deadline_at);
-        tokio::pin!(deadline);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                _ = ctx.ct.cancelled() => {
-                    pending.cancel("the client cancelled the request").await;
-                    drop(lease);
-                    return (Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None)), "cancelled");
+            *pin = Some(endpoint);
+            // Notifications the upstream sent before its answer are relayed before it.
+            let straggler_deadline = tokio::time::Instant::now() + STRAGGLER_WAIT;
+            while pending.undelivered() > 0 {
+                match tokio::time::timeout_at(straggler_deadline, pending.events.recv()).await {
+                    Ok(Some(event)) => {
+                        pending.consumed(&event);
+                        relay(event, ctx, client_token.as_ref()).await;
+                    }
+                    _ => break,
                 }
-                _ = &mut deadline => {
-                    pending.cancel("the gateway's request timeout expired").await;
-                    lease.finish(&Verdict::Failed(format!("no answer within {} ms", timeout.as_millis())));
-                    return (Err(ErrorData::new(
-                        codes::UPSTREAM_TIMEOUT,
-                        format!("upstream `{name}` did not answer within {} ms", timeout.as_millis()),
-                        Some(serde_json::json!({"server": name.as_str(), "timeoutMs": timeout.as_millis()})),
-                    )), "timeout");
-                }
-                Some(event) = pending.events.recv() => {
-                    pending.consumed(&event);
-                    // A client that never answers a relayed request cannot outlast the timeout.
-                    let _ = tokio::time::timeout_at(deadline_at, relay(event, ctx, client_token.as_ref())).await;
-                }
-                result = &mut pending.response => break result,
             }
-        };
-        // Notifications the upstream sent before its answer are relayed before it.
-        let straggler_deadline = tokio::time::Instant::now() + STRAGGLER_WAIT;
-        while pending.undelivered() > 0 {
-            match tokio::time::timeout_at(straggler_deadline, pending.events.recv()).await {
-                Ok(Some(event)) => {
-                    pending.consumed(&event);
-                    relay(event, ctx, client_token.as_ref()).await;
-                }
-                _ => break,
+            while let Ok(event) = pending.events.try_recv() {
+                relay(event, ctx, client_token.as_ref()).await;
             }
+            let (verdict, label) = match &outcome {
+                Ok(_) => (Verdict::Answered, "ok"),
+                Err(rmcp::ServiceError::McpError(_)) => (Verdict::Answered, "error"),
+                Err(error) => (Verdict::Failed(error.to_string()), "failed"),
+            };
+            lease.finish(&verdict);
+            return (outcome.map_err(|error| service_error(name, error)), label);
         }
-        while let Ok(event) = pending.events.try_recv() {
-            relay(event, ctx, client_token.as_ref()).await;
-        }
-        let (verdict, label) = match &outcome {
-            Ok(_) => (Verdict::Answered, "ok"),
-            Err(rmcp::ServiceError::McpError(_)) => (Verdict::Answered, "error"),
-            Err(error) => (Verdict::Failed(error.to_string()), "failed"),
-        };
-        lease.finish(&verdict);
-        (outcome.map_err(|error| service_error(name, error)), label)
     }
 
     /// Forwards a request that may come back `input_required` (an upstream on the

@@ -1010,20 +1010,22 @@ impl UpstreamPool {
 
     /// A health check of one endpoint: `ping` on its session, opened if needed even
     /// during a reconnect backoff. Any answer, a JSON-RPC error included, means the
-    /// upstream is alive. Returns the negotiated protocol version.
+    /// upstream is alive. Returns the negotiated protocol version, or why it failed
+    /// and whether a session was open (a ping lost on an open session is worth one
+    /// retry; a failed connection is not, it was the retry already).
     pub async fn ping(
         &self,
         server: &UpstreamServer,
         endpoint: usize,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, (String, bool)> {
         let (peer, version) = self
             .peer(server, endpoint, true)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), false))?;
         let ping = ClientRequest::PingRequest(rmcp::model::PingRequest::default());
         match peer.send_request(ping).await {
             Ok(_) | Err(rmcp::ServiceError::McpError(_)) => Ok(version),
-            Err(error) => Err(format!("ping failed: {error}")),
+            Err(error) => Err((format!("ping failed: {error}"), true)),
         }
     }
 
@@ -1040,9 +1042,19 @@ impl UpstreamPool {
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
             .await
-            .map_err(|e| UpstreamError::Failed {
-                server: server.spec.name.clone(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                // Refused before a byte went out: the request certainly never arrived.
+                if never_connected(&e) {
+                    UpstreamError::Connect {
+                        server: server.spec.name.clone(),
+                        reason: e.to_string(),
+                    }
+                } else {
+                    UpstreamError::Failed {
+                        server: server.spec.name.clone(),
+                        reason: e.to_string(),
+                    }
+                }
             })?;
         let (sender, events) = mpsc::channel(64);
         let id = handle.id.clone();
@@ -1095,6 +1107,29 @@ impl UpstreamPool {
             self.close(id).await;
         }
     }
+}
+
+/// Whether an HTTP send failed while connecting (so nothing reached the upstream).
+pub(crate) fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        // rmcp keeps reqwest's error inside its own, without a `source` link.
+        let http = error.downcast_ref::<rmcp::transport::streamable_http_client::StreamableHttpError<reqwest::Error>>();
+        if let Some(rmcp::transport::streamable_http_client::StreamableHttpError::Client(inner)) =
+            http
+            && inner.is_connect()
+        {
+            return true;
+        }
+        if error
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 fn negotiated_version(service: &RunningService<RoleClient, GatewayClient>) -> Option<String> {

@@ -398,7 +398,8 @@ pub struct ServerListQuery {
     /// Only servers with this tag.
     pub tag: Option<String>,
     /// Only enabled (`true`) or disabled (`false`) servers.
-    pub enabled: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    pub enabled: Option<String>,
     /// Only servers in this health state (`unknown`, `healthy`, `degraded`, `unhealthy`).
     pub health: Option<String>,
     /// Case-insensitive text in the name, title or description.
@@ -646,7 +647,8 @@ pub struct HealthQuery {
     /// Only servers in this state: `unknown`, `healthy`, `degraded`, `unhealthy`.
     pub state: Option<String>,
     /// Only enabled (`true`) or disabled (`false`) servers.
-    pub enabled: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    pub enabled: Option<String>,
 }
 
 /// Answer of `POST /api/v1/servers/{server}/drain`.

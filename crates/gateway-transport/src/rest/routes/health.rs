@@ -123,11 +123,21 @@ pub async fn health_summary(
 ) -> Result<HttpResponse, ApiError> {
     let wanted = match query.state.as_deref() {
         Some(raw) => Some(raw.parse::<HealthState>().map_err(|reason| {
-            ApiError::new(ProblemKind::BadRequest, format!("query string: state: {reason}"))
-                .with_field("state", reason)
+            ApiError::new(
+                ProblemKind::BadRequest,
+                format!("query string: state: {reason}"),
+            )
+            .with_field("state", reason)
         })?),
         None => None,
     };
+    let enabled = super::bool_param(query.enabled.as_deref()).map_err(|reason| {
+        ApiError::new(
+            ProblemKind::BadRequest,
+            format!("query string: enabled: {reason}"),
+        )
+        .with_field("enabled", reason)
+    })?;
     let mut servers = state.registry.all_servers().await?;
     servers.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
     let mut counts: BTreeMap<String, usize> = HealthState::ALL
@@ -141,7 +151,7 @@ pub async fn health_summary(
         let health_state = view.map_or(server.health.state, |v| v.state);
         *counts.entry(health_state.as_str().to_owned()).or_default() += 1;
         if wanted.is_some_and(|w| w != health_state)
-            || query.enabled.is_some_and(|e| e != server.spec.enabled)
+            || enabled.is_some_and(|e| e != server.spec.enabled)
         {
             continue;
         }
@@ -162,10 +172,7 @@ pub async fn health_summary(
                     .count()
             }),
             endpoints: upstream.as_ref().map_or(0, |u| u.endpoints.len()),
-            checked_at: last
-                .as_ref()
-                .map(|o| o.at)
-                .or(server.health.checked_at),
+            checked_at: last.as_ref().map(|o| o.at).or(server.health.checked_at),
             latency_ms: match check {
                 Some(check) => i64::try_from(check.latency.as_millis()).ok(),
                 None => server.health.latency_ms,
@@ -182,11 +189,7 @@ pub async fn health_summary(
     }))
 }
 
-async fn set_enabled(
-    state: &ApiState,
-    raw: &str,
-    enabled: bool,
-) -> Result<HttpResponse, ApiError> {
+async fn set_enabled(state: &ApiState, raw: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
     let reference = server_ref(raw)?;
     let changes = ServerChanges {
         enabled: Some(enabled),
@@ -305,10 +308,7 @@ pub async fn check_server(
 fn disabled(server: &UpstreamServer) -> ApiError {
     ApiError::new(
         ProblemKind::ServerDisabled,
-        format!(
-            "server `{}` is disabled; enable it first",
-            server.spec.name
-        ),
+        format!("server `{}` is disabled; enable it first", server.spec.name),
     )
 }
 

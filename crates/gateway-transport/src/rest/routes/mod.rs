@@ -9,6 +9,17 @@ use gateway_domain::{Cursor, PageRequest};
 
 use super::problem::{ApiError, ProblemKind};
 
+/// Parses an optional `true`/`false` query parameter (serde's own error for a bad
+/// boolean does not name the parameter).
+pub(crate) fn bool_param(raw: Option<&str>) -> Result<Option<bool>, String> {
+    match raw {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(format!("`{}` is not true or false", other.escape_debug())),
+    }
+}
+
 /// Builds a page request from the `limit` and `cursor` query parameters; `arity` is
 /// the length of the listing's sort key.
 pub(crate) fn page_request(

@@ -132,7 +132,8 @@ pub async fn list_servers(
             .map(Tag::parse)
             .transpose()
             .map_err(|e| bad("tag", e.to_string()))?,
-        enabled: query.enabled,
+        enabled: super::bool_param(query.enabled.as_deref())
+            .map_err(|reason| bad("enabled", reason))?,
         health: query
             .health
             .as_deref()
