@@ -39,6 +39,30 @@ pub struct Settings {
     pub circuit_breaker: BreakerConfig,
     /// The cap on calls in flight per upstream.
     pub bulkhead: BulkheadConfig,
+    /// Span export to an OpenTelemetry collector.
+    pub tracing: TracingConfig,
+}
+
+/// `[tracing]`: OpenTelemetry export of spans (off unless an endpoint is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// OTLP/HTTP collector, e.g. `http://otel-collector:4318` (`/v1/traces` is added).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces exported, 0.0–1.0 (a caller's sampled parent is followed).
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "mcp-gateway".into(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// What happens to the tools of an unhealthy upstream (or one whose circuit is open).
@@ -542,6 +566,24 @@ impl Settings {
                 "health.check_timeout_ms = {}: must not exceed health.check_interval_ms ({})",
                 health.check_timeout_ms, health.check_interval_ms
             ));
+        }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            let valid = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !valid {
+                problems.push(format!(
+                    "tracing.otlp_endpoint = {endpoint:?}: must be an http(s) URL such as http://otel-collector:4318"
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            problems.push(format!(
+                "tracing.sample_ratio = {}: must be between 0.0 and 1.0",
+                self.tracing.sample_ratio
+            ));
+        }
+        if self.tracing.service_name.trim().is_empty() || self.tracing.service_name.len() > 255 {
+            problems.push("tracing.service_name: must be 1 to 255 characters".to_owned());
         }
         for origin in &mcp.allowed_origins {
             let valid = url::Url::parse(origin)

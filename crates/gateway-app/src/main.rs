@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    telemetry::init(&settings.log);
+    let telemetry = telemetry::init(&settings.log, &settings.tracing);
 
     let outcome = match cli.command {
         Some(Command::CheckConfig) => {
@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Some(Command::Migrate) => migrate(&settings).await,
         Some(Command::Serve) | None => serve(&settings, cli.serve.migrate).await,
     };
+    telemetry.shutdown().await;
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -397,3 +397,173 @@ async fn in_flight_requests_finish_during_shutdown() {
             .any(|e| e["message"] == "database pool closed; goodbye")
     );
 }
+
+/// One HTTP request as a minimal OTLP collector received it.
+struct Received {
+    path: String,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+/// A stand-in OpenTelemetry collector: accepts OTLP/HTTP posts, answers 200 with an
+/// empty protobuf body, and hands each request to the test.
+async fn collector() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (sender, received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let mut reader = tokio::io::BufReader::new(stream);
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request_line
+                        .split(' ')
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let (mut length, mut content_type) = (0, String::new());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().unwrap_or(0),
+                                "content-type" => content_type = value.trim().to_owned(),
+                                _ => {}
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let _ = sender.send(Received {
+                        path,
+                        content_type,
+                        body,
+                    });
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
+    let (port, mut received) = collector().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let running = spawn_and_wait(
+        gateway(dir.path())
+            .env(
+                "MCP_GATEWAY_TRACING__OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("MCP_GATEWAY_TRACING__SERVICE_NAME", "gateway-under-test")
+            .args(["--log-format", "json", "serve", "--port", "0"]),
+    );
+    let client = gateway_test_support::http_client();
+    let response = client
+        .get(format!("http://127.0.0.1:{}/health", running.port))
+        .header("x-request-id", "exported-request")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(response.status(), 200);
+    // An MCP call: its span names the server and tool, the upstream hop is a child.
+    let upstream = gateway_test_upstream::serve_http(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("upstream");
+    let base = format!("http://127.0.0.1:{}", running.port);
+    let body = serde_json::json!({"name": "traced", "transport": {"type": "streamable-http", "url": upstream.url()}});
+    let created = client
+        .post(format!("{base}/api/v1/servers"))
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let refreshed = client
+        .post(format!("{base}/api/v1/servers/traced/refresh"))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), 200);
+    let (mcp, _) = gateway_test_support::mcp::connect(&format!("{base}/mcp")).await;
+    mcp.peer()
+        .call_tool(gateway_test_support::mcp::call(
+            "traced__echo",
+            serde_json::json!({"text": "hi"}),
+        ))
+        .await
+        .expect("call");
+    drop(mcp);
+    // Shutdown flushes what the batch exporter still holds.
+    sigterm(&running.child);
+    assert_eq!(collect_until_exit(running).0, 0);
+    upstream.stop().await;
+    let mut exported = Vec::new();
+    while let Ok(Some(export)) = tokio::time::timeout(Duration::from_secs(3), received.recv()).await
+    {
+        assert_eq!(export.path, "/v1/traces");
+        assert_eq!(export.content_type, "application/x-protobuf");
+        exported.extend(export.body);
+    }
+    // Protobuf keeps strings as UTF-8 bytes: span names, attributes and the service.
+    let contains = |needle: &str| {
+        exported
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    };
+    assert!(!exported.is_empty(), "the collector got an export");
+    for needle in [
+        "http_request",
+        "exported-request",
+        "gateway-under-test",
+        "mcp_request",
+        "upstream_call",
+        "traced",
+        "session_id",
+    ] {
+        assert!(contains(needle), "`{needle}` is in the exported spans");
+    }
+}
+
+#[test]
+fn without_an_endpoint_nothing_is_exported_and_bad_endpoints_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = run(gateway(dir.path())
+        .env("MCP_GATEWAY_TRACING__OTLP_ENDPOINT", "collector:4318")
+        .arg("check-config"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("tracing.otlp_endpoint"), "{stderr}");
+    let (code, _, stderr) = run(gateway(dir.path())
+        .env("MCP_GATEWAY_TRACING__SAMPLE_RATIO", "1.5")
+        .arg("check-config"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("tracing.sample_ratio"), "{stderr}");
+    let (code, stdout, _) = run(gateway(dir.path()).arg("check-config"));
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("otlp_endpoint"),
+        "off by default: {stdout}"
+    );
+}

@@ -185,7 +185,7 @@ impl TestApp {
         database: Option<TestDatabase>,
     ) -> Self {
         if std::env::var_os("TEST_LOG").is_some() {
-            gateway_app::telemetry::init(&settings.log);
+            let _ = gateway_app::telemetry::init(&settings.log, &settings.tracing);
         }
         let app = Application::build(&settings, false)
             .await
