@@ -760,6 +760,43 @@ mod tests {
     }
 
     #[test]
+    fn resilience_settings_are_range_checked() {
+        let file = "[health]\ncheck_interval_ms = 50\nunhealthy_after = 0\nwhen_unavailable = \"fail-fast\"\n\
+                    [circuit_breaker]\nfailure_rate = 1.5\nopen_ms = 1\n\
+                    [bulkhead]\nmax_concurrent_calls = 0\nmax_queue_wait_ms = 900000\n";
+        let message = load_with(Some(file), &Overrides::default())
+            .expect_err("invalid")
+            .to_string();
+        for key in [
+            "health.check_interval_ms = 50",
+            "health.unhealthy_after = 0",
+            "circuit_breaker.failure_rate = 1.5",
+            "circuit_breaker.open_ms = 1",
+            "bulkhead.max_concurrent_calls = 0",
+            "bulkhead.max_queue_wait_ms = 900000",
+            "health.check_timeout_ms = 5000: must not exceed health.check_interval_ms (50)",
+        ] {
+            assert!(message.contains(key), "{key} in {message}");
+        }
+        let error = load_with(
+            Some("[health]\nwhen_unavailable = \"vanish\"\n[upstreams]\nload_balancing = \"random\"\n"),
+            &Overrides::default(),
+        )
+        .expect_err("unknown variants");
+        assert!(error.to_string().contains("health.when_unavailable"), "{error}");
+        let settings = load_with(
+            Some("[health]\nwhen_unavailable = \"fail-fast\"\n[upstreams]\nload_balancing = \"least-in-flight\"\n"),
+            &Overrides::default(),
+        )
+        .expect("valid");
+        assert_eq!(settings.health.when_unavailable, WhenUnavailable::FailFast);
+        assert_eq!(
+            settings.upstreams.load_balancing,
+            gateway_router::Balance::LeastInFlight
+        );
+    }
+
+    #[test]
     fn the_shipped_example_is_valid_and_matches_the_defaults() {
         let example = concat!(
             env!("CARGO_MANIFEST_DIR"),
