@@ -783,7 +783,10 @@ mod tests {
             &Overrides::default(),
         )
         .expect_err("unknown variants");
-        assert!(error.to_string().contains("health.when_unavailable"), "{error}");
+        assert!(
+            error.to_string().contains("health.when_unavailable"),
+            "{error}"
+        );
         let settings = load_with(
             Some("[health]\nwhen_unavailable = \"fail-fast\"\n[upstreams]\nload_balancing = \"least-in-flight\"\n"),
             &Overrides::default(),
