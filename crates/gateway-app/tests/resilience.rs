@@ -266,7 +266,6 @@ async fn a_slow_upstream_trips_the_breaker_and_half_open_recovers() {
         // Only the breaker judges here: checks hourly, health patient.
         s.health.check_interval_ms = 3_600_000;
         s.health.check_timeout_ms = 1_000;
-        s.health.unhealthy_after = 50;
         s.health.when_unavailable = WhenUnavailable::FailFast;
         s.circuit_breaker.consecutive_failures = 3;
         s.circuit_breaker.open_ms = 500;
@@ -292,6 +291,9 @@ async fn a_slow_upstream_trips_the_breaker_and_half_open_recovers() {
         assert_eq!(error.code, ErrorCode(-32032), "{error:?}");
     }
     assert_eq!(circuit_of(&app, "slow").await, "open");
+    // Timeouts judge the breaker, not health: the upstream is alive, only slow.
+    let health = get_json(&app, "/api/v1/servers/slow/health").await;
+    assert_eq!(health["endpoints"][0]["state"], "healthy", "{health}");
     let started = Instant::now();
     let error = mcp_error(
         client
@@ -619,6 +621,13 @@ async fn metrics_parse_and_count_the_calls_made() {
         .expect("a result");
     assert_eq!(failed.is_error, Some(true));
 
+    // Any method token reaches the server; only standard ones become label values.
+    let odd = reqwest::Method::from_bytes(b"BREW").expect("method");
+    app.client
+        .request(odd, app.url("/health"))
+        .send()
+        .await
+        .expect("sent");
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     assert!(
@@ -732,6 +741,15 @@ async fn metrics_parse_and_count_the_calls_made() {
     assert!(value("gateway_db_pool_connections", &[("state", "idle")]).is_some());
     assert!(value("process_resident_memory_bytes", &[]).is_some_and(|n| n > 0.0));
     assert!(value("process_open_fds", &[]).is_some_and(|n| n > 0.0));
+    assert!(
+        value(
+            "http_requests_total",
+            &[("method", "OTHER"), ("route", "/health")]
+        )
+        .is_some(),
+        "{text}"
+    );
+    assert!(!text.contains("BREW"));
 
     let summary = get_json(&app, "/api/v1/metrics/summary").await;
     let alpha = &summary["servers"][0];
@@ -900,5 +918,31 @@ async fn replicas_are_validated_and_round_trip() {
     assert_eq!(
         server["transport"]["replicas"],
         json!(["http://127.0.0.1:10/mcp"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_that_keeps_the_endpoints_keeps_the_live_health() {
+    let victim = upstream().await;
+    let app = gateway(|_| {}).await;
+    register(&app, "victim", &[victim.url()], json!({})).await;
+    let (client, _) = connect(&app.url("/mcp")).await;
+    victim.stop().await;
+    wait_until(Duration::from_secs(5), "victim unhealthy", || async {
+        state_of(&app, "victim").await == "unhealthy"
+    })
+    .await;
+    let patched = app
+        .patch_json("/api/v1/servers/victim", &json!({"title": "Renamed title"}))
+        .await;
+    assert_eq!(patched.status(), 200);
+    // Give the runtime time to see the change; the dead upstream must stay hidden.
+    tokio::time::sleep(INTERVAL).await;
+    assert_eq!(state_of(&app, "victim").await, "unhealthy");
+    assert!(
+        !tool_names(&client)
+            .await
+            .iter()
+            .any(|n| n.starts_with("victim__"))
     );
 }

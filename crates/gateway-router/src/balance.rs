@@ -64,9 +64,14 @@ pub fn order(policy: Balance, candidates: &[Candidate], turn: usize) -> Vec<usiz
     if count == 0 {
         return Vec::new();
     }
-    let rotated = (0..count).map(|i| (i + turn) % count);
-    let (mut available, unavailable): (Vec<usize>, Vec<usize>) =
-        rotated.partition(|&i| candidates[i].available);
+    // Partition first, then rotate the available ones: a dead endpoint's turns are
+    // not all inherited by its neighbour.
+    let (available, unavailable): (Vec<usize>, Vec<usize>) =
+        (0..count).partition(|&i| candidates[i].available);
+    let mut available: Vec<usize> = match available.len() {
+        0 => Vec::new(),
+        n => (0..n).map(|i| available[(i + turn) % n]).collect(),
+    };
     if policy == Balance::LeastInFlight {
         // Stable: ties keep the rotation, so equal endpoints still share the load.
         available.sort_by_key(|&i| candidates[i].in_flight);
@@ -108,6 +113,15 @@ mod tests {
             assert_ne!(order[0], 0);
             assert_eq!(order[2], 0);
         }
+    }
+
+    #[test]
+    fn a_dead_endpoint_does_not_double_its_neighbours_share() {
+        let endpoints = [up(0), DOWN, up(0)];
+        let firsts: Vec<usize> = (0..4)
+            .map(|turn| order(Balance::RoundRobin, &endpoints, turn)[0])
+            .collect();
+        assert_eq!(firsts, [0, 2, 0, 2]);
     }
 
     #[test]

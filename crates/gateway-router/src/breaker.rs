@@ -75,14 +75,38 @@ pub struct Rejected {
     pub retry_in: Duration,
 }
 
+/// A call the breaker let through. Its outcome counts only in the breaker cycle
+/// (generation) that admitted it: a call admitted while closed that ends after the
+/// circuit opened and went half-open can neither close the circuit nor take a
+/// probe's place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permit {
+    generation: u64,
+    probe: bool,
+}
+
+/// Calls and failures of one second, for the failure-rate window.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    second: u64,
+    calls: u32,
+    failures: u32,
+}
+
 /// One endpoint's breaker.
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker {
     policy: BreakerPolicy,
     state: CircuitState,
+    /// Bumped on every transition; permits of older generations are ignored.
+    generation: u64,
     consecutive_failures: u32,
-    /// (when, ok) of recent calls while closed.
-    recent: VecDeque<(Instant, bool)>,
+    /// Per-second counts while closed, with running totals: O(1) per call and
+    /// bounded by the window's seconds, whatever the call rate.
+    buckets: VecDeque<Bucket>,
+    calls: u64,
+    failures: u64,
+    started: Instant,
     opened_at: Option<Instant>,
     probes_in_flight: u32,
     probe_successes: u32,
@@ -94,8 +118,12 @@ impl CircuitBreaker {
         Self {
             policy,
             state: CircuitState::Closed,
+            generation: 0,
             consecutive_failures: 0,
-            recent: VecDeque::new(),
+            buckets: VecDeque::new(),
+            calls: 0,
+            failures: 0,
+            started: Instant::now(),
             opened_at: None,
             probes_in_flight: 0,
             probe_successes: 0,
@@ -113,22 +141,27 @@ impl CircuitBreaker {
     }
 
     /// Whether a call may go through now. A call let through while half-open is a
-    /// probe; its outcome must be reported with [`CircuitBreaker::record`].
-    pub fn try_acquire(&mut self, now: Instant) -> Result<(), Rejected> {
-        if self.state(now) == CircuitState::HalfOpen && self.state == CircuitState::Open {
-            self.state = CircuitState::HalfOpen;
-            self.probes_in_flight = 0;
-            self.probe_successes = 0;
+    /// probe; report every permit's outcome with [`CircuitBreaker::record`] or give it
+    /// back with [`CircuitBreaker::release`].
+    pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
+        if self.state == CircuitState::Open && self.state(now) == CircuitState::HalfOpen {
+            self.transition(CircuitState::HalfOpen);
         }
         match self.state {
-            CircuitState::Closed => Ok(()),
+            CircuitState::Closed => Ok(Permit {
+                generation: self.generation,
+                probe: false,
+            }),
             CircuitState::Open => Err(Rejected {
                 retry_in: self.retry_in(now),
             }),
             CircuitState::HalfOpen => {
                 if self.probes_in_flight < self.policy.half_open_probes.max(1) {
                     self.probes_in_flight += 1;
-                    Ok(())
+                    Ok(Permit {
+                        generation: self.generation,
+                        probe: true,
+                    })
                 } else {
                     Err(Rejected {
                         retry_in: Duration::ZERO,
@@ -156,9 +189,11 @@ impl CircuitBreaker {
         })
     }
 
-    /// Reports the outcome of a call that [`CircuitBreaker::try_acquire`] let through.
-    /// Returns the new state if it changed.
-    pub fn record(&mut self, ok: bool, now: Instant) -> Option<CircuitState> {
+    /// Reports the outcome of a permitted call. Returns the new state if it changed.
+    pub fn record(&mut self, permit: Permit, ok: bool, now: Instant) -> Option<CircuitState> {
+        if permit.generation != self.generation {
+            return None; // Admitted in an earlier cycle: it says nothing about this one.
+        }
         let before = self.state;
         match self.state {
             CircuitState::Closed => {
@@ -167,68 +202,87 @@ impl CircuitBreaker {
                 } else {
                     self.consecutive_failures.saturating_add(1)
                 };
-                self.recent.push_back((now, ok));
-                while self
-                    .recent
-                    .front()
-                    .is_some_and(|(at, _)| now.duration_since(*at) > self.policy.window)
-                {
-                    self.recent.pop_front();
-                }
-                let failures = self.recent.iter().filter(|(_, ok)| !ok).count();
-                let rate_tripped = self.recent.len() >= self.policy.min_calls.max(1)
-                    && failures as f64 / self.recent.len() as f64 >= self.policy.failure_rate;
+                self.count(ok, now);
+                let rate_tripped = self.calls >= self.policy.min_calls.max(1) as u64
+                    && self.failures as f64 / self.calls as f64 >= self.policy.failure_rate;
                 let streak_tripped =
                     self.consecutive_failures >= self.policy.consecutive_failures.max(1);
                 if !ok && (rate_tripped || streak_tripped) {
                     self.open(now);
                 }
             }
-            CircuitState::HalfOpen => {
+            CircuitState::HalfOpen if permit.probe => {
                 self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
                 if ok {
                     self.probe_successes += 1;
                     if self.probe_successes >= self.policy.half_open_probes.max(1) {
-                        self.close();
+                        self.transition(CircuitState::Closed);
                     }
                 } else {
                     self.open(now);
                 }
             }
-            // A call admitted before the circuit opened: its outcome changes nothing.
-            CircuitState::Open => {}
+            CircuitState::HalfOpen | CircuitState::Open => {}
         }
         (self.state != before).then_some(self.state)
     }
 
-    /// Reports a call that was let through but never reached a verdict (cancelled by
-    /// its client): frees its probe slot without judging the endpoint.
-    pub fn release(&mut self) {
-        if self.state == CircuitState::HalfOpen {
+    /// Gives back a permit whose call reached no verdict (cancelled by its client, or
+    /// never sent): frees its probe slot without judging the endpoint.
+    pub fn release(&mut self, permit: Permit) {
+        if permit.probe
+            && permit.generation == self.generation
+            && self.state == CircuitState::HalfOpen
+        {
             self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         }
     }
 
     /// Closes the circuit (an operator re-enabled the server).
     pub fn reset(&mut self) {
-        self.close();
+        self.transition(CircuitState::Closed);
+    }
+
+    fn count(&mut self, ok: bool, now: Instant) {
+        let second = now.saturating_duration_since(self.started).as_secs();
+        let window = self.policy.window.as_secs().max(1);
+        while let Some(oldest) = self.buckets.front().copied()
+            && oldest.second + window <= second
+        {
+            self.buckets.pop_front();
+            self.calls -= u64::from(oldest.calls);
+            self.failures -= u64::from(oldest.failures);
+        }
+        match self.buckets.back_mut() {
+            Some(bucket) if bucket.second == second => {
+                bucket.calls = bucket.calls.saturating_add(1);
+                bucket.failures = bucket.failures.saturating_add(u32::from(!ok));
+            }
+            _ => self.buckets.push_back(Bucket {
+                second,
+                calls: 1,
+                failures: u32::from(!ok),
+            }),
+        }
+        self.calls += 1;
+        self.failures += u64::from(!ok);
     }
 
     fn open(&mut self, now: Instant) {
-        self.state = CircuitState::Open;
+        self.transition(CircuitState::Open);
         self.opened_at = Some(now);
-        self.probes_in_flight = 0;
-        self.probe_successes = 0;
-        self.recent.clear();
     }
 
-    fn close(&mut self) {
-        self.state = CircuitState::Closed;
+    fn transition(&mut self, state: CircuitState) {
+        self.state = state;
+        self.generation += 1;
         self.opened_at = None;
         self.consecutive_failures = 0;
         self.probes_in_flight = 0;
         self.probe_successes = 0;
-        self.recent.clear();
+        self.buckets.clear();
+        self.calls = 0;
+        self.failures = 0;
     }
 }
 
@@ -248,8 +302,8 @@ mod tests {
     }
 
     fn call(breaker: &mut CircuitBreaker, ok: bool, now: Instant) -> Option<CircuitState> {
-        breaker.try_acquire(now).expect("admitted");
-        breaker.record(ok, now)
+        let permit = breaker.try_acquire(now).expect("admitted");
+        breaker.record(permit, ok, now)
     }
 
     #[test]
@@ -300,10 +354,13 @@ mod tests {
         let later = start + Duration::from_secs(5);
         assert_eq!(breaker.state(later), CircuitState::HalfOpen);
         assert!(breaker.would_allow(later));
-        breaker.try_acquire(later).expect("probe");
+        let probe = breaker.try_acquire(later).expect("probe");
         assert!(breaker.try_acquire(later).is_err(), "one probe at a time");
         assert!(!breaker.would_allow(later));
-        assert_eq!(breaker.record(true, later), Some(CircuitState::Closed));
+        assert_eq!(
+            breaker.record(probe, true, later),
+            Some(CircuitState::Closed)
+        );
         assert!(breaker.try_acquire(later).is_ok());
     }
 
@@ -315,8 +372,11 @@ mod tests {
             call(&mut breaker, false, start);
         }
         let later = start + Duration::from_secs(6);
-        breaker.try_acquire(later).expect("probe");
-        assert_eq!(breaker.record(false, later), Some(CircuitState::Open));
+        let probe = breaker.try_acquire(later).expect("probe");
+        assert_eq!(
+            breaker.record(probe, false, later),
+            Some(CircuitState::Open)
+        );
         assert_eq!(breaker.state(later), CircuitState::Open);
         assert_eq!(
             breaker.state(later + Duration::from_secs(5)),
@@ -332,8 +392,47 @@ mod tests {
             call(&mut breaker, false, start);
         }
         let later = start + Duration::from_secs(5);
-        breaker.try_acquire(later).expect("probe");
-        breaker.release();
+        let probe = breaker.try_acquire(later).expect("probe");
+        breaker.release(probe);
         assert!(breaker.try_acquire(later).is_ok());
+    }
+
+    #[test]
+    fn a_call_from_an_earlier_cycle_neither_closes_nor_frees_a_probe() {
+        let start = Instant::now();
+        let mut breaker = CircuitBreaker::new(policy());
+        let slow = breaker.try_acquire(start).expect("closed");
+        for _ in 0..3 {
+            call(&mut breaker, false, start);
+        }
+        let later = start + Duration::from_secs(5);
+        let probe = breaker.try_acquire(later).expect("probe");
+        // The slow call admitted while closed ends now, successfully: it is not the probe.
+        assert_eq!(breaker.record(slow, true, later), None);
+        assert_eq!(breaker.state(later), CircuitState::HalfOpen);
+        breaker.release(slow);
+        assert!(
+            breaker.try_acquire(later).is_err(),
+            "the probe slot is still taken"
+        );
+        assert_eq!(
+            breaker.record(probe, true, later),
+            Some(CircuitState::Closed)
+        );
+    }
+
+    #[test]
+    fn the_window_holds_per_second_counts_not_every_call() {
+        let start = Instant::now();
+        let mut breaker = CircuitBreaker::new(BreakerPolicy {
+            consecutive_failures: 1_000_000,
+            min_calls: 1,
+            ..policy()
+        });
+        for _ in 0..100_000 {
+            call(&mut breaker, true, start);
+        }
+        assert_eq!(breaker.buckets.len(), 1);
+        assert_eq!(breaker.calls, 100_000);
     }
 }

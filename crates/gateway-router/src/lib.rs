@@ -18,7 +18,7 @@ pub mod resource_uri;
 pub mod snapshot;
 
 pub use balance::{Balance, Candidate};
-pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Rejected};
+pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Rejected};
 pub use health::{HealthPolicy, HealthTracker, Observation, Source};
 pub use naming::{NamingError, NamingPolicy, PrefixMode};
 pub use snapshot::{CatalogSnapshot, Exposed, ListKind, Route, SnapshotServer};

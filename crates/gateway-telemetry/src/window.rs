@@ -132,7 +132,7 @@ impl CallStats {
                 let live = window
                     .slots
                     .iter()
-                    .filter(|s| s.minute != u64::MAX && current - s.minute < SLOTS as u64);
+                    .filter(|s| s.minute <= current && current - s.minute < SLOTS as u64);
                 let mut merged = Slot::new()?;
                 for slot in live {
                     merged.calls += slot.calls;

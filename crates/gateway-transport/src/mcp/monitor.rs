@@ -6,7 +6,7 @@
 //! unavailable or came back) are sent to the runtime, which re-lists.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use chrono::Utc;
 use gateway_domain::{HealthState, ServerId, ServerName, UpstreamServer};
 use gateway_router::{
     Balance, BreakerPolicy, Candidate, CircuitBreaker, CircuitState, HealthPolicy, HealthTracker,
-    Observation, Source,
+    Observation, Permit, Source,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
@@ -103,8 +103,19 @@ impl Refusal {
 pub enum Verdict {
     /// The upstream answered (a JSON-RPC error from it counts: it is alive).
     Answered,
-    /// It could not be reached, dropped the request or timed out.
+    /// It could not be reached or dropped the request: a failure for its health and
+    /// its breaker.
     Failed(String),
+    /// It did not answer within the request timeout: a failure for the breaker (a slow
+    /// upstream must trip it), not for health (checks judge whether it is alive; a
+    /// slow tool says little about that).
+    TimedOut(String),
+}
+
+impl Verdict {
+    fn ok(&self) -> bool {
+        matches!(self, Self::Answered)
+    }
 }
 
 /// One endpoint (a URL of an HTTP upstream, or the child process of a stdio one).
@@ -176,8 +187,9 @@ pub struct UpstreamState {
     pub id: ServerId,
     /// Its name.
     pub name: ServerName,
-    /// The spec version these endpoints come from.
-    pub spec_version: i64,
+    /// The newest spec version seen; a spec change that keeps the endpoints keeps this
+    /// state (health, circuits, bulkhead, calls in flight).
+    spec_version: AtomicI64,
     /// Its endpoints, in registration order.
     pub endpoints: Vec<EndpointState>,
     bulkhead: Arc<Semaphore>,
@@ -200,7 +212,8 @@ impl Drop for UpstreamState {
 }
 
 impl UpstreamState {
-    /// Calls in flight on the server.
+    /// Requests in flight on the server, each counted once for its whole life (a
+    /// bridged request also while the gateway waits for its client's input).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
@@ -262,47 +275,71 @@ impl UpstreamState {
     }
 }
 
+/// One downstream request on a server, from admission to its answer (all rounds of a
+/// bridged request): what a drain waits for.
+pub struct Exchange {
+    upstream: Arc<UpstreamState>,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A granted call: a bulkhead slot and an endpoint whose breaker let it through.
 /// Report the outcome with [`Lease::finish`]; dropping it unreported (the client
-/// cancelled) frees the slot without judging the upstream.
+/// cancelled, or it was never sent) frees the slot without judging the upstream.
 pub struct Lease {
     upstream: Arc<UpstreamState>,
     /// The endpoint to use.
     pub endpoint: usize,
     started: Instant,
-    finished: bool,
-    changes: mpsc::UnboundedSender<ServerId>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<Permit>,
+    changes: mpsc::UnboundedSender<Change>,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Lease {
-    /// Records the outcome on the endpoint's health and breaker.
+    /// Records the outcome on the endpoint's breaker and (except a timeout) health.
     pub fn finish(mut self, verdict: &Verdict) {
-        self.finished = true;
         let latency = self.started.elapsed();
         let endpoint = &self.upstream.endpoints[self.endpoint];
-        let ok = matches!(verdict, Verdict::Answered);
-        lock(&endpoint.breaker).record(ok, Instant::now());
-        observe(
-            &self.upstream,
-            self.endpoint,
-            Source::Call,
-            verdict,
-            latency,
-            &self.changes,
-        );
+        if let Some(permit) = self.permit.take() {
+            lock(&endpoint.breaker).record(permit, verdict.ok(), Instant::now());
+        }
+        if !matches!(verdict, Verdict::TimedOut(_)) {
+            observe(
+                &self.upstream,
+                self.endpoint,
+                Source::Call,
+                verdict,
+                latency,
+                &self.changes,
+            );
+        } else {
+            upstream_changed(&self.upstream, &self.changes);
+        }
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
         let endpoint = &self.upstream.endpoints[self.endpoint];
-        if !self.finished {
-            lock(&endpoint.breaker).release();
+        if let Some(permit) = self.permit.take() {
+            lock(&endpoint.breaker).release(permit);
         }
         endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.upstream.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A server whose view changed, and whether its listing must change with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The server.
+    pub id: ServerId,
+    /// Availability or drain changed: it must be hidden or shown.
+    pub relist: bool,
 }
 
 /// Feeds one observation to an endpoint and reports a change of the server's view.
@@ -312,7 +349,7 @@ fn observe(
     source: Source,
     verdict: &Verdict,
     latency: Duration,
-    changes: &mpsc::UnboundedSender<ServerId>,
+    changes: &mpsc::UnboundedSender<Change>,
 ) {
     let Some(state) = upstream.endpoints.get(endpoint) else {
         return;
@@ -320,11 +357,11 @@ fn observe(
     let observation = Observation {
         at: Utc::now(),
         source,
-        ok: matches!(verdict, Verdict::Answered),
+        ok: verdict.ok(),
         latency,
         error: match verdict {
             Verdict::Answered => None,
-            Verdict::Failed(reason) => Some(reason.clone()),
+            Verdict::Failed(reason) | Verdict::TimedOut(reason) => Some(reason.clone()),
         },
     };
     if let Some(next) = lock(&state.health).observe(observation, Instant::now()) {
@@ -333,13 +370,18 @@ fn observe(
     upstream_changed(upstream, changes);
 }
 
-/// Sends the server's id to the runtime when its view differs from the last one sent.
-fn upstream_changed(upstream: &UpstreamState, changes: &mpsc::UnboundedSender<ServerId>) {
+/// Tells the runtime when the server's view differs from the last one sent.
+fn upstream_changed(upstream: &UpstreamState, changes: &mpsc::UnboundedSender<Change>) {
     let view = upstream.view();
     let mut last = lock(&upstream.last_view);
     if *last != Some(view) {
+        let relist =
+            last.is_none_or(|l| (l.available, l.draining) != (view.available, view.draining));
         *last = Some(view);
-        let _ = changes.send(upstream.id);
+        let _ = changes.send(Change {
+            id: upstream.id,
+            relist,
+        });
     }
 }
 
@@ -347,12 +389,12 @@ fn upstream_changed(upstream: &UpstreamState, changes: &mpsc::UnboundedSender<Se
 pub struct Monitor {
     settings: ResilienceSettings,
     upstreams: RwLock<HashMap<ServerId, Arc<UpstreamState>>>,
-    changes: mpsc::UnboundedSender<ServerId>,
+    changes: mpsc::UnboundedSender<Change>,
 }
 
 impl Monitor {
-    /// A monitor that sends the ids of servers whose view changed on `changes`.
-    pub fn new(settings: ResilienceSettings, changes: mpsc::UnboundedSender<ServerId>) -> Self {
+    /// A monitor that reports servers whose view changed on `changes`.
+    pub fn new(settings: ResilienceSettings, changes: mpsc::UnboundedSender<Change>) -> Self {
         Self {
             settings,
             upstreams: RwLock::new(HashMap::new()),
@@ -399,47 +441,59 @@ impl Monitor {
             .collect()
     }
 
-    /// Makes the tracked set equal the enabled servers: new ones start `unknown`,
-    /// a changed spec starts afresh (keeping a drain), removed ones go (their checks
-    /// stop).
-    pub fn sync(&self, servers: &[&UpstreamServer]) {
+    /// Makes the tracked set equal the enabled servers: new ones start `unknown`;
+    /// a spec change that keeps the endpoints keeps the state, one that changes them
+    /// starts afresh (keeping a drain); removed ones go (their checks stop). A list
+    /// older than what is tracked (a slower concurrent rebuild) changes nothing.
+    /// Returns the servers whose endpoints changed, to close their old sessions.
+    pub fn sync(&self, servers: &[&UpstreamServer]) -> Vec<ServerId> {
         let mut upstreams = self
             .upstreams
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let mut next = HashMap::with_capacity(servers.len());
+        let mut replaced = Vec::new();
         for server in servers {
+            let labels = endpoint_labels(server);
             match upstreams.remove(&server.id) {
-                Some(state) if state.spec_version == server.version => {
+                Some(state)
+                    if server.version <= state.spec_version.load(Ordering::Relaxed)
+                        || state.endpoints.iter().map(|e| &e.label).eq(labels.iter()) =>
+                {
+                    state
+                        .spec_version
+                        .fetch_max(server.version, Ordering::Relaxed);
                     next.insert(server.id, state);
                 }
                 previous => {
                     let state = Arc::new(self.new_state(server));
-                    if previous.is_some_and(|p| p.draining()) {
-                        state.draining.store(true, Ordering::Relaxed);
+                    if let Some(previous) = previous {
+                        state.draining.store(previous.draining(), Ordering::Relaxed);
+                        replaced.push(server.id);
                     }
                     next.insert(server.id, state);
                 }
             }
         }
         *upstreams = next;
+        replaced
+    }
+
+    /// Stops every health check (at shutdown).
+    pub fn stop_checks(&self) {
+        for upstream in self.all() {
+            for task in lock(&upstream.checks).drain(..) {
+                task.abort();
+            }
+        }
     }
 
     fn new_state(&self, server: &UpstreamServer) -> UpstreamState {
-        let mut labels: Vec<String> = server
-            .spec
-            .transport
-            .endpoints()
-            .iter()
-            .map(|url| url.to_string())
-            .collect();
-        if labels.is_empty() {
-            labels.push("stdio".to_owned());
-        }
+        let labels = endpoint_labels(server);
         UpstreamState {
             id: server.id,
             name: server.spec.name.clone(),
-            spec_version: server.version,
+            spec_version: AtomicI64::new(server.version),
             endpoints: labels
                 .into_iter()
                 .map(|label| EndpointState {
@@ -481,19 +535,27 @@ impl Monitor {
         gateway_router::balance::order(self.settings.balance, &candidates, turn)
     }
 
-    /// Grants a call on `server`: not draining, a bulkhead slot within the bounded
-    /// wait, and an endpoint (the `pinned` one, or the balancer's choice among those
-    /// not in `tried`) whose breaker lets it through.
+    /// Starts a downstream request on `server`, unless it is being drained.
+    pub fn begin(&self, server: &UpstreamServer) -> Result<Exchange, Refusal> {
+        let upstream = self.ensure(server);
+        if upstream.draining() {
+            return Err(Refusal::Draining);
+        }
+        upstream.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Exchange { upstream })
+    }
+
+    /// Grants one call of an exchange: a bulkhead slot within the bounded wait (and
+    /// before `deadline`), and an endpoint (the `pinned` one, or the balancer's choice
+    /// among those not in `tried`) whose breaker lets it through.
     pub async fn admit(
         &self,
         server: &UpstreamServer,
         pinned: Option<usize>,
         tried: &[usize],
+        deadline: tokio::time::Instant,
     ) -> Result<Lease, Refusal> {
         let upstream = self.ensure(server);
-        if upstream.draining() {
-            return Err(Refusal::Draining);
-        }
         let order: Vec<usize> = match pinned {
             Some(endpoint) if endpoint < upstream.endpoints.len() => vec![endpoint],
             _ => self
@@ -528,22 +590,22 @@ impl Monitor {
             return Err(unavailable());
         }
         let started = Instant::now();
-        let permit = match upstream.bulkhead.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout(
-                self.settings.max_queue_wait,
-                upstream.bulkhead.clone().acquire_owned(),
-            )
-            .await
-            {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    return Err(Refusal::Overloaded {
-                        limit: self.settings.max_concurrent_calls,
-                        waited: started.elapsed(),
-                    });
+        let wait_until = deadline.min(tokio::time::Instant::now() + self.settings.max_queue_wait);
+        let slot = match upstream.bulkhead.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                match tokio::time::timeout_at(wait_until, upstream.bulkhead.clone().acquire_owned())
+                    .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        return Err(Refusal::Overloaded {
+                            limit: self.settings.max_concurrent_calls,
+                            waited: started.elapsed(),
+                        });
+                    }
                 }
-            },
+            }
         };
         let now = Instant::now();
         for &endpoint in &order {
@@ -551,16 +613,15 @@ impl Monitor {
             if state.state() == HealthState::Unhealthy {
                 continue;
             }
-            if lock(&state.breaker).try_acquire(now).is_ok() {
+            if let Ok(permit) = lock(&state.breaker).try_acquire(now) {
                 state.in_flight.fetch_add(1, Ordering::Relaxed);
-                upstream.in_flight.fetch_add(1, Ordering::Relaxed);
                 return Ok(Lease {
                     upstream: upstream.clone(),
                     endpoint,
                     started: Instant::now(),
-                    finished: false,
+                    permit: Some(permit),
                     changes: self.changes.clone(),
-                    _permit: permit,
+                    _slot: slot,
                 });
             }
         }
@@ -582,8 +643,10 @@ impl Monitor {
         if let Some(state) = upstream.endpoints.get(endpoint) {
             let mut breaker = lock(&state.breaker);
             let now = Instant::now();
-            if breaker.state(now) == CircuitState::HalfOpen && breaker.try_acquire(now).is_ok() {
-                breaker.record(matches!(verdict, Verdict::Answered), now);
+            if breaker.state(now) == CircuitState::HalfOpen
+                && let Ok(probe) = breaker.try_acquire(now)
+            {
+                breaker.record(probe, verdict.ok(), now);
             }
         }
         observe(&upstream, endpoint, source, verdict, latency, &self.changes);
@@ -601,4 +664,25 @@ impl Monitor {
         upstream_changed(&upstream, &self.changes);
         Some(upstream.in_flight())
     }
+}
+
+/// What operators and metrics call each endpoint: its URL without query or fragment
+/// (a query may carry a key), or `stdio`.
+fn endpoint_labels(server: &UpstreamServer) -> Vec<String> {
+    let mut labels: Vec<String> = server
+        .spec
+        .transport
+        .endpoints()
+        .iter()
+        .map(|url| {
+            let mut shown = (*url).clone();
+            shown.set_query(None);
+            shown.set_fragment(None);
+            shown.to_string()
+        })
+        .collect();
+    if labels.is_empty() {
+        labels.push("stdio".to_owned());
+    }
+    labels
 }

@@ -29,7 +29,7 @@ use rmcp::service::SubscriptionSink;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::monitor::{Monitor, ResilienceSettings, UpstreamState, Verdict};
+use super::monitor::{Change, Monitor, ResilienceSettings, UpstreamState, Verdict};
 use super::upstream::{UpstreamEvent, UpstreamPool, UpstreamSettings};
 
 /// How many upstreams a discovery pass refreshes at once.
@@ -120,7 +120,7 @@ enum Listener {
 /// What the runtime's loop receives besides queued work.
 pub struct RuntimeInbox {
     upstream_events: mpsc::UnboundedReceiver<UpstreamEvent>,
-    health_changes: mpsc::UnboundedReceiver<ServerId>,
+    health_changes: mpsc::UnboundedReceiver<Change>,
 }
 
 /// A client session subscribed to a resource.
@@ -205,6 +205,12 @@ pub struct McpRuntime {
     pub metrics: Arc<gateway_telemetry::Metrics>,
     /// A handle to itself for the health-check tasks (which must not keep it alive).
     this: std::sync::Weak<McpRuntime>,
+    /// The runtime the checks run on (a rebuild may run on an HTTP worker's).
+    spawner: tokio::runtime::Handle,
+    /// Rebuilds one at a time, so an older view never lands after a newer one.
+    rebuilding: tokio::sync::Mutex<()>,
+    /// Sends health changes back to the loop when re-listing must be retried.
+    changes: mpsc::UnboundedSender<Change>,
     current: RwLock<Arc<Current>>,
     listeners: Mutex<Vec<(Scope, Listener)>>,
     /// Settings.
@@ -224,7 +230,9 @@ impl McpRuntime {
         let (events, upstream_events) = mpsc::unbounded_channel();
         let (changes, health_changes) = mpsc::unbounded_channel();
         let pool = UpstreamPool::new(settings.upstream.clone(), events)?;
-        let monitor = Monitor::new(settings.resilience.clone(), changes);
+        let monitor = Monitor::new(settings.resilience.clone(), changes.clone());
+        let spawner = tokio::runtime::Handle::try_current()
+            .map_err(|_| "the MCP runtime must be built inside a tokio runtime".to_owned())?;
         let empty = Current {
             snapshot: CatalogSnapshot::default(),
             servers: HashMap::new(),
@@ -236,6 +244,9 @@ impl McpRuntime {
             monitor,
             metrics,
             this: this.clone(),
+            spawner,
+            rebuilding: tokio::sync::Mutex::new(()),
+            changes,
             current: RwLock::new(Arc::new(empty)),
             listeners: Mutex::new(Vec::new()),
             watches: tokio::sync::Mutex::new(HashMap::new()),
@@ -309,12 +320,12 @@ impl McpRuntime {
                     UpstreamEvent::ListChanged(id) => self.refresh(id).await,
                     UpstreamEvent::ResourceUpdated(id, uri) => self.resource_updated(id, &uri).await,
                 },
-                Some(id) = health_changes.recv() => {
-                    let mut changed = HashSet::from([id]);
+                Some(change) = health_changes.recv() => {
+                    let mut changes = vec![change];
                     while let Ok(more) = health_changes.try_recv() {
-                        changed.insert(more);
+                        changes.push(more);
                     }
-                    self.health_changed(changed).await;
+                    self.health_changed(changes).await;
                 }
                 _ = tick.tick() => self.refresh_all().await,
                 else => break,
@@ -334,6 +345,9 @@ impl McpRuntime {
                     }
                 }
                 Work::Forget(id) => {
+                    if let Some(server) = self.current().servers.get(&id) {
+                        self.metrics.calls.forget(server.spec.name.as_str());
+                    }
                     self.pool.close(id).await;
                     rebuild = true;
                 }
@@ -489,11 +503,22 @@ impl McpRuntime {
         }
     }
 
-    /// Servers whose health view changed: re-list (hidden or back), record it, and
-    /// fetch the catalog of one that came back without one.
-    async fn health_changed(&self, ids: HashSet<ServerId>) {
-        self.rebuild().await;
+    /// Servers whose health view changed: re-list those hidden or back (retried while
+    /// the database is unreachable), record their health, and fetch the catalog of one
+    /// that came back without one.
+    async fn health_changed(&self, changes: Vec<Change>) {
+        let relist: Vec<Change> = changes.iter().copied().filter(|c| c.relist).collect();
+        if !relist.is_empty() && !self.rebuild().await {
+            let retry = self.changes.clone();
+            self.spawner.spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for change in relist {
+                    let _ = retry.send(change);
+                }
+            });
+        }
         let current = self.current();
+        let ids: HashSet<ServerId> = changes.iter().map(|c| c.id).collect();
         for id in ids {
             let Some(upstream) = self.monitor.get(id) else {
                 continue;
@@ -516,7 +541,7 @@ impl McpRuntime {
         let interval = self.settings.resilience.check_interval;
         for endpoint in 0..upstream.endpoints.len() {
             let (runtime, id) = (self.this.clone(), upstream.id);
-            upstream.add_check_task(tokio::spawn(async move {
+            upstream.add_check_task(self.spawner.spawn(async move {
                 let mut wait = interval.mul_f64(fastrand::f64());
                 loop {
                     tokio::time::sleep(wait).await;
@@ -547,25 +572,21 @@ impl McpRuntime {
         let (verdict, latency) = loop {
             attempt += 1;
             let started = std::time::Instant::now();
-            match tokio::time::timeout(timeout, self.pool.ping(server, endpoint)).await {
-                Ok(Ok(version)) => {
+            match self.pool.ping(server, endpoint, timeout).await {
+                Ok((version, round_trip)) => {
                     if let Some(upstream) = self.monitor.get(id)
                         && version.is_some()
                     {
                         *lock(&upstream.protocol_version) = version;
                     }
-                    break (Verdict::Answered, started.elapsed());
+                    break (Verdict::Answered, round_trip);
                 }
                 // A ping is safe to repeat: once, when it was lost on an open session
                 // (which is then re-opened), never after a timeout.
-                Ok(Err((_, true))) if attempt < PING_ATTEMPTS => {
+                Err((_, true)) if attempt < PING_ATTEMPTS => {
                     tokio::time::sleep(jittered(Duration::from_millis(50))).await;
                 }
-                Ok(Err((reason, _))) => break (Verdict::Failed(reason), started.elapsed()),
-                Err(_) => {
-                    let reason = format!("no answer to ping within {} ms", timeout.as_millis());
-                    break (Verdict::Failed(reason), started.elapsed());
-                }
+                Err((reason, _)) => break (Verdict::Failed(reason), started.elapsed()),
             }
         };
         let failed = matches!(verdict, Verdict::Failed(_));
@@ -595,24 +616,29 @@ impl McpRuntime {
     }
 
     /// Rebuilds the snapshot from the registry and the stored catalogs, swaps it in
-    /// and notifies the clients whose lists changed.
-    pub async fn rebuild(&self) {
+    /// and notifies the clients whose lists changed. Returns false when the database
+    /// could not be read (the current snapshot stays).
+    pub async fn rebuild(&self) -> bool {
+        let _one_at_a_time = self.rebuilding.lock().await;
         let servers = match self.registry.all_servers().await {
             Ok(servers) => servers,
             Err(error) => {
                 tracing::warn!(%error, "cannot rebuild the catalog snapshot; keeping the current one");
-                return;
+                return false;
             }
         };
         let mut catalogs = match self.registry.stored_catalogs().await {
             Ok(catalogs) => catalogs,
             Err(error) => {
                 tracing::warn!(%error, "cannot read stored catalogs; keeping the current snapshot");
-                return;
+                return false;
             }
         };
         let enabled: Vec<UpstreamServer> = servers.into_iter().filter(|s| s.spec.enabled).collect();
-        self.monitor.sync(&enabled.iter().collect::<Vec<_>>());
+        for id in self.monitor.sync(&enabled.iter().collect::<Vec<_>>()) {
+            // Its endpoints changed: sessions to the old ones must not linger.
+            self.pool.close(id).await;
+        }
         for upstream in self.monitor.all() {
             if upstream.claim_checks() {
                 self.start_checks(&upstream);
@@ -670,6 +696,7 @@ impl McpRuntime {
         if !changed.is_empty() {
             self.notify(&changed).await;
         }
+        true
     }
 
     async fn notify(&self, changed: &HashSet<&ServerName>) {
@@ -852,8 +879,10 @@ impl McpRuntime {
         }
     }
 
-    /// Closes every upstream session (stdio children end), at shutdown.
+    /// Stops the health checks and closes every upstream session (stdio children
+    /// end), at shutdown.
     pub async fn shutdown(&self) {
+        self.monitor.stop_checks();
         self.pool.close_all().await;
     }
 }

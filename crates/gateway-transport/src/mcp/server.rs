@@ -26,7 +26,7 @@ use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 use std::sync::Arc;
 
-use super::monitor::{Refusal, Verdict};
+use super::monitor::{Exchange, Refusal, Verdict};
 use super::runtime::{McpItem, McpRuntime, Scope, Subscriber};
 use super::upstream::{
     CallEvent, ForwardedReply, ForwardedRequest, UpstreamError, never_connected,
@@ -335,7 +335,15 @@ impl GatewayServer {
         let client_token = ctx.meta.get_progress_token();
         let deadline_at = tokio::time::Instant::now() + timeout;
         loop {
-            let lease = match monitor.admit(server, *pin, &tried).await {
+            // Waiting for a bulkhead slot ends with the client's interest.
+            let admission = tokio::select! {
+                biased;
+                _ = ctx.ct.cancelled() => {
+                    return (Err(ErrorData::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None)), "cancelled");
+                }
+                admission = monitor.admit(server, *pin, &tried, deadline_at) => admission,
+            };
+            let lease = match admission {
                 Ok(lease) => lease,
                 Err(refusal) => {
                     let reason = refusal.label();
@@ -366,7 +374,13 @@ impl GatewayServer {
             let mut pending = match sending.instrument(span.clone()).await {
                 Ok(pending) => pending,
                 Err(error) => {
-                    lease.finish(&Verdict::Failed(error.to_string()));
+                    // In backoff nothing was attempted: no verdict, the failure that
+                    // started the backoff was counted already.
+                    if matches!(error, UpstreamError::Backoff { .. }) {
+                        drop(lease);
+                    } else {
+                        lease.finish(&Verdict::Failed(error.to_string()));
+                    }
                     let not_sent = matches!(
                         error,
                         UpstreamError::Connect { .. } | UpstreamError::Backoff { .. }
@@ -391,7 +405,7 @@ impl GatewayServer {
                     }
                     _ = &mut deadline => {
                         pending.cancel("the gateway's request timeout expired").await;
-                        lease.finish(&Verdict::Failed(format!("no answer within {} ms", timeout.as_millis())));
+                        lease.finish(&Verdict::TimedOut(format!("no answer within {} ms", timeout.as_millis())));
                         return (Err(ErrorData::new(
                             codes::UPSTREAM_TIMEOUT,
                             format!("upstream `{name}` did not answer within {} ms", timeout.as_millis()),
@@ -442,6 +456,19 @@ impl GatewayServer {
         }
     }
 
+    /// Starts a request on `server` (refused while it is drained), counted in flight
+    /// until the guard drops.
+    fn begin(&self, server: &UpstreamServer) -> Result<Exchange, ErrorData> {
+        self.runtime.monitor.begin(server).map_err(|refusal| {
+            self.runtime
+                .metrics
+                .upstream_rejections
+                .with_label_values(&[server.spec.name.as_str(), refusal.label()])
+                .inc();
+            refused(&server.spec.name, refusal)
+        })
+    }
+
     /// Forwards a request that may come back `input_required` (an upstream on the
     /// 2026-07-28 revision asking for sampling, elicitation or roots). A 2026-era
     /// client gets that result as it is and retries itself; a session-era client
@@ -453,6 +480,7 @@ impl GatewayServer {
         ctx: &RequestContext<RoleServer>,
         mut params: P,
     ) -> Result<ServerResult, ErrorData> {
+        let _exchange = self.begin(server)?;
         let client_is_modern = ctx
             .protocol_version()
             .is_some_and(|version| !version.has_initialize());
@@ -826,6 +854,7 @@ impl ServerHandler for GatewayServer {
         };
         let _ = route;
         upstream.meta = upstream_meta(upstream.meta.take());
+        let _exchange = self.begin(&server)?;
         match self
             .forward(
                 &server,

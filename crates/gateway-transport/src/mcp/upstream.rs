@@ -1013,19 +1013,29 @@ impl UpstreamPool {
     /// upstream is alive. Returns the negotiated protocol version, or why it failed
     /// and whether a session was open (a ping lost on an open session is worth one
     /// retry; a failed connection is not, it was the retry already).
+    ///
+    /// Opening a session has `connect_timeout` (an upstream that starts slowly is not
+    /// failed by a short check); `timeout` bounds the ping itself. Returns the ping's
+    /// own round trip.
     pub async fn ping(
         &self,
         server: &UpstreamServer,
         endpoint: usize,
-    ) -> Result<Option<String>, (String, bool)> {
+        timeout: Duration,
+    ) -> Result<(Option<String>, Duration), (String, bool)> {
         let (peer, version) = self
             .peer(server, endpoint, true)
             .await
             .map_err(|e| (e.to_string(), false))?;
         let ping = ClientRequest::PingRequest(rmcp::model::PingRequest::default());
-        match peer.send_request(ping).await {
-            Ok(_) | Err(rmcp::ServiceError::McpError(_)) => Ok(version),
-            Err(error) => Err((format!("ping failed: {error}"), true)),
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, peer.send_request(ping)).await {
+            Ok(Ok(_) | Err(rmcp::ServiceError::McpError(_))) => Ok((version, started.elapsed())),
+            Ok(Err(error)) => Err((format!("ping failed: {error}"), true)),
+            Err(_) => Err((
+                format!("no answer to ping within {} ms", timeout.as_millis()),
+                false,
+            )),
         }
     }
 

@@ -86,15 +86,21 @@ pub(crate) async fn request_context(
         let route = response.request().match_pattern();
         let route = route.as_deref().unwrap_or("unmatched");
         let status = status.to_string();
+        // Clients may send any method token: only the standard ones become label values.
+        let method = if is_standard_method(&method) {
+            method.as_str()
+        } else {
+            "OTHER"
+        };
         state
             .metrics
             .http_requests
-            .with_label_values(&[method.as_str(), route, status.as_str()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
         state
             .metrics
             .http_duration
-            .with_label_values(&[method.as_str(), route])
+            .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
     }
     match response.response().extensions().get::<LoggedProblem>() {
@@ -107,6 +113,13 @@ pub(crate) async fn request_context(
         None => tracing::info!(status, latency_ms, "request completed"),
     }
     Ok(response)
+}
+
+fn is_standard_method(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH"
+    )
 }
 
 /// Error responses built by actix itself (an extractor we did not configure, a
