@@ -402,41 +402,37 @@ impl McpRuntime {
         // The balancer's order: a dead endpoint fails over to the next.
         for endpoint in self.monitor.order(&upstream) {
             let started = std::time::Instant::now();
-            match self.discover(server, endpoint).await {
-                Ok((catalog, version)) => {
-                    let verdict = Verdict::Answered;
-                    self.monitor.record_probe(
-                        server.id,
-                        endpoint,
-                        Source::Discovery,
-                        &verdict,
-                        started.elapsed(),
-                    );
-                    if version.is_some() {
-                        *lock(&upstream.protocol_version) = version;
-                    }
-                    if let Err(error) = self.registry.record_catalog(server.id, &catalog).await {
-                        tracing::warn!(server = %server.spec.name, %error, "cannot store catalog");
-                    }
-                    tracing::info!(
-                        server = %server.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(),
-                        resources = catalog.resources.len(), "catalog refreshed"
-                    );
-                    self.persist_health(&upstream).await;
-                    return;
-                }
+            let outcome = self.discover(server, endpoint).await;
+            let verdict = match &outcome {
+                Ok(_) => Verdict::Answered,
+                Err(reason) => Verdict::Failed(reason.clone()),
+            };
+            self.monitor.record_probe(
+                server.id,
+                endpoint,
+                Source::Discovery,
+                &verdict,
+                started.elapsed(),
+            );
+            let (catalog, version) = match outcome {
+                Ok(fetched) => fetched,
                 Err(reason) => {
-                    let verdict = Verdict::Failed(reason.clone());
-                    self.monitor.record_probe(
-                        server.id,
-                        endpoint,
-                        Source::Discovery,
-                        &verdict,
-                        started.elapsed(),
-                    );
                     last_error = reason;
+                    continue;
                 }
+            };
+            if version.is_some() {
+                *lock(&upstream.protocol_version) = version;
             }
+            if let Err(error) = self.registry.record_catalog(server.id, &catalog).await {
+                tracing::warn!(server = %server.spec.name, %error, "cannot store catalog");
+            }
+            tracing::info!(
+                server = %server.spec.name, tools = catalog.tools.len(), prompts = catalog.prompts.len(),
+                resources = catalog.resources.len(), "catalog refreshed"
+            );
+            self.persist_health(&upstream).await;
+            return;
         }
         tracing::warn!(server = %server.spec.name, reason = %last_error, "discovery failed; serving the last known catalog");
         self.persist_health(&upstream).await;

@@ -262,12 +262,7 @@ pub async fn drain_server(
     state: Data<ApiState>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let server = state.registry.get(&server_ref(&path)?).await?;
-    let runtime = runtime(&state)?;
-    if !server.spec.enabled {
-        return Err(disabled(&server));
-    }
-    runtime.monitor.ensure(&server);
+    let (server, runtime) = enabled_server(&state, &path).await?;
     let in_flight = runtime
         .monitor
         .set_draining(server.id, true)
@@ -295,21 +290,27 @@ pub async fn check_server(
     state: Data<ApiState>,
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let server = state.registry.get(&server_ref(&path)?).await?;
-    let runtime = runtime(&state)?;
-    if !server.spec.enabled {
-        return Err(disabled(&server));
-    }
-    runtime.monitor.ensure(&server);
+    let (server, runtime) = enabled_server(&state, &path).await?;
     runtime.check_now(&server).await;
     Ok(HttpResponse::Ok().json(health_view(&state, &server)))
 }
 
-fn disabled(server: &UpstreamServer) -> ApiError {
-    ApiError::new(
-        ProblemKind::ServerDisabled,
-        format!("server `{}` is disabled; enable it first", server.spec.name),
-    )
+/// The enabled server `raw` names and the runtime tracking it (drain and check need
+/// both): 404, 409 `server-disabled` or 503 otherwise.
+async fn enabled_server<'a>(
+    state: &'a ApiState,
+    raw: &str,
+) -> Result<(UpstreamServer, &'a Arc<McpRuntime>), ApiError> {
+    let server = state.registry.get(&server_ref(raw)?).await?;
+    let runtime = runtime(state)?;
+    if !server.spec.enabled {
+        return Err(ApiError::new(
+            ProblemKind::ServerDisabled,
+            format!("server `{}` is disabled; enable it first", server.spec.name),
+        ));
+    }
+    runtime.monitor.ensure(&server);
+    Ok((server, runtime))
 }
 
 /// Calls, error rate and p50/p95/p99 latency per server over a sliding window
