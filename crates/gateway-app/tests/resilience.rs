@@ -620,6 +620,15 @@ async fn metrics_parse_and_count_the_calls_made() {
         .await
         .expect("a result");
     assert_eq!(failed.is_error, Some(true));
+    // Lists count too; a path naming no server adds no series of its own.
+    client.peer().list_tools(None).await.expect("list");
+    client.peer().list_tools(None).await.expect("list");
+    let (stray, _) = connect(&app.url("/mcp/servers/no-such-server")).await;
+    stray
+        .peer()
+        .list_tools(None)
+        .await
+        .expect_err("unknown server");
 
     // Any method token reaches the server; only standard ones become label values.
     let odd = reqwest::Method::from_bytes(b"BREW").expect("method");
@@ -688,6 +697,22 @@ async fn metrics_parse_and_count_the_calls_made() {
         Some(7.0),
         "histogram count"
     );
+    let list = |outcome| {
+        value(
+            "mcp_requests_total",
+            &[
+                ("method", "tools/list"),
+                ("server", ""),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(
+        (list("ok"), list("error")),
+        (Some(1.0), Some(1.0)),
+        "{text}"
+    );
+    assert!(!text.contains("no-such-server"));
     assert_eq!(
         value(
             "http_requests_total",

@@ -516,6 +516,8 @@ impl GatewayServer {
         ))
     }
 
+    /// One page of a listing, counted in `mcp_requests_total` (server label: the
+    /// scoped server, empty on the aggregate endpoint).
     fn page<R>(
         &self,
         kind: ListKind,
@@ -523,7 +525,40 @@ impl GatewayServer {
         ctx: &RequestContext<RoleServer>,
         pick: impl Fn(&McpItem) -> Option<R>,
     ) -> Result<(Vec<R>, Option<String>), ErrorData> {
-        let scope = scope_of(&ctx.extensions)?;
+        let started = std::time::Instant::now();
+        let scope = scope_of(&ctx.extensions);
+        let method = match kind {
+            ListKind::Tools => "tools/list",
+            ListKind::Prompts => "prompts/list",
+            ListKind::Resources => "resources/list",
+            ListKind::ResourceTemplates => "resources/templates/list",
+        };
+        let page = scope
+            .clone()
+            .and_then(|scope| self.page_of(kind, scope, request, pick));
+        let outcome = if page.is_ok() { "ok" } else { "error" };
+        // A name only once it proved to be a registered server: clients choose paths.
+        let server = match (&scope, &page) {
+            (Ok(Some(name)), Ok(_)) => name.as_str(),
+            _ => "",
+        };
+        self.runtime.metrics.record_mcp(
+            method,
+            server,
+            "",
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        page
+    }
+
+    fn page_of<R>(
+        &self,
+        kind: ListKind,
+        scope: Scope,
+        request: Option<&PaginatedRequestParams>,
+        pick: impl Fn(&McpItem) -> Option<R>,
+    ) -> Result<(Vec<R>, Option<String>), ErrorData> {
         let current = self.runtime.current();
         if let Some(server) = scope.as_ref().filter(|s| !current.snapshot.has_server(s)) {
             return Err(self.missing_server(server));
