@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use gateway_persistence::{Backend, ConnectSettings, redact_url};
+use gateway_persistence::{Backend, ConnectSettings, SecretKeys, redact_url};
 use serde::{Deserialize, Serialize};
 
 /// The file read when no `--config` is given, if it exists in the working directory.
@@ -41,6 +41,32 @@ pub struct Settings {
     pub bulkhead: BulkheadConfig,
     /// Span export to an OpenTelemetry collector.
     pub tracing: TracingConfig,
+    /// The key that seals upstream credentials at rest.
+    pub secrets: SecretsConfig,
+}
+
+/// `[secrets]`: upstream header and environment values are stored sealed (AES-256-GCM).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// 32 bytes, base64 (`openssl rand -base64 32`). Set it (the same on every
+    /// replica) in production; absent, `key_file` is used.
+    pub key: Option<String>,
+    /// Keys sealed with before a rotation, still used to open old values.
+    pub previous_keys: Vec<String>,
+    /// Key file used (and created, mode 0600) when `key` is absent. Default:
+    /// `secret.key` beside the SQLite database file, else `data/secret.key`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("key", &self.key.as_ref().map(|_| "********"))
+            .field("previous_keys", &self.previous_keys.len())
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 /// `[tracing]`: OpenTelemetry export of spans (off unless an endpoint is set).
@@ -585,6 +611,16 @@ impl Settings {
         if self.tracing.service_name.trim().is_empty() || self.tracing.service_name.len() > 255 {
             problems.push("tracing.service_name: must be 1 to 255 characters".to_owned());
         }
+        for (key, value) in self.secrets.key.iter().map(|k| ("secrets.key", k)).chain(
+            self.secrets
+                .previous_keys
+                .iter()
+                .map(|k| ("secrets.previous_keys", k)),
+        ) {
+            if let Err(error) = gateway_persistence::sealing::decode_key(value) {
+                problems.push(format!("{key}: {error}"));
+            }
+        }
         for origin in &mcp.allowed_origins {
             let valid = url::Url::parse(origin)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
@@ -628,6 +664,33 @@ impl Settings {
             min_connections: self.database.min_connections,
             connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
             acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+            secrets: match &self.secrets.key {
+                Some(key) => SecretKeys::Configured {
+                    current: key.clone(),
+                    previous: self.secrets.previous_keys.clone(),
+                },
+                None => SecretKeys::File {
+                    path: self.key_file(),
+                    previous: self.secrets.previous_keys.clone(),
+                },
+            },
+        }
+    }
+
+    /// The key file: configured, else beside the SQLite file, else `data/secret.key`.
+    pub fn key_file(&self) -> PathBuf {
+        if let Some(path) = &self.secrets.key_file {
+            return path.clone();
+        }
+        let sqlite_file = self
+            .database
+            .url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or_default())
+            .filter(|path| !path.is_empty() && !path.starts_with(':'));
+        match sqlite_file.and_then(|file| Path::new(file).parent()) {
+            Some(dir) => dir.join("secret.key"),
+            None => PathBuf::from("data/secret.key"),
         }
     }
 
@@ -636,6 +699,13 @@ impl Settings {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = redact_url(&shown.database.url);
+        let hidden = "********".to_owned();
+        if shown.secrets.key.is_some() {
+            shown.secrets.key = Some(hidden.clone());
+        }
+        for key in &mut shown.secrets.previous_keys {
+            *key = hidden.clone();
+        }
         toml_string(&shown)
     }
 }

@@ -78,6 +78,16 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> Result<Store, Sta
             }
         }
     }
+    match store.seal_plaintext_secrets().await {
+        Ok(0) => {}
+        Ok(sealed) => tracing::info!(servers = sealed, "sealed credentials stored in plain text"),
+        Err(error) => {
+            store.close().await;
+            return Err(StartupError::Database(format!(
+                "cannot seal stored credentials: {error}"
+            )));
+        }
+    }
     Ok(store)
 }
 

@@ -258,6 +258,15 @@ async fn serves_json_logs_and_shuts_down_gracefully_on_sigterm() {
         dir.path().join("data/gateway.db-wal").exists(),
         "SQLite runs in WAL mode"
     );
+    // No key configured: one is generated beside the database, readable by its owner only.
+    let key_file = dir.path().join("data/secret.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file)
+            .expect("key file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
+    let key = std::fs::read_to_string(&key_file).expect("key");
 
     sigterm(&running.child);
     let (code, events) = collect_until_exit(running);
@@ -293,6 +302,11 @@ async fn serves_json_logs_and_shuts_down_gracefully_on_sigterm() {
         .await
         .expect("json");
     assert_eq!(list["items"][0]["name"], "from-binary");
+    assert_eq!(
+        std::fs::read_to_string(&key_file).expect("key"),
+        key,
+        "the same key is used again"
+    );
     sigterm(&running.child);
     assert_eq!(collect_until_exit(running).0, 0);
 }
@@ -565,5 +579,31 @@ fn without_an_endpoint_nothing_is_exported_and_bad_endpoints_are_refused() {
     assert!(
         !stdout.contains("otlp_endpoint"),
         "off by default: {stdout}"
+    );
+}
+
+#[test]
+fn a_secrets_key_is_checked_and_never_printed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = run(gateway(dir.path())
+        .env("MCP_GATEWAY_SECRETS__KEY", "too-short")
+        .arg("check-config"));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("secrets.key") && stderr.contains("32 bytes"),
+        "{stderr}"
+    );
+    let key = "c2VjcmV0LWtleS1vZi10aGlydHktdHdvLWJ5dGVzISE=";
+    let (code, stdout, _) = run(gateway(dir.path())
+        .env("MCP_GATEWAY_SECRETS__KEY", key)
+        .arg("check-config"));
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains(key) && stdout.contains("key = \"********\""),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "check-config creates nothing"
     );
 }

@@ -2,11 +2,14 @@
 //! migrations, and the readiness probe.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gateway_domain::ReadinessProbe;
 use gateway_migrations::{Migrator, MigratorTrait};
+
+use crate::sealing::{Sealer, decode_key, generate_key};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, SqliteTransactionMode, TransactionOptions,
@@ -50,6 +53,90 @@ pub struct ConnectSettings {
     pub connect_timeout: Duration,
     /// How long a request waits for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// The keys that seal upstream credentials at rest.
+    pub secrets: SecretKeys,
+}
+
+/// Where the key that seals upstream credentials comes from.
+#[derive(Clone)]
+pub enum SecretKeys {
+    /// Given in the configuration (base64 of 32 bytes): what several replicas share.
+    Configured {
+        /// Seals new values.
+        current: String,
+        /// Still opens values sealed before a rotation.
+        previous: Vec<String>,
+    },
+    /// Read from a file, created with a random key (mode 0600) if it does not exist:
+    /// zero set-up for one process.
+    File {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Still opens values sealed before a rotation.
+        previous: Vec<String>,
+    },
+}
+
+impl std::fmt::Debug for SecretKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured { previous, .. } => f
+                .debug_struct("Configured")
+                .field("previous", &previous.len())
+                .finish_non_exhaustive(),
+            Self::File { path, previous } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("previous", &previous.len())
+                .finish(),
+        }
+    }
+}
+
+impl SecretKeys {
+    /// Builds the sealer, reading or creating the key file if that is the source.
+    pub fn sealer(&self) -> Result<Sealer, StoreError> {
+        let keys = |error: crate::sealing::SealingError| StoreError::Secrets(error.to_string());
+        let (current, previous) = match self {
+            Self::Configured { current, previous } => {
+                (decode_key(current).map_err(keys)?, previous)
+            }
+            Self::File { path, previous } => (read_or_create_key(path)?, previous),
+        };
+        let previous = previous
+            .iter()
+            .map(|k| decode_key(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(keys)?;
+        Sealer::new(&current, &previous).map_err(keys)
+    }
+}
+
+fn read_or_create_key(path: &Path) -> Result<Vec<u8>, StoreError> {
+    let problem = |what: &str, error: &dyn std::fmt::Display| {
+        StoreError::Secrets(format!("{what} {}: {error}", path.display()))
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_key(&text).map_err(|e| problem("key file", &e)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let key = generate_key().map_err(|e| problem("cannot create key file", &e))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| problem("cannot create key file", &e))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .map_err(|e| problem("cannot create key file", &e))?;
+            std::io::Write::write_all(&mut file, format!("{key}\n").as_bytes())
+                .map_err(|e| problem("cannot write key file", &e))?;
+            tracing::info!(path = %path.display(), "generated the key that seals upstream credentials");
+            decode_key(&key).map_err(|e| problem("key file", &e))
+        }
+        Err(error) => Err(problem("cannot read key file", &error)),
+    }
 }
 
 /// Why the store could not be opened or migrated.
@@ -71,6 +158,9 @@ pub enum StoreError {
     /// Applying or reading migrations failed.
     #[error("migrations failed: {0}")]
     Migration(String),
+    /// The secrets key is missing, malformed or unreadable.
+    #[error("secrets: {0}")]
+    Secrets(String),
 }
 
 /// Where the schema stands relative to this binary's migrations.
@@ -87,6 +177,8 @@ pub enum MigrationState {
 pub struct Store {
     pub(crate) db: DatabaseConnection,
     backend: Backend,
+    /// Seals and opens upstream credentials.
+    pub(crate) sealer: Arc<Sealer>,
 }
 
 impl Store {
@@ -97,6 +189,7 @@ impl Store {
         if backend == Backend::Sqlite {
             create_sqlite_parent_dir(&settings.url)?;
         }
+        let sealer = Arc::new(settings.secrets.sealer()?);
         let mut options = ConnectOptions::new(settings.url.clone());
         options
             .max_connections(settings.max_connections)
@@ -115,7 +208,11 @@ impl Store {
                 url: redact_url(&settings.url),
                 reason: error.to_string(),
             })?;
-        Ok(Self { db, backend })
+        Ok(Self {
+            db,
+            backend,
+            sealer,
+        })
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at `BEGIN`

@@ -2,12 +2,16 @@
 //! PostgreSQL, implementing the domain's repository ports.
 //!
 //! Architecture invariant: no sea-orm or sqlx type crosses this crate's public API;
-//! driver errors become [`gateway_domain::RepositoryError`] here.
+//! driver errors become [`gateway_domain::RepositoryError`] here. Upstream
+//! credentials are written sealed ([`sealing`]) and opened only when read back.
 
 mod catalogs;
 mod connect;
 mod entity;
 mod error;
+pub mod sealing;
 mod servers;
 
-pub use connect::{Backend, ConnectSettings, MigrationState, Store, StoreError, redact_url};
+pub use connect::{
+    Backend, ConnectSettings, MigrationState, SecretKeys, Store, StoreError, redact_url,
+};

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::connect::Store;
 use crate::entity::{catalog_tool, server_tag, upstream_server};
 use crate::error::map_db_err;
+use crate::sealing::{Sealer, SealingError};
 
 /// The transport as stored: the only place where secret values are written out.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,23 +44,33 @@ enum StoredTransport {
     },
 }
 
-fn expose_all(values: &BTreeMap<String, Secret>) -> BTreeMap<String, String> {
+fn seal_all(
+    values: &BTreeMap<String, Secret>,
+    sealer: &Sealer,
+) -> Result<BTreeMap<String, String>, SealingError> {
     values
         .iter()
-        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .map(|(k, v)| Ok((k.clone(), sealer.seal(k, v.expose())?)))
         .collect()
 }
 
-fn wrap_all(values: BTreeMap<String, String>) -> BTreeMap<String, Secret> {
+fn open_all(
+    values: BTreeMap<String, String>,
+    sealer: &Sealer,
+) -> Result<BTreeMap<String, Secret>, String> {
     values
         .into_iter()
-        .map(|(k, v)| (k, Secret::new(v)))
+        .map(|(k, v)| {
+            let plain = sealer.open(&k, &v).map_err(|e| format!("`{k}`: {e}"))?;
+            Ok((k, Secret::new(plain)))
+        })
         .collect()
 }
 
-impl From<&Transport> for StoredTransport {
-    fn from(transport: &Transport) -> Self {
-        match transport {
+impl StoredTransport {
+    /// The stored form of `transport`: header and environment values sealed.
+    fn seal(transport: &Transport, sealer: &Sealer) -> Result<Self, SealingError> {
+        Ok(match transport {
             Transport::StreamableHttp {
                 url,
                 replicas,
@@ -67,7 +78,7 @@ impl From<&Transport> for StoredTransport {
             } => Self::StreamableHttp {
                 url: url.to_string(),
                 replicas: replicas.iter().map(ToString::to_string).collect(),
-                headers: expose_all(headers),
+                headers: seal_all(headers, sealer)?,
             },
             Transport::Stdio {
                 command,
@@ -77,15 +88,22 @@ impl From<&Transport> for StoredTransport {
             } => Self::Stdio {
                 command: command.clone(),
                 args: args.clone(),
-                env: expose_all(env),
+                env: seal_all(env, sealer)?,
                 cwd: cwd.clone(),
             },
-        }
+        })
     }
-}
 
-impl StoredTransport {
-    fn into_domain(self) -> Result<Transport, String> {
+    /// Whether any value is still in plain text (written before sealing existed).
+    fn has_plain_values(&self) -> bool {
+        let values = match self {
+            Self::StreamableHttp { headers, .. } => headers,
+            Self::Stdio { env, .. } => env,
+        };
+        values.values().any(|v| !Sealer::is_sealed(v))
+    }
+
+    fn into_domain(self, sealer: &Sealer) -> Result<Transport, String> {
         Ok(match self {
             Self::StreamableHttp {
                 url,
@@ -102,7 +120,7 @@ impl StoredTransport {
                         .iter()
                         .map(|raw| parse(raw))
                         .collect::<Result<_, _>>()?,
-                    headers: wrap_all(headers),
+                    headers: open_all(headers, sealer)?,
                 }
             }
             Self::Stdio {
@@ -113,7 +131,7 @@ impl StoredTransport {
             } => Transport::Stdio {
                 command,
                 args,
-                env: wrap_all(env),
+                env: open_all(env, sealer)?,
                 cwd,
             },
         })
@@ -126,14 +144,17 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn to_domain(row: upstream_server::Model) -> Result<UpstreamServer, RepositoryError> {
+fn to_domain(
+    row: upstream_server::Model,
+    sealer: &Sealer,
+) -> Result<UpstreamServer, RepositoryError> {
     let corrupt = |what: String| {
         RepositoryError::Internal(format!("stored server {} is invalid: {what}", row.id))
     };
     let name = ServerName::parse(&row.name).map_err(|e| corrupt(e.to_string()))?;
     let stored: StoredTransport =
         serde_json::from_value(row.transport.clone()).map_err(|e| corrupt(e.to_string()))?;
-    let transport = stored.into_domain().map_err(&corrupt)?;
+    let transport = stored.into_domain(sealer).map_err(&corrupt)?;
     let tags: Vec<String> =
         serde_json::from_value(row.tags.clone()).map_err(|e| corrupt(e.to_string()))?;
     let tags = tags
@@ -173,14 +194,20 @@ fn to_domain(row: upstream_server::Model) -> Result<UpstreamServer, RepositoryEr
     })
 }
 
-/// Sets the spec columns of an active model.
-fn apply_spec(model: &mut upstream_server::ActiveModel, spec: &ServerSpec) {
+/// Sets the spec columns of an active model (secret values sealed).
+fn apply_spec(
+    model: &mut upstream_server::ActiveModel,
+    spec: &ServerSpec,
+    sealer: &Sealer,
+) -> Result<(), RepositoryError> {
     model.name = Set(spec.name.as_str().to_owned());
     model.title = Set(spec.title.clone());
     model.description = Set(spec.description.clone());
     model.transport_kind = Set(spec.transport.kind().as_str().to_owned());
-    model.transport =
-        Set(serde_json::to_value(StoredTransport::from(&spec.transport)).unwrap_or_default());
+    let stored = StoredTransport::seal(&spec.transport, sealer)
+        .map_err(|e| RepositoryError::Internal(format!("cannot seal secrets: {e}")))?;
+    model.transport = Set(serde_json::to_value(stored)
+        .map_err(|e| RepositoryError::Internal(format!("cannot encode transport: {e}")))?);
     model.tags = Set(serde_json::Value::from(
         spec.tags.iter().map(Tag::as_str).collect::<Vec<_>>(),
     ));
@@ -189,6 +216,7 @@ fn apply_spec(model: &mut upstream_server::ActiveModel, spec: &ServerSpec) {
     model.request_timeout_ms = Set(spec
         .request_timeout_ms
         .and_then(|ms| i64::try_from(ms).ok()));
+    Ok(())
 }
 
 async fn replace_tags<C: ConnectionTrait>(
@@ -268,7 +296,7 @@ impl ServerRepository for Store {
             updated_at: Set(now),
             ..Default::default()
         };
-        apply_spec(&mut model, spec);
+        apply_spec(&mut model, spec, &self.sealer)?;
         let txn = self.begin_write().await?;
         upstream_server::Entity::insert(model)
             .exec_without_returning(&txn)
@@ -280,11 +308,11 @@ impl ServerRepository for Store {
         replace_tags(&txn, id.as_uuid(), &spec.tags).await?;
         let row = fetch_one(&txn, id.as_uuid()).await?;
         txn.commit().await.map_err(map_db_err)?;
-        to_domain(row)
+        to_domain(row, &self.sealer)
     }
 
     async fn get(&self, id: ServerId) -> Result<UpstreamServer, RepositoryError> {
-        to_domain(fetch_one(&self.db, id.as_uuid()).await?)
+        to_domain(fetch_one(&self.db, id.as_uuid()).await?, &self.sealer)
     }
 
     async fn get_by_name(&self, name: &ServerName) -> Result<UpstreamServer, RepositoryError> {
@@ -294,7 +322,7 @@ impl ServerRepository for Store {
             .await
             .map_err(map_db_err)?
             .ok_or(RepositoryError::NotFound)?;
-        to_domain(row)
+        to_domain(row, &self.sealer)
     }
 
     async fn list(
@@ -348,7 +376,7 @@ impl ServerRepository for Store {
             .map_err(map_db_err)?;
         let servers = rows
             .into_iter()
-            .map(to_domain)
+            .map(|row| to_domain(row, &self.sealer))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page::from_overfetch(servers, page.limit, |s| {
             vec![s.spec.name.to_string()]
@@ -367,7 +395,7 @@ impl ServerRepository for Store {
             updated_at: Set(now()),
             ..Default::default()
         };
-        apply_spec(&mut model, spec);
+        apply_spec(&mut model, spec, &self.sealer)?;
         let txn = self.begin_write().await?;
         let result = upstream_server::Entity::update_many()
             .set(model)
@@ -398,7 +426,7 @@ impl ServerRepository for Store {
             .map_err(map_db_err)?;
         let row = fetch_one(&txn, id.as_uuid()).await?;
         txn.commit().await.map_err(map_db_err)?;
-        to_domain(row)
+        to_domain(row, &self.sealer)
     }
 
     async fn delete(
@@ -443,5 +471,48 @@ impl ServerRepository for Store {
         } else {
             Ok(())
         }
+    }
+}
+
+impl Store {
+    /// Run at start-up, once the schema is current: opens every stored credential (so
+    /// a missing or wrong key stops the start with the server and key named, instead
+    /// of failing reads later) and seals those stored in plain text by a gateway from
+    /// before sealing. Returns how many servers were sealed. Only the transport column
+    /// is rewritten: the spec and its version stay.
+    pub async fn seal_plaintext_secrets(&self) -> Result<usize, RepositoryError> {
+        let rows = upstream_server::Entity::find()
+            .all(&self.db)
+            .await
+            .map_err(map_db_err)?;
+        let mut sealed = 0;
+        for row in rows {
+            let Ok(stored) = serde_json::from_value::<StoredTransport>(row.transport.clone())
+            else {
+                continue; // Reported when the row is read.
+            };
+            let plain = stored.has_plain_values();
+            let transport = stored.into_domain(&self.sealer).map_err(|e| {
+                RepositoryError::Internal(format!(
+                    "the credentials of server `{}` cannot be opened: {e}",
+                    row.name
+                ))
+            })?;
+            if !plain {
+                continue;
+            }
+            let resealed = StoredTransport::seal(&transport, &self.sealer)
+                .map_err(|e| RepositoryError::Internal(format!("cannot seal secrets: {e}")))?;
+            let value = serde_json::to_value(resealed)
+                .map_err(|e| RepositoryError::Internal(format!("cannot encode transport: {e}")))?;
+            upstream_server::Entity::update_many()
+                .col_expr(upstream_server::Column::Transport, Expr::value(value))
+                .filter(upstream_server::Column::Id.eq(row.id))
+                .exec(&self.db)
+                .await
+                .map_err(map_db_err)?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 }

@@ -414,6 +414,10 @@ mod tests {
             min_connections: 1,
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(5),
+            secrets: gateway_persistence::SecretKeys::Configured {
+                current: "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
+                previous: Vec::new(),
+            },
         })
         .await
         .expect("in-memory store");

@@ -144,6 +144,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.database.url = database_url.to_owned();
     settings.database.max_connections = 5;
     settings.database.auto_migrate = Some(true);
+    // Each test app seals with its own key (restarts reuse the settings, so the key).
+    settings.secrets.key = Some(gateway_persistence::sealing::generate_key().expect("random key"));
     settings
 }
 
@@ -207,9 +209,15 @@ impl TestApp {
 
     /// Stops the gateway gracefully and starts a new one on the same database, as an
     /// operator restart would (the port changes).
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestApp::restart`], with the settings adjusted first (a rotated key…).
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Settings)) -> Self {
         let database = self.database.take();
-        let (settings, backend) = (self.settings.clone(), self.backend);
+        let (mut settings, backend) = (self.settings.clone(), self.backend);
+        adjust(&mut settings);
         self.stop().await;
         Self::start(settings, backend, database).await
     }
@@ -226,6 +234,21 @@ impl TestApp {
         Store::connect(&self.settings.connect_settings())
             .await
             .expect("test store connects")
+    }
+
+    /// The first column of each row a raw query returns, as text.
+    pub async fn query_texts(&self, sql: &str) -> Vec<String> {
+        let db = Database::connect(&self.settings.database.url)
+            .await
+            .expect("connect to the test database");
+        let statement = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+        let rows = db.query_all_raw(statement).await.expect("query runs");
+        let texts = rows
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(0).expect("a text column"))
+            .collect();
+        db.close().await.expect("close");
+        texts
     }
 
     /// Runs raw SQL on the app's database, to break it on purpose (readiness tests).
