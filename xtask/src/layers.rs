@@ -40,6 +40,7 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
         ("gateway-registry", (&["gateway-domain"][..], true)),
         ("gateway-router", (&["gateway-domain"][..], true)),
         ("gateway-telemetry", (&[][..], true)),
+        ("gateway-auth", (&["gateway-domain"][..], false)),
         ("gateway-migrations", (&[][..], false)),
         (
             "gateway-persistence",
@@ -73,6 +74,7 @@ const PRODUCTION_CRATES: &[&str] = &[
     "gateway-registry",
     "gateway-router",
     "gateway-telemetry",
+    "gateway-auth",
     "gateway-migrations",
     "gateway-persistence",
     "gateway-transport",
@@ -234,6 +236,7 @@ mod tests {
             ("gateway-registry", &["gateway-domain", "tracing"]),
             ("gateway-router", &["gateway-domain"]),
             ("gateway-telemetry", &["prometheus"]),
+            ("gateway-auth", &["gateway-domain", "jsonwebtoken"]),
             ("gateway-migrations", &["sea-orm-migration"]),
             (
                 "gateway-persistence",

@@ -5,6 +5,7 @@
 //! (no actix, sea-orm, redis, reqwest, tokio runtime, rmcp transport). `cargo xtask
 //! check-layers` enforces it.
 
+pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod health;
@@ -14,6 +15,7 @@ pub mod ports;
 pub mod secret;
 pub mod server;
 
+pub use auth::{AuthError, Principal, TokenVerifier};
 pub use catalog::{Catalog, Descriptor, ToolHit};
 pub use error::{FieldError, RepositoryError, ValidationErrors};
 pub use health::{HealthState, HealthStatus};

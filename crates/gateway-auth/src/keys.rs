@@ -1,0 +1,219 @@
+//! The issuer's signing keys: the JWKS URL found once by OIDC discovery
+//! (openidconnect), the keys fetched from it and cached by key id. An unknown key id
+//! (the issuer rotated its keys) refreshes the set, at most once per
+//! `refresh_interval`, one fetch at a time, so a flood of tokens with invented key
+//! ids cannot hammer the issuer. A refresh replaces the whole set: a key the issuer
+//! withdrew stops verifying.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use gateway_domain::AuthError;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use openidconnect::IssuerUrl;
+use openidconnect::core::CoreProviderMetadata;
+
+use crate::settings::KeySource;
+
+/// One usable key: the decoding key and its JWK (for its algorithm family).
+#[derive(Clone)]
+pub struct CachedKey {
+    /// The key to verify with.
+    pub key: DecodingKey,
+    /// The JWK it came from.
+    pub jwk: Jwk,
+}
+
+#[derive(Default)]
+struct Cached {
+    keys: HashMap<String, CachedKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// The cached keys of one issuer.
+pub struct KeyStore {
+    source: KeySource,
+    http: reqwest::Client,
+    refresh_interval: Duration,
+    jwks_uri: tokio::sync::OnceCell<String>,
+    cached: RwLock<Cached>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+fn unavailable(what: &str, error: impl std::fmt::Display) -> AuthError {
+    AuthError::Unavailable(format!("{what}: {error}"))
+}
+
+impl KeyStore {
+    /// A store for `source`; nothing is fetched until the first key is needed (or
+    /// [`KeyStore::refresh`] is called at start-up).
+    pub fn new(
+        source: KeySource,
+        refresh_interval: Duration,
+        fetch_timeout: Duration,
+    ) -> Result<Self, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(fetch_timeout)
+            // Discovery documents and key sets must not be redirected elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for keys: {e}"))?;
+        Ok(Self {
+            source,
+            http,
+            refresh_interval,
+            jwks_uri: tokio::sync::OnceCell::new(),
+            cached: RwLock::new(Cached::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The key with id `kid` (or the only key, when the token names none and the set
+    /// has exactly one), fetching the set if it is not known yet.
+    pub async fn key(&self, kid: Option<&str>) -> Result<CachedKey, AuthError> {
+        if let Some(found) = self.lookup(kid) {
+            return Ok(found);
+        }
+        let _one_fetch = self.refreshing.lock().await;
+        if let Some(found) = self.lookup(kid) {
+            return Ok(found); // Another task fetched it meanwhile.
+        }
+        let recently = self
+            .cached
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.refresh_interval);
+        if !recently {
+            self.fetch().await?;
+            if let Some(found) = self.lookup(kid) {
+                return Ok(found);
+            }
+        }
+        Err(AuthError::Invalid(match kid {
+            Some(_) => "the token's key id is not among the issuer's keys".to_owned(),
+            None => "the token names no key id".to_owned(),
+        }))
+    }
+
+    fn lookup(&self, kid: Option<&str>) -> Option<CachedKey> {
+        let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner);
+        match kid {
+            Some(kid) => cached.keys.get(kid).cloned(),
+            None if cached.keys.len() == 1 => cached.keys.values().next().cloned(),
+            None => None,
+        }
+    }
+
+    /// Fetches the key set now (at start-up, so the first request does not wait).
+    pub async fn refresh(&self) -> Result<usize, AuthError> {
+        let _one_fetch = self.refreshing.lock().await;
+        self.fetch().await
+    }
+
+    async fn fetch(&self) -> Result<usize, AuthError> {
+        let uri = self
+            .jwks_uri
+            .get_or_try_init(|| self.discover())
+            .await?
+            .clone();
+        let response = self
+            .http
+            .get(&uri)
+            .send()
+            .await
+            .map_err(|e| unavailable("cannot fetch the issuer's keys", e))?;
+        if !response.status().is_success() {
+            return Err(unavailable(
+                "cannot fetch the issuer's keys",
+                format!("{uri} answered {}", response.status()),
+            ));
+        }
+        let set: JwkSet = response
+            .json()
+            .await
+            .map_err(|e| unavailable("the issuer's key set is not valid JWKS", e))?;
+        let mut keys = HashMap::new();
+        for (index, jwk) in set.keys.into_iter().enumerate() {
+            // Keys for encryption, or of a kind we cannot use, are skipped.
+            let usable = !matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            );
+            let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+                continue;
+            };
+            if usable {
+                let id = jwk
+                    .common
+                    .key_id
+                    .clone()
+                    .unwrap_or_else(|| format!("#{index}"));
+                keys.insert(id, CachedKey { key, jwk });
+            }
+        }
+        let count = keys.len();
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = Cached {
+            keys,
+            fetched_at: Some(Instant::now()),
+        };
+        tracing::info!(keys = count, jwks = %uri, "issuer keys fetched");
+        Ok(count)
+    }
+
+    async fn discover(&self) -> Result<String, AuthError> {
+        let issuer = match &self.source {
+            KeySource::JwksUri(uri) => return Ok(uri.clone()),
+            KeySource::Discovery(issuer) => issuer,
+        };
+        let issuer_url = IssuerUrl::new(issuer.clone())
+            .map_err(|e| unavailable("the issuer URL is invalid", e))?;
+        let http = self.http.clone();
+        let client = move |request: openidconnect::HttpRequest| {
+            let http = http.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let response = http
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(parts.headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.bytes().await.map_err(std::io::Error::other)?;
+                let mut built = http::Response::builder()
+                    .status(status)
+                    .body(body.to_vec())
+                    .map_err(std::io::Error::other)?;
+                *built.headers_mut() = headers;
+                Ok::<_, std::io::Error>(built)
+            }
+        };
+        let metadata = CoreProviderMetadata::discover_async(issuer_url, &client)
+            .await
+            .map_err(|e| unavailable("OIDC discovery failed", e))?;
+        Ok(metadata.jwks_uri().url().to_string())
+    }
+
+    /// The ids of the cached keys (for logs and tests).
+    pub fn key_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .cached
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys
+            .keys()
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Shared between verifiers of one process.
+pub type SharedKeys = Arc<KeyStore>;
