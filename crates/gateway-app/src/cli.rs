@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Apply pending migrations before serving (PostgreSQL; SQLite always does).
     #[arg(long, global = true)]
     pub migrate: bool,
+    /// Allow a non-loopback --host without [auth]: anyone who reaches the port can
+    /// call every upstream and change the registry.
+    #[arg(long, global = true)]
+    pub insecure: bool,
 }
 
 impl Cli {
@@ -67,6 +71,7 @@ impl Cli {
             port: self.serve.port,
             log_format: self.log_format,
             database_url: self.database_url.clone(),
+            insecure: self.serve.insecure,
         }
     }
 }

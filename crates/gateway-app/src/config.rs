@@ -43,6 +43,102 @@ pub struct Settings {
     pub tracing: TracingConfig,
     /// The key that seals upstream credentials at rest.
     pub secrets: SecretsConfig,
+    /// Who may call `/mcp` and change the registry.
+    pub auth: AuthConfig,
+}
+
+/// Which identity provider issues the bearer tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthProvider {
+    /// No authentication: loopback only, unless `http.insecure`.
+    #[default]
+    None,
+    /// Any OpenID Connect issuer (Keycloak, Auth0, Okta…).
+    Oidc,
+    /// Azure Entra ID.
+    Entra,
+}
+
+/// `[auth]`: bearer tokens on `/mcp`, admin rights on `/api/v1`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `none`, `oidc` or `entra`.
+    pub provider: AuthProvider,
+    /// `oidc`: the issuer URL (`iss`, and where discovery starts).
+    pub issuer: Option<String>,
+    /// `oidc`: accepted `aud` values (the gateway's resource URL or API id).
+    pub audiences: Vec<String>,
+    /// `oidc`: the JWKS URL, to skip discovery.
+    pub jwks_uri: Option<String>,
+    /// `entra`: the directory (tenant) id, or `organizations` with `allowed_tenants`.
+    pub tenant_id: Option<String>,
+    /// `entra`: the API app's application (client) id.
+    pub client_id: Option<String>,
+    /// `entra`: the API app's application ID URI (`api://…`), the audience of v1 tokens.
+    pub app_id_uri: Option<String>,
+    /// `entra`: also accept v1 tokens.
+    pub accept_v1_tokens: bool,
+    /// Tenants allowed (`tid`); empty: any for `oidc`, the configured one for `entra`.
+    pub allowed_tenants: Vec<String>,
+    /// Scopes every token must carry.
+    pub required_scopes: Vec<String>,
+    /// Scopes announced in the protected resource metadata and `WWW-Authenticate`.
+    pub scopes_supported: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The gateway's public base URL (`https://gateway.example.com`), for the resource
+    /// metadata; default: the bound address.
+    pub public_url: Option<String>,
+    /// Roles that may change the registry (`/api/v1` writes).
+    pub admin_roles: Vec<String>,
+    /// SHA-256 (hex) of admin API keys, sent as `X-Api-Key`; the keys themselves are
+    /// never configured.
+    pub admin_api_key_sha256: Vec<String>,
+    /// Also require a valid token for reading `/api/v1` (writes always need admin).
+    pub protect_reads: bool,
+    /// The claim holding roles (Entra: `roles`).
+    pub roles_claim: String,
+    /// The claim holding the tenant (Entra: `tid`).
+    pub tenant_claim: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            provider: AuthProvider::None,
+            issuer: None,
+            audiences: Vec::new(),
+            jwks_uri: None,
+            tenant_id: None,
+            client_id: None,
+            app_id_uri: None,
+            accept_v1_tokens: false,
+            allowed_tenants: Vec::new(),
+            required_scopes: Vec::new(),
+            scopes_supported: Vec::new(),
+            leeway_secs: 60,
+            public_url: None,
+            admin_roles: vec!["admin".into()],
+            admin_api_key_sha256: Vec::new(),
+            protect_reads: false,
+            roles_claim: "roles".into(),
+            tenant_claim: "tid".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("provider", &self.provider)
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("tenant_id", &self.tenant_id)
+            .field("admin_api_keys", &self.admin_api_key_sha256.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[secrets]`: upstream header and environment values are stored sealed (AES-256-GCM).
@@ -244,6 +340,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Allow a non-loopback `host` without authentication (`--insecure`): anyone who
+    /// reaches the port can then call every upstream and change the registry.
+    pub insecure: bool,
 }
 
 impl Default for HttpConfig {
@@ -254,6 +353,7 @@ impl Default for HttpConfig {
             workers: None,
             max_body_bytes: 1024 * 1024,
             shutdown_timeout_secs: 30,
+            insecure: false,
         }
     }
 }
@@ -341,6 +441,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--database-url`.
     pub database_url: Option<String>,
+    /// `--insecure`.
+    pub insecure: bool,
 }
 
 /// A configuration problem, worded for the operator.
@@ -403,6 +505,9 @@ impl Settings {
         }
         if let Some(url) = &overrides.database_url {
             figment = figment.merge(Serialized::default("database.url", url));
+        }
+        if overrides.insecure {
+            figment = figment.merge(Serialized::default("http.insecure", true));
         }
         let settings: Settings = figment.extract().map_err(|error| {
             let messages: Vec<String> = error
@@ -593,6 +698,7 @@ impl Settings {
                 health.check_timeout_ms, health.check_interval_ms
             ));
         }
+        self.validate_auth(&mut problems);
         if let Some(endpoint) = &self.tracing.otlp_endpoint {
             let valid = url::Url::parse(endpoint)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
@@ -641,6 +747,87 @@ impl Settings {
                 "invalid configuration: {}",
                 problems.join("; ")
             )))
+        }
+    }
+
+    fn validate_auth(&self, problems: &mut Vec<String>) {
+        let auth = &self.auth;
+        let url_ok = |value: &str| {
+            url::Url::parse(value)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        };
+        match auth.provider {
+            AuthProvider::None => {
+                let loopback = self.http.host == "localhost"
+                    || self
+                        .http
+                        .host
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !loopback && !self.http.insecure {
+                    problems.push(format!(
+                        "http.host = {:?} exposes the gateway beyond this machine without authentication: configure [auth] (see docs/auth.md), or start with --insecure (http.insecure = true) to accept that anyone who reaches the port can call every upstream and change the registry",
+                        self.http.host
+                    ));
+                }
+            }
+            AuthProvider::Oidc => {
+                match &auth.issuer {
+                    Some(issuer) if url_ok(issuer) => {}
+                    Some(issuer) => {
+                        problems.push(format!("auth.issuer = {issuer:?}: must be an http(s) URL"))
+                    }
+                    None => problems.push("auth.issuer: required with provider = \"oidc\"".into()),
+                }
+                if auth.audiences.is_empty() {
+                    problems.push(
+                        "auth.audiences: at least one audience is required (the gateway's resource URL or API identifier), so tokens minted for other APIs are refused"
+                            .into(),
+                    );
+                }
+                if let Some(uri) = auth.jwks_uri.as_deref().filter(|u| !url_ok(u)) {
+                    problems.push(format!("auth.jwks_uri = {uri:?}: must be an http(s) URL"));
+                }
+            }
+            AuthProvider::Entra => {
+                for (key, value) in [
+                    ("auth.tenant_id", &auth.tenant_id),
+                    ("auth.client_id", &auth.client_id),
+                ] {
+                    let valid = value.as_deref().is_some_and(|v| {
+                        !v.is_empty()
+                            && v.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                    });
+                    if !valid {
+                        problems.push(format!("{key}: required with provider = \"entra\" (the id from the app registration)"));
+                    }
+                }
+                if matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"))
+                    && auth.allowed_tenants.is_empty()
+                {
+                    problems.push(
+                        "auth.allowed_tenants: a multi-tenant app must list the tenants it accepts"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if let Some(url) = auth.public_url.as_deref().filter(|u| !url_ok(u)) {
+            problems.push(format!(
+                "auth.public_url = {url:?}: must be an http(s) URL such as https://gateway.example.com"
+            ));
+        }
+        for digest in &auth.admin_api_key_sha256 {
+            if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                problems.push("auth.admin_api_key_sha256: each entry must be 64 hex digits (sha256sum of the key)".into());
+            }
+        }
+        if auth.leeway_secs > 600 {
+            problems.push(format!(
+                "auth.leeway_secs = {}: must be at most 600",
+                auth.leeway_secs
+            ));
         }
     }
 
@@ -778,7 +965,7 @@ mod tests {
             ..Default::default()
         };
         let settings = load_with(
-            Some("[http]\nport = 9000\nhost = \"0.0.0.0\"\n"),
+            Some("[http]\nport = 9000\nhost = \"0.0.0.0\"\ninsecure = true\n"),
             &overrides,
         )
         .expect("valid");

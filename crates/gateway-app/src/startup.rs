@@ -150,6 +150,7 @@ impl Application {
             info: SERVICE_INFO,
             mcp: Some(runtime.clone()),
             metrics,
+            auth: auth_gate(settings, port)?,
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
@@ -255,6 +256,77 @@ fn mcp_settings(settings: &Settings) -> McpSettings {
         },
         resilience: resilience_settings(settings),
     }
+}
+
+/// The authentication gate from `[auth]`, or `None` when it is off. The issuer's keys
+/// are fetched in the background, so an issuer that is down does not stop the start
+/// (tokens are refused as unverifiable until it answers).
+fn auth_gate(
+    settings: &Settings,
+    port: u16,
+) -> Result<Option<Arc<gateway_transport::rest::auth::AuthGate>>, StartupError> {
+    use crate::config::AuthProvider;
+    let auth = &settings.auth;
+    let (mut verifier_settings, authorization_server) = match auth.provider {
+        AuthProvider::None => {
+            if settings.http.insecure {
+                tracing::warn!(host = %settings.http.host, "serving WITHOUT authentication beyond loopback (--insecure): anyone who reaches the port can call every upstream and change the registry");
+            }
+            return Ok(None);
+        }
+        AuthProvider::Oidc => {
+            let issuer = auth.issuer.clone().unwrap_or_default();
+            let mut verifier = gateway_auth::AuthSettings::oidc(&issuer, auth.audiences.clone());
+            if let Some(uri) = &auth.jwks_uri {
+                verifier.keys = gateway_auth::KeySource::JwksUri(uri.clone());
+            }
+            (verifier, issuer)
+        }
+        AuthProvider::Entra => {
+            let entra = gateway_auth::EntraSettings {
+                tenant_id: auth.tenant_id.clone().unwrap_or_default(),
+                client_id: auth.client_id.clone().unwrap_or_default(),
+                app_id_uri: auth.app_id_uri.clone(),
+                accept_v1: auth.accept_v1_tokens,
+                allowed_tenants: auth.allowed_tenants.clone(),
+                authority: "https://login.microsoftonline.com".into(),
+            };
+            let server = format!("{}/{}/v2.0", entra.authority, entra.tenant_id);
+            (entra.to_auth_settings(), server)
+        }
+    };
+    verifier_settings.leeway = Duration::from_secs(auth.leeway_secs);
+    verifier_settings.required_scopes = auth.required_scopes.clone();
+    if !auth.allowed_tenants.is_empty() {
+        verifier_settings.allowed_tenants = auth.allowed_tenants.clone();
+    }
+    verifier_settings.claims.roles = auth.roles_claim.clone();
+    verifier_settings.claims.tenant = auth.tenant_claim.clone();
+    let verifier =
+        Arc::new(gateway_auth::JwtVerifier::new(verifier_settings).map_err(StartupError::Mcp)?);
+    let prefetch = verifier.clone();
+    tokio::spawn(async move {
+        if let Err(error) = prefetch.keys().refresh().await {
+            tracing::warn!(%error, "cannot fetch the issuer's keys yet; tokens are refused until it answers");
+        }
+    });
+    let public_url = auth.public_url.clone().unwrap_or_else(|| {
+        let host = match settings.http.host.as_str() {
+            "0.0.0.0" | "::" => "127.0.0.1",
+            host => host,
+        };
+        format!("http://{host}:{port}")
+    });
+    tracing::info!(provider = ?auth.provider, issuer = %authorization_server, "bearer tokens required on /mcp; registry writes need an admin role or key");
+    Ok(Some(Arc::new(gateway_transport::rest::auth::AuthGate {
+        verifier,
+        public_url: public_url.trim_end_matches('/').to_owned(),
+        authorization_servers: vec![authorization_server],
+        scopes_supported: auth.scopes_supported.clone(),
+        admin_roles: auth.admin_roles.clone(),
+        admin_key_digests: gateway_transport::rest::auth::parse_digests(&auth.admin_api_key_sha256),
+        protect_reads: auth.protect_reads,
+    })))
 }
 
 /// Health, breaker, bulkhead and balancing settings from the configuration.

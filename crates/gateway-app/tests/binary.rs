@@ -45,6 +45,18 @@ fn configuration_layers_in_documented_order() {
         "[http]\nport = 9001\nhost = \"0.0.0.0\"\n[log]\nfilter = \"debug\"\n",
     )
     .expect("write config");
+    // Beyond loopback without [auth], the gateway refuses to start unless told --insecure.
+    let (code, _, err) = run(gateway(dir.path()).arg("check-config"));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("http.host = \"0.0.0.0\"") && err.contains("--insecure"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("mcp-gateway.toml"),
+        "[http]\nport = 9001\nhost = \"0.0.0.0\"\ninsecure = true\n[log]\nfilter = \"debug\"\n",
+    )
+    .expect("write config");
     let (code, out, err) = run(gateway(dir.path())
         .arg("check-config")
         .env("MCP_GATEWAY_HTTP__PORT", "9002")

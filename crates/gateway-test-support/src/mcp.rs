@@ -63,13 +63,37 @@ pub async fn connect(
     RunningService<RoleClient, Recorder>,
     mpsc::UnboundedReceiver<Pushed>,
 ) {
+    connect_with_token(url, None)
+        .await
+        .unwrap_or_else(|e| panic!("MCP session with {url}: {e}"))
+}
+
+/// An MCP session sending `Authorization: Bearer <token>`, or why it failed.
+pub async fn connect_with_token(
+    url: &str,
+    token: Option<&str>,
+) -> Result<
+    (
+        RunningService<RoleClient, Recorder>,
+        mpsc::UnboundedReceiver<Pushed>,
+    ),
+    String,
+> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (sender, pushed) = mpsc::unbounded_channel();
+    let mut config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        );
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
     let client = Recorder(sender)
-        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .serve(transport)
         .await
-        .unwrap_or_else(|e| panic!("MCP session with {url}: {e}"));
-    (client, pushed)
+        .map_err(|e| e.to_string())?;
+    Ok((client, pushed))
 }
 
 /// `tools/call` parameters for `name` with `arguments` (a JSON object).

@@ -60,6 +60,8 @@ pub struct ApiState {
     pub mcp: Option<Arc<crate::mcp::McpRuntime>>,
     /// The process's metrics (`/metrics`, the summary, the HTTP middleware).
     pub metrics: Arc<gateway_telemetry::Metrics>,
+    /// The authentication gate; `None` when authentication is off.
+    pub auth: Option<Arc<super::auth::AuthGate>>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -119,6 +121,8 @@ pub fn build_app(
         .service(system::health)
         .service(system::ready)
         .service(system::metrics)
+        .service(super::auth::resource_metadata)
+        .service(super::auth::resource_metadata_for)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .service(servers::create_server)
@@ -158,5 +162,6 @@ pub fn build_app(
         .service(web::redirect("/docs", "/docs/"))
         .service(Redoc::with_url("/redoc", api))
         .default_service(web::to(fallback))
+        .wrap(from_fn(super::auth::auth_gate))
         .wrap(from_fn(request_context))
 }

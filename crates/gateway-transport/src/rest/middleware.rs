@@ -56,7 +56,7 @@ pub(crate) async fn request_context(
     }
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let span = tracing::info_span!("http_request", request_id = %request_id, method = %method, path = %path);
+    let span = tracing::info_span!("http_request", request_id = %request_id, method = %method, path = %path, principal = tracing::field::Empty);
     let started = Instant::now();
 
     // The HttpRequest must not be cloned before the call: routing needs it unshared.

@@ -20,6 +20,7 @@ use super::problem::{InvalidField, Problem};
         (name = "discovery", description = "Search what the registered servers offer"),
         (name = "health", description = "Upstream health, circuit breakers and admin operations (enable, disable, drain, check)"),
         (name = "metrics", description = "Per-server call statistics"),
+        (name = "auth", description = "OAuth 2.0 protected resource metadata (RFC 9728)"),
         (name = "system", description = "Probes and service information"),
     ),
     components(schemas(Problem, InvalidField))

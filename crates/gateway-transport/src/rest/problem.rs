@@ -41,6 +41,10 @@ pub enum ProblemKind {
     PreconditionFailed,
     /// stdio upstreams are disabled by configuration (403).
     StdioDisabled,
+    /// No valid credentials (401, with `WWW-Authenticate`).
+    Unauthorized,
+    /// Valid credentials without the rights this needs (403).
+    Forbidden,
     /// The operation needs an enabled server (409).
     ServerDisabled,
     /// The database is unreachable (503).
@@ -86,6 +90,8 @@ impl ProblemKind {
                 "stdio upstreams are disabled",
             ),
             Self::ServerDisabled => (S::CONFLICT, "server-disabled", "Server is disabled"),
+            Self::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Self::Forbidden => (S::FORBIDDEN, "forbidden", "Not allowed"),
             Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
