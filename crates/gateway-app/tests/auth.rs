@@ -135,8 +135,8 @@ async fn bad_tokens_get_401_with_the_reason_and_good_ones_reach_the_tools() {
         .expect("upstream");
     let app = gateway(&issuer, |_| {}).await;
     let admin = issuer.token(AUDIENCE, &["admin"]);
-    let body =
-        json!({"name": "tools", "transport": {"type": "streamable-http", "url": upstream.url()}});
+    let body = json!({"name": "tools", "transport": {"type": "streamable-http", "url": upstream.url(),
+        "headers": {"Authorization": "Bearer upstream-credential"}}});
     let created = app
         .client
         .post(app.url("/api/v1/servers"))
@@ -199,6 +199,14 @@ async fn bad_tokens_get_401_with_the_reason_and_good_ones_reach_the_tools() {
         .await
         .expect("call");
     assert_eq!(text_of(&result), "authorized");
+    // The upstream saw the gateway's own credential for it, never the client's token.
+    let seen = upstream.authorizations_seen();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|value| value == "Bearer upstream-credential"),
+        "{seen:?}"
+    );
     assert!(
         connect_with_token(&app.url("/mcp"), None).await.is_err(),
         "the SDK's client gets no session without a token"

@@ -55,6 +55,15 @@ impl HttpUpstream {
         &self.upstream
     }
 
+    /// Every `Authorization` header value that reached this upstream.
+    pub fn authorizations_seen(&self) -> Vec<String> {
+        self.upstream
+            .authorizations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Ends every MCP session, stops the HTTP server and waits for it to finish.
     pub async fn stop(self) {
         self.sessions.cancel();
@@ -102,19 +111,38 @@ pub async fn serve_http_with(
         .allowed_hosts(allowed_hosts(addr))
         .cancellation_token(sessions.clone())
         .build();
-    let server = HttpServer::new(move || App::new().service(mcp.clone().scope_with_path("/mcp")))
-        // No Nagle: a benchmark of the gateway must not measure delayed ACKs.
-        .on_connect(|connection, _| {
-            if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = stream.set_nodelay(true);
-            }
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(2)
-        .listen(listener)
-        .with_context(|| format!("cannot serve on {addr}"))?
-        .run();
+    let seen = upstream.authorizations.clone();
+    let server = HttpServer::new(move || {
+        let seen = seen.clone();
+        App::new()
+            // Records every Authorization header that reaches the upstream, so tests
+            // can show that a client's token never does.
+            .wrap_fn(move |request, service| {
+                if let Some(value) = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    seen.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(value.to_owned());
+                }
+                actix_web::dev::Service::call(service, request)
+            })
+            .service(mcp.clone().scope_with_path("/mcp"))
+    })
+    // No Nagle: a benchmark of the gateway must not measure delayed ACKs.
+    .on_connect(|connection, _| {
+        if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = stream.set_nodelay(true);
+        }
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .listen(listener)
+    .with_context(|| format!("cannot serve on {addr}"))?
+    .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
     tracing::info!(%addr, "test upstream serving Streamable HTTP at /mcp");

@@ -40,6 +40,8 @@ pub struct TestUpstream {
     shared: Arc<Shared>,
     session: Arc<Session>,
     page_size: Option<usize>,
+    /// `Authorization` headers received over HTTP (recorded by `serve_http`).
+    pub(crate) authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 /// State shared by every session of one upstream.
@@ -114,6 +116,7 @@ impl TestUpstream {
             shared: Arc::clone(&self.shared),
             session: Arc::default(),
             page_size: self.page_size,
+            authorizations: Arc::clone(&self.authorizations),
         }
     }
 

@@ -102,6 +102,18 @@ fn header_of<'a>(extensions: &'a rmcp::model::Extensions, name: &str) -> &'a str
         .unwrap_or_default()
 }
 
+/// The caller the auth gate admitted, carried by rmcp-actix-web from the HTTP request
+/// (inside the bridged request's extensions).
+fn caller_of(extensions: &rmcp::model::Extensions) -> Option<&crate::rest::auth::Caller> {
+    extensions.get::<crate::rest::auth::Caller>().or_else(|| {
+        extensions
+            .get::<http::request::Parts>()?
+            .extensions
+            .get::<rmcp::model::Extensions>()?
+            .get::<crate::rest::auth::Caller>()
+    })
+}
+
 /// The client's `Mcp-Session-Id` (subscriptions are per session).
 fn session_of(extensions: &rmcp::model::Extensions) -> String {
     header_of(extensions, "mcp-session-id").to_owned()
@@ -278,10 +290,16 @@ impl GatewayServer {
             ClientRequest::GetPromptRequest(get) => get.params.name.clone(),
             _ => String::new(),
         };
+        let principal = match caller_of(&ctx.extensions) {
+            Some(crate::rest::auth::Caller::Token(principal)) => principal.subject.as_str(),
+            Some(crate::rest::auth::Caller::ApiKey) => "admin-api-key",
+            None => "",
+        };
         let span = tracing::info_span!(
             "mcp_request",
             request_id = %header_of(&ctx.extensions, "x-request-id"),
             session_id = %header_of(&ctx.extensions, "mcp-session-id"),
+            principal = %principal,
             method = %method,
             server = %server.spec.name,
             tool = %target,
@@ -995,5 +1013,29 @@ fn rename_content_uri(content: &mut rmcp::model::ResourceContents, original: &st
     };
     if uri == original {
         *uri = exposed.to_owned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rest::auth::Caller;
+
+    #[test]
+    fn the_caller_is_found_where_rmcp_actix_web_puts_it() {
+        // rmcp-actix-web inserts the hook's extensions into the bridged request, and
+        // rmcp hands the request's parts to the handler.
+        let mut from_hook = rmcp::model::Extensions::new();
+        from_hook.insert(Caller::ApiKey);
+        let mut request = http::Request::builder()
+            .uri("/mcp")
+            .body(())
+            .expect("request");
+        request.extensions_mut().insert(from_hook);
+        let (parts, ()) = request.into_parts();
+        let mut handler = rmcp::model::Extensions::new();
+        handler.insert(parts);
+        assert!(matches!(caller_of(&handler), Some(Caller::ApiKey)));
+        assert!(caller_of(&rmcp::model::Extensions::new()).is_none());
     }
 }

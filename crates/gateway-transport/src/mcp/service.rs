@@ -51,6 +51,15 @@ fn build(
         .maybe_allowed_hosts(settings.allowed_hosts.clone())
         .allowed_origins(settings.allowed_origins.clone())
         .max_request_body_bytes(settings.max_body_bytes)
+        // The caller the auth gate admitted travels with the message (the token itself
+        // does not: rmcp-actix-web strips `Authorization`, and nothing forwards it).
+        .on_request_fn(|request, extensions| {
+            if let Some(caller) =
+                actix_web::HttpMessage::extensions(request).get::<crate::rest::auth::Caller>()
+            {
+                extensions.insert(caller.clone());
+            }
+        })
         .build()
 }
 
