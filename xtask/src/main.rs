@@ -155,5 +155,19 @@ fn bench(quick: bool, smoke: bool) -> anyhow::Result<()> {
     if smoke {
         bench.args(["--smoke", "--out", "target/bench/smoke.json"]);
     }
-    run(&mut bench)
+    run(&mut bench)?;
+    if smoke {
+        return Ok(());
+    }
+    // Token verification with a cached key, a micro-benchmark of its own.
+    let mut verify = Command::new(&cargo);
+    verify.current_dir(&root).args([
+        "bench",
+        "--quiet",
+        "-p",
+        "gateway-auth",
+        "--bench",
+        "verify",
+    ]);
+    run(&mut verify)
 }

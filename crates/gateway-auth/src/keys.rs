@@ -28,8 +28,10 @@ pub struct CachedKey {
 
 #[derive(Default)]
 struct Cached {
-    keys: HashMap<String, CachedKey>,
+    keys: HashMap<String, Arc<CachedKey>>,
     fetched_at: Option<Instant>,
+    /// Bumped by every fetch, so verdicts reached with an older key set expire.
+    generation: u64,
 }
 
 /// The cached keys of one issuer.
@@ -73,7 +75,7 @@ impl KeyStore {
 
     /// The key with id `kid` (or the only key, when the token names none and the set
     /// has exactly one), fetching the set if it is not known yet.
-    pub async fn key(&self, kid: Option<&str>) -> Result<CachedKey, AuthError> {
+    pub async fn key(&self, kid: Option<&str>) -> Result<Arc<CachedKey>, AuthError> {
         if let Some(found) = self.lookup(kid) {
             return Ok(found);
         }
@@ -99,7 +101,7 @@ impl KeyStore {
         }))
     }
 
-    fn lookup(&self, kid: Option<&str>) -> Option<CachedKey> {
+    fn lookup(&self, kid: Option<&str>) -> Option<Arc<CachedKey>> {
         let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner);
         match kid {
             Some(kid) => cached.keys.get(kid).cloned(),
@@ -115,6 +117,11 @@ impl KeyStore {
     }
 
     async fn fetch(&self) -> Result<usize, AuthError> {
+        if let KeySource::Inline(document) = &self.source {
+            let set: JwkSet = serde_json::from_str(document)
+                .map_err(|e| unavailable("the inline key set is not valid JWKS", e))?;
+            return Ok(self.store(set, "inline"));
+        }
         let uri = self
             .jwks_uri
             .get_or_try_init(|| self.discover())
@@ -136,6 +143,11 @@ impl KeyStore {
             .json()
             .await
             .map_err(|e| unavailable("the issuer's key set is not valid JWKS", e))?;
+        Ok(self.store(set, &uri))
+    }
+
+    /// Replaces the cached keys with the usable ones of `set`.
+    fn store(&self, set: JwkSet, from: &str) -> usize {
         let mut keys = HashMap::new();
         for (index, jwk) in set.keys.into_iter().enumerate() {
             // Keys for encryption, or of a kind we cannot use, are skipped.
@@ -152,21 +164,24 @@ impl KeyStore {
                     .key_id
                     .clone()
                     .unwrap_or_else(|| format!("#{index}"));
-                keys.insert(id, CachedKey { key, jwk });
+                keys.insert(id, Arc::new(CachedKey { key, jwk }));
             }
         }
         let count = keys.len();
-        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = Cached {
+        let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        let generation = cached.generation + 1;
+        *cached = Cached {
             keys,
             fetched_at: Some(Instant::now()),
+            generation,
         };
-        tracing::info!(keys = count, jwks = %uri, "issuer keys fetched");
-        Ok(count)
+        tracing::info!(keys = count, jwks = %from, "issuer keys fetched");
+        count
     }
 
     async fn discover(&self) -> Result<String, AuthError> {
         let issuer = match &self.source {
-            KeySource::JwksUri(uri) => return Ok(uri.clone()),
+            KeySource::JwksUri(uri) | KeySource::Inline(uri) => return Ok(uri.clone()),
             KeySource::Discovery(issuer) => issuer,
         };
         let issuer_url = IssuerUrl::new(issuer.clone())
@@ -198,6 +213,14 @@ impl KeyStore {
             .await
             .map_err(|e| unavailable("OIDC discovery failed", e))?;
         Ok(metadata.jwks_uri().url().to_string())
+    }
+
+    /// Which key set is current (changes with every fetch).
+    pub fn generation(&self) -> u64 {
+        self.cached
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
     }
 
     /// The ids of the cached keys (for logs and tests).

@@ -10,6 +10,7 @@
 //! Only asymmetric algorithms are ever accepted.
 
 pub mod keys;
+pub mod ring_provider;
 pub mod settings;
 pub mod verifier;
 

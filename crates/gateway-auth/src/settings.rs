@@ -14,6 +14,8 @@ pub enum KeySource {
     Discovery(String),
     /// A JWKS URL given directly.
     JwksUri(String),
+    /// A JWKS document given inline (air-gapped set-ups, benchmarks); never refreshed.
+    Inline(String),
 }
 
 /// Which claims hold the principal's parts; the first present one of a list wins.

@@ -1,7 +1,9 @@
 //! [`JwtVerifier`]: the domain's [`TokenVerifier`] over JWT access tokens.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+
+use sha2::{Digest, Sha256};
 
 use async_trait::async_trait;
 use gateway_domain::{AuthError, Principal, TokenVerifier};
@@ -15,23 +17,56 @@ use crate::settings::AuthSettings;
 /// Longest token accepted, in bytes (a header can hold more; a token never needs to).
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
+/// Verdicts remembered at most. Agents reuse a token for many requests; each is
+/// verified once and then recognised by its SHA-256 until it expires.
+const MAX_VERDICTS: usize = 10_000;
+
+/// A token verified before: its principal, its `exp`, and the key set it was checked
+/// against (a refreshed set forgets it, so a withdrawn key stops working at once).
+struct Verdict {
+    principal: Principal,
+    expires_at: i64,
+    key_generation: u64,
+}
+
 /// Verifies JWT access tokens of one issuer (or one Entra tenant set).
 pub struct JwtVerifier {
+    verdicts: std::sync::Mutex<std::collections::HashMap<[u8; 32], Verdict>>,
     settings: AuthSettings,
-    algorithms: Vec<Algorithm>,
+    /// One prepared validation per accepted algorithm (built once, not per token).
+    validations: Vec<(Algorithm, Validation)>,
     keys: Arc<KeyStore>,
 }
 
 impl JwtVerifier {
     /// A verifier with its own key store.
     pub fn new(settings: AuthSettings) -> Result<Self, String> {
+        crate::ring_provider::install();
         let keys = KeyStore::new(
             settings.keys.clone(),
             settings.refresh_interval,
             settings.fetch_timeout,
         )?;
+        let validations = settings
+            .accepted_algorithms()
+            .into_iter()
+            .map(|algorithm| {
+                let mut validation = Validation::new(algorithm);
+                validation.algorithms = vec![algorithm];
+                validation.set_issuer(&settings.issuers);
+                validation.set_audience(&settings.audiences);
+                validation.leeway = settings.leeway.as_secs();
+                validation.validate_nbf = true;
+                validation.required_spec_claims = ["exp", "iss", "aud"]
+                    .iter()
+                    .map(|c| (*c).to_owned())
+                    .collect::<HashSet<_>>();
+                (algorithm, validation)
+            })
+            .collect();
         Ok(Self {
-            algorithms: settings.accepted_algorithms(),
+            verdicts: std::sync::Mutex::new(std::collections::HashMap::new()),
+            validations,
             settings,
             keys: Arc::new(keys),
         })
@@ -138,12 +173,12 @@ impl TokenVerifier for JwtVerifier {
             }
             _ => AuthError::Malformed("not a JWS compact token".into()),
         })?;
-        if !self.algorithms.contains(&header.alg) {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err(AuthError::Invalid(format!(
                 "the algorithm {:?} is not accepted",
                 header.alg
             )));
-        }
+        };
         let typ_ok = header.typ.as_deref().is_none_or(|typ| {
             let typ = typ.to_ascii_lowercase();
             matches!(typ.as_str(), "jwt" | "at+jwt" | "application/at+jwt")
@@ -153,18 +188,52 @@ impl TokenVerifier for JwtVerifier {
                 "the token type is not an access token".into(),
             ));
         }
+        let fingerprint: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        if let Some(principal) = self.remembered(&fingerprint, now) {
+            return Ok(principal);
+        }
         let key = self.keys.key(header.kid.as_deref()).await?;
-        let mut validation = Validation::new(header.alg);
-        validation.algorithms = vec![header.alg];
-        validation.set_issuer(&self.settings.issuers);
-        validation.set_audience(&self.settings.audiences);
-        validation.leeway = self.settings.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.required_spec_claims = ["exp", "iss", "aud"]
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect::<HashSet<_>>();
-        let data = decode::<Value>(token, &key.key, &validation).map_err(|e| from_jwt_error(&e))?;
-        self.principal(&data.claims)
+        let generation = self.keys.generation();
+        let data = decode::<Value>(token, &key.key, validation).map_err(|e| from_jwt_error(&e))?;
+        let principal = self.principal(&data.claims)?;
+        if let Some(expires_at) = data.claims.get("exp").and_then(Value::as_i64) {
+            self.remember(fingerprint, &principal, expires_at, generation, now);
+        }
+        Ok(principal)
+    }
+}
+
+impl JwtVerifier {
+    fn remembered(&self, fingerprint: &[u8; 32], now: i64) -> Option<Principal> {
+        let verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        let verdict = verdicts.get(fingerprint)?;
+        (verdict.expires_at > now && verdict.key_generation == self.keys.generation())
+            .then(|| verdict.principal.clone())
+    }
+
+    fn remember(
+        &self,
+        fingerprint: [u8; 32],
+        principal: &Principal,
+        expires_at: i64,
+        key_generation: u64,
+        now: i64,
+    ) {
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(PoisonError::into_inner);
+        if verdicts.len() >= MAX_VERDICTS {
+            verdicts.retain(|_, v| v.expires_at > now);
+            if verdicts.len() >= MAX_VERDICTS {
+                verdicts.clear();
+            }
+        }
+        verdicts.insert(
+            fingerprint,
+            Verdict {
+                principal: principal.clone(),
+                expires_at,
+                key_generation,
+            },
+        );
     }
 }
