@@ -3,7 +3,8 @@
 //! `@modelcontextprotocol/server-everything` as an upstream over stdio and Streamable
 //! HTTP, the official Python SDK (both its 2026 `auto` mode and the legacy
 //! handshake) and the MCP Inspector CLI as clients, and the conformance suite run
-//! straight against the test upstream and through the gateway. The tests skip, saying
+//! straight against the test upstream and through the gateway, and a real OAuth 2 /
+//! OIDC provider (oauth2-mock-server) whose tokens open `/mcp`. The tests skip, saying
 //! so, unless `TEST_PEERS_DIR` points at the installed peers.
 
 use std::net::{SocketAddr, TcpListener};
@@ -356,4 +357,116 @@ async fn sampling_and_elicitation_requests_reach_the_calling_client() {
             .is_some_and(|t| t.contains("decline")),
         "{seen}"
     );
+}
+
+/// A real OAuth 2 / OIDC provider process (oauth2-mock-server, pinned in `peers/`): the
+/// gateway discovers it, verifies the tokens it issues, and points clients to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_a_real_oidc_provider_open_mcp_and_the_admin_api() {
+    let Some(peers) = peers() else { return };
+    const AUDIENCE: &str = "https://gateway.interop/mcp";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/oidc_provider.mjs");
+    let module = package(&peers, "oauth2-mock-server/dist/index.mjs");
+    let mut child = Command::new(node(&peers))
+        .arg(&script)
+        .env("OAUTH2_MOCK_SERVER", format!("file://{}", module.display()))
+        .env("AUDIENCE", AUDIENCE)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the OIDC provider");
+    let stdout = child.stdout.take().expect("stdout");
+    let provider = Spawned(child);
+    let issuer = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("issuer line");
+        line.trim().to_owned()
+    })
+    .await
+    .expect("issuer");
+    assert!(issuer.starts_with("http://"), "{issuer}");
+
+    let issuer_for_app = issuer.clone();
+    let app = TestApp::spawn_with(TestBackend::Sqlite, move |s| {
+        s.auth.provider = gateway_app::config::AuthProvider::Oidc;
+        s.auth.issuer = Some(issuer_for_app);
+        s.auth.audiences = vec![AUDIENCE.to_owned()];
+        s.auth.public_url = Some("https://gateway.interop".to_owned());
+    })
+    .await
+    .expect("app");
+    let client = gateway_test_support::http_client();
+    let token = |roles: &'static str| {
+        let (client, issuer) = (client.clone(), issuer.clone());
+        async move {
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", "agent-7"),
+                ("scope", "mcp.call"),
+                ("roles", roles),
+            ];
+            let response: Value = client
+                .post(format!("{issuer}/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(form)
+                        .finish(),
+                )
+                .send()
+                .await
+                .expect("token request")
+                .json()
+                .await
+                .expect("token response");
+            response["access_token"]
+                .as_str()
+                .expect("access token")
+                .to_owned()
+        }
+    };
+
+    // The 401 points to metadata that names this provider.
+    let denied = client
+        .post(app.url("/mcp"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(denied.status(), 401);
+    let metadata: Value = app
+        .get("/.well-known/oauth-protected-resource/mcp")
+        .await
+        .json()
+        .await
+        .expect("metadata");
+    assert_eq!(metadata["authorization_servers"], json!([issuer]));
+
+    // Its token opens an MCP session; a registry write needs its admin role.
+    let reader = token("reader").await;
+    let (mcp, _) = gateway_test_support::mcp::connect_with_token(&app.url("/mcp"), Some(&reader))
+        .await
+        .expect("MCP session with the provider's token");
+    mcp.peer().list_all_tools().await.expect("tools/list");
+    let body = gateway_test_support::http_server_body("from-interop");
+    let forbidden = client
+        .post(app.url("/api/v1/servers"))
+        .bearer_auth(&reader)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(forbidden.status(), 403);
+    let created = client
+        .post(app.url("/api/v1/servers"))
+        .bearer_auth(token("admin").await)
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    drop(provider);
 }
