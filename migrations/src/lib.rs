@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_registry;
 mod m20261126_000002_upstream_runtime;
+mod m20261126_000003_access_rules;
 
 /// Runs and inspects the migrations; `cargo xtask migrate` and `serve` use it.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_registry::Migration),
             Box::new(m20261126_000002_upstream_runtime::Migration),
+            Box::new(m20261126_000003_access_rules::Migration),
         ]
     }
 }

@@ -110,6 +110,7 @@ impl Application {
         let registry = Registry::new(
             store_arc.clone(),
             store_arc.clone(),
+            store_arc.clone(),
             RegistryPolicy {
                 allow_stdio: settings.upstreams.allow_stdio,
             },
@@ -255,6 +256,8 @@ fn mcp_settings(settings: &Settings) -> McpSettings {
             ..UpstreamSettings::default()
         },
         resilience: resilience_settings(settings),
+        admin_roles: (settings.auth.provider != crate::config::AuthProvider::None)
+            .then(|| settings.auth.admin_roles.clone()),
     }
 }
 

@@ -186,7 +186,15 @@ async fn bad_tokens_get_401_with_the_reason_and_good_ones_reach_the_tools() {
         .expect("sent");
     assert_eq!(response.status(), 401);
 
-    // A valid token: a real MCP client lists and calls the upstream's tools.
+    // A valid token whose role a rule allows: a real MCP client lists and calls the
+    // upstream's tools.
+    admin_post(
+        &app,
+        &issuer,
+        "/api/v1/policies",
+        &json!({"role": "reader", "actions": ["list", "call"], "patterns": ["tools__*"]}),
+    )
+    .await;
     let user = issuer.token(AUDIENCE, &["reader"]);
     let (client, _) = connect_with_token(&app.url("/mcp"), Some(&user))
         .await
@@ -314,4 +322,214 @@ async fn without_auth_the_metadata_does_not_exist() {
         404
     );
     assert_eq!(post_mcp(&app, None).await.status(), 200);
+}
+
+async fn admin_post(app: &TestApp, issuer: &TestIssuer, path: &str, body: &Value) -> Value {
+    let response = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(issuer.token(AUDIENCE, &["admin"]))
+        .json(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+async fn names_for(app: &TestApp, token: &str) -> Vec<String> {
+    let (client, _) = connect_with_token(&app.url("/mcp"), Some(token))
+        .await
+        .expect("session");
+    let mut names: Vec<String> = client
+        .peer()
+        .list_all_tools()
+        .await
+        .expect("tools")
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_see_and_call_only_what_their_rules_allow() {
+    let issuer = TestIssuer::start().await;
+    let (docs, ops) = (
+        serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("docs"),
+        serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("ops"),
+    );
+    let app = gateway(&issuer, |_| {}).await;
+    for (name, url, tenant) in [
+        ("docs", docs.url(), None),
+        ("ops", ops.url(), Some("tenant-2")),
+    ] {
+        let mut body = json!({"name": name, "transport": {"type": "streamable-http", "url": url}});
+        if let Some(tenant) = tenant {
+            body["tenant"] = json!(tenant);
+        }
+        admin_post(&app, &issuer, "/api/v1/servers", &body).await;
+        admin_post(
+            &app,
+            &issuer,
+            &format!("/api/v1/servers/{name}/refresh"),
+            &json!({}),
+        )
+        .await;
+    }
+    // Default deny: a valid token without any rule sees nothing.
+    let nobody = issuer.token(AUDIENCE, &["reader"]);
+    assert!(names_for(&app, &nobody).await.is_empty());
+
+    let rule = admin_post(
+        &app,
+        &issuer,
+        "/api/v1/policies",
+        &json!({"role": "reader", "actions": ["list", "call"], "patterns": ["docs__e*", "ops__*"],
+                "description": "docs tools starting with e"}),
+    )
+    .await;
+    admin_post(
+        &app,
+        &issuer,
+        "/api/v1/policies",
+        &json!({"role": "auditor", "actions": ["list"], "patterns": ["*__add"]}),
+    )
+    .await;
+    let reader = issuer.token(AUDIENCE, &["reader"]);
+    let visible = names_for(&app, &reader).await;
+    assert!(!visible.is_empty(), "rules apply without a restart");
+    assert!(
+        visible.iter().all(|n| n.starts_with("docs__e")),
+        "{visible:?}"
+    );
+    assert!(
+        !visible.iter().any(|n| n.starts_with("ops__")),
+        "another tenant's server stays invisible: {visible:?}"
+    );
+    let auditor = names_for(&app, &issuer.token(AUDIENCE, &["auditor"])).await;
+    assert_eq!(
+        auditor,
+        ["docs__add"],
+        "the tenant-2 server's add is not shared"
+    );
+    let admin = names_for(&app, &issuer.token(AUDIENCE, &["admin"])).await;
+    assert!(admin.contains(&"ops__add".to_owned()) && admin.contains(&"docs__add".to_owned()));
+
+    // A refused call reads exactly like a call to a tool that does not exist.
+    let (client, _) = connect_with_token(&app.url("/mcp"), Some(&reader))
+        .await
+        .expect("session");
+    let echo = client
+        .peer()
+        .call_tool(call("docs__echo", json!({"text": "allowed"})))
+        .await
+        .expect("allowed");
+    assert_eq!(text_of(&echo), "allowed");
+    let refused = match client
+        .peer()
+        .call_tool(call("docs__add", json!({"a": 1, "b": 2})))
+        .await
+    {
+        Err(rmcp::ServiceError::McpError(error)) => error,
+        other => panic!("refused: {other:?}"),
+    };
+    let missing = match client
+        .peer()
+        .call_tool(call("docs__nothing", json!({})))
+        .await
+    {
+        Err(rmcp::ServiceError::McpError(error)) => error,
+        other => panic!("missing: {other:?}"),
+    };
+    assert_eq!(refused.code, missing.code);
+    assert_eq!(
+        refused.message.replace("docs__add", "X"),
+        missing.message.replace("docs__nothing", "X")
+    );
+
+    // Roles list the rules; removing a rule takes the access away.
+    let roles: Value = app.get("/api/v1/roles").await.json().await.expect("roles");
+    let reader_role = roles
+        .as_array()
+        .expect("roles")
+        .iter()
+        .find(|r| r["role"] == "reader")
+        .expect("reader role");
+    assert_eq!(
+        reader_role["policies"][0]["patterns"],
+        json!(["docs__e*", "ops__*"])
+    );
+    assert!(
+        roles
+            .as_array()
+            .expect("roles")
+            .iter()
+            .any(|r| r["role"] == "admin" && r["admin"] == true)
+    );
+    let removed = app
+        .client
+        .delete(app.url(&format!(
+            "/api/v1/policies/{}",
+            rule["id"].as_str().expect("id")
+        )))
+        .bearer_auth(issuer.token(AUDIENCE, &["admin"]))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(removed.status(), 204);
+    assert!(names_for(&app, &reader).await.is_empty());
+    docs.stop().await;
+    ops.stop().await;
+    issuer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_are_validated_and_only_admins_change_them() {
+    let issuer = TestIssuer::start().await;
+    let app = gateway(&issuer, |_| {}).await;
+    let bad = app
+        .client
+        .post(app.url("/api/v1/policies"))
+        .bearer_auth(issuer.token(AUDIENCE, &["admin"]))
+        .json(&json!({"role": "has space", "actions": ["fly"], "patterns": []}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(bad.status(), 422);
+    let problem: Value = bad.json().await.expect("problem");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    for field in ["role", "actions.0", "patterns"] {
+        assert!(fields.contains(&field), "{field} in {problem}");
+    }
+    let by_reader = app
+        .client
+        .post(app.url("/api/v1/policies"))
+        .bearer_auth(issuer.token(AUDIENCE, &["reader"]))
+        .json(&json!({"role": "reader", "actions": ["list"], "patterns": ["*"]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(by_reader.status(), 403);
+    let unknown = app
+        .client
+        .delete(app.url("/api/v1/policies/00000000-0000-0000-0000-000000000000"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(unknown.status(), 404);
+    issuer.stop().await;
 }

@@ -504,6 +504,8 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
                 format!("http://127.0.0.1:{port}"),
             )
             .env("MCP_GATEWAY_TRACING__SERVICE_NAME", "gateway-under-test")
+            // An MCP client's open stream must not hold the shutdown for long.
+            .env("MCP_GATEWAY_HTTP__SHUTDOWN_TIMEOUT_SECS", "2")
             .args(["--log-format", "json", "serve", "--port", "0"]),
     );
     let client = gateway_test_support::http_client();
@@ -541,7 +543,7 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
         ))
         .await
         .expect("call");
-    drop(mcp);
+    let _ = mcp.cancel().await;
     // Shutdown flushes what the batch exporter still holds.
     sigterm(&running.child);
     assert_eq!(collect_until_exit(running).0, 0);

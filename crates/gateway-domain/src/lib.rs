@@ -5,6 +5,7 @@
 //! (no actix, sea-orm, redis, reqwest, tokio runtime, rmcp transport). `cargo xtask
 //! check-layers` enforces it.
 
+pub mod access;
 pub mod auth;
 pub mod catalog;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod ports;
 pub mod secret;
 pub mod server;
 
+pub use access::{AccessRule, AccessRules, Action};
 pub use auth::{AuthError, Principal, TokenVerifier};
 pub use catalog::{Catalog, Descriptor, ToolHit};
 pub use error::{FieldError, RepositoryError, ValidationErrors};
@@ -22,8 +24,8 @@ pub use health::{HealthState, HealthStatus};
 pub use name::{ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{
-    CatalogRepository, PoolStats, ReadinessProbe, RegistryEvent, RegistryListener, ServerFilter,
-    ServerRepository,
+    AccessRuleRepository, CatalogRepository, PoolStats, ReadinessProbe, RegistryEvent,
+    RegistryListener, ServerFilter, ServerRepository,
 };
 pub use secret::Secret;
 pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};

@@ -115,6 +115,8 @@ pub enum RegistryEvent {
     Removed(ServerId),
     /// A server's stored catalog changed.
     CatalogChanged(ServerId),
+    /// The access rules changed.
+    AccessRulesChanged,
 }
 
 /// Told about every successful registry change. Called synchronously after the
@@ -122,4 +124,15 @@ pub enum RegistryEvent {
 pub trait RegistryListener: Send + Sync {
     /// One change happened.
     fn registry_changed(&self, event: RegistryEvent);
+}
+
+/// Stores the role grants of [`crate::AccessRule`]s.
+#[async_trait]
+pub trait AccessRuleRepository: Send + Sync {
+    /// Every rule, oldest first.
+    async fn list_rules(&self) -> Result<Vec<crate::AccessRule>, RepositoryError>;
+    /// Stores a new rule.
+    async fn insert_rule(&self, rule: &crate::AccessRule) -> Result<(), RepositoryError>;
+    /// Removes a rule; `NotFound` if there is none with that id.
+    async fn delete_rule(&self, id: uuid::Uuid) -> Result<(), RepositoryError>;
 }

@@ -5,6 +5,7 @@
 //! driver errors become [`gateway_domain::RepositoryError`] here. Upstream
 //! credentials are written sealed ([`sealing`]) and opened only when read back.
 
+mod access;
 mod catalogs;
 mod connect;
 mod entity;

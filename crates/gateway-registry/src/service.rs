@@ -33,6 +33,7 @@ pub const MAX_QUERY_LEN: usize = 200;
 pub struct Registry {
     servers: Arc<dyn ServerRepository>,
     catalogs: Arc<dyn CatalogRepository>,
+    rules: Arc<dyn gateway_domain::AccessRuleRepository>,
     policy: RegistryPolicy,
     listeners: Vec<Arc<dyn RegistryListener>>,
 }
@@ -42,11 +43,13 @@ impl Registry {
     pub fn new(
         servers: Arc<dyn ServerRepository>,
         catalogs: Arc<dyn CatalogRepository>,
+        rules: Arc<dyn gateway_domain::AccessRuleRepository>,
         policy: RegistryPolicy,
     ) -> Self {
         Self {
             servers,
             catalogs,
+            rules,
             policy,
             listeners: Vec::new(),
         }
@@ -62,6 +65,41 @@ impl Registry {
         for listener in &self.listeners {
             listener.registry_changed(event.clone());
         }
+    }
+
+    /// Every access rule (RBAC grant), oldest first.
+    pub async fn access_rules(&self) -> Result<Vec<gateway_domain::AccessRule>, RegistryError> {
+        self.rules
+            .list_rules()
+            .await
+            .map_err(|e| RegistryError::from_repository(e, "access rules"))
+    }
+
+    /// Adds an access rule, checking every field.
+    pub async fn add_access_rule(
+        &self,
+        role: &str,
+        actions: &[String],
+        patterns: Vec<String>,
+        description: Option<String>,
+    ) -> Result<gateway_domain::AccessRule, RegistryError> {
+        let rule = gateway_domain::AccessRule::new(role, actions, patterns, description)?;
+        self.rules
+            .insert_rule(&rule)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, "access rule"))?;
+        self.announce(RegistryEvent::AccessRulesChanged);
+        Ok(rule)
+    }
+
+    /// Removes an access rule (`NotFound` names the id).
+    pub async fn remove_access_rule(&self, id: uuid::Uuid) -> Result<(), RegistryError> {
+        self.rules
+            .delete_rule(id)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &id.to_string()))?;
+        self.announce(RegistryEvent::AccessRulesChanged);
+        Ok(())
     }
 
     /// Every server (enabled or not), in name order, reading the store page by page.
@@ -423,7 +461,7 @@ mod tests {
         .expect("in-memory store");
         store.migrate().await.expect("migrations");
         let store = Arc::new(store);
-        Registry::new(store.clone(), store, policy)
+        Registry::new(store.clone(), store.clone(), store, policy)
     }
 
     fn http(name: &str, headers: &[(&str, &str)]) -> RegisterServer {

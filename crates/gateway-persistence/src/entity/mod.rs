@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table. They mirror `migrations/`; nothing outside this
 //! crate sees them.
 
+pub mod access_rule;
 pub mod catalog_tool;
 pub mod server_catalog;
 pub mod server_tag;

@@ -65,6 +65,9 @@ pub struct McpSettings {
     pub upstream: UpstreamSettings,
     /// Health checks, circuit breakers, bulkheads and load balancing.
     pub resilience: ResilienceSettings,
+    /// With authentication on: the roles that see everything, and access rules are
+    /// enforced for everyone else. `None`: no authentication, everything is visible.
+    pub admin_roles: Option<Vec<String>>,
 }
 
 impl Default for McpSettings {
@@ -76,6 +79,7 @@ impl Default for McpSettings {
             discovery_interval: Duration::from_secs(300),
             upstream: UpstreamSettings::default(),
             resilience: ResilienceSettings::default(),
+            admin_roles: None,
         }
     }
 }
@@ -153,6 +157,8 @@ pub enum Work {
     Rebuild,
     /// Re-fetch every enabled server.
     RefreshAll,
+    /// Reload the access rules (and re-list for every client).
+    ReloadAccess,
 }
 
 /// Feeds registry changes into the runtime's queue (the registry calls it
@@ -179,6 +185,7 @@ impl RegistryListener for WorkQueue {
             RegistryEvent::Upserted(id) => Work::Refresh(id),
             RegistryEvent::Removed(id) => Work::Forget(id),
             RegistryEvent::CatalogChanged(_) => Work::Rebuild,
+            RegistryEvent::AccessRulesChanged => Work::ReloadAccess,
         });
     }
 }
@@ -203,6 +210,8 @@ pub struct McpRuntime {
     pub monitor: Monitor,
     /// The process's metrics.
     pub metrics: Arc<gateway_telemetry::Metrics>,
+    /// The access rules in force (RBAC), swapped whole when they change.
+    access: RwLock<Arc<gateway_domain::AccessRules>>,
     /// A handle to itself for the health-check tasks (which must not keep it alive).
     this: std::sync::Weak<McpRuntime>,
     /// The runtime the checks run on (a rebuild may run on an HTTP worker's).
@@ -243,6 +252,7 @@ impl McpRuntime {
             pool,
             monitor,
             metrics,
+            access: RwLock::new(Arc::new(gateway_domain::AccessRules::default())),
             this: this.clone(),
             spawner,
             rebuilding: tokio::sync::Mutex::new(()),
@@ -268,6 +278,31 @@ impl McpRuntime {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The access rules in force (cheap: one `Arc` clone).
+    pub fn access(&self) -> Arc<gateway_domain::AccessRules> {
+        self.access
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Loads the access rules from the registry (kept as they are if it cannot).
+    async fn reload_access(&self) {
+        let Some(admin_roles) = self.settings.admin_roles.clone() else {
+            return;
+        };
+        match self.registry.access_rules().await {
+            Ok(rules) => {
+                tracing::info!(rules = rules.len(), "access rules loaded");
+                *self.access.write().unwrap_or_else(PoisonError::into_inner) =
+                    Arc::new(gateway_domain::AccessRules::new(rules, admin_roles));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot load access rules; keeping the current ones")
+            }
+        }
     }
 
     /// Enqueues work (the REST refresh endpoint uses it).
@@ -302,6 +337,7 @@ impl McpRuntime {
             mut upstream_events,
             mut health_changes,
         } = inbox;
+        self.reload_access().await;
         self.rebuild().await;
         self.refresh_all().await;
         let mut tick = tokio::time::interval(self.settings.discovery_interval);
@@ -353,6 +389,17 @@ impl McpRuntime {
                 }
                 Work::Rebuild => rebuild = true,
                 Work::RefreshAll => self.refresh_all().await,
+                Work::ReloadAccess => {
+                    self.reload_access().await;
+                    // Every client's view may have changed.
+                    let everyone: HashSet<ServerName> = self
+                        .current()
+                        .servers
+                        .values()
+                        .map(|s| s.spec.name.clone())
+                        .collect();
+                    self.notify(&everyone.iter().collect()).await;
+                }
             }
         }
         if rebuild {

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use serde_json::Value;
 
-use gateway_domain::{Cursor, ServerName, UpstreamServer};
+use gateway_domain::{AccessRules, Action, Cursor, ServerName, UpstreamServer};
 use gateway_router::snapshot::{Exposed, ListKind, Route};
 use rmcp::model::{
     CacheScope, CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest,
@@ -100,6 +100,42 @@ fn header_of<'a>(extensions: &'a rmcp::model::Extensions, name: &str) -> &'a str
         .and_then(|parts| parts.headers.get(name))
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
+}
+
+/// What one caller may see and use.
+struct Viewer {
+    unrestricted: bool,
+    roles: Vec<String>,
+    tenant: Option<String>,
+    rules: Arc<AccessRules>,
+}
+
+impl Viewer {
+    fn unrestricted() -> Self {
+        Self {
+            unrestricted: true,
+            roles: Vec::new(),
+            tenant: None,
+            rules: Arc::new(AccessRules::default()),
+        }
+    }
+
+    /// Whether the caller may do `action` on item `name` of `server`: the server must
+    /// be shared or of the caller's tenant, and a rule must allow it.
+    fn may(&self, action: Action, server: &UpstreamServer, name: &str) -> bool {
+        if self.unrestricted {
+            return true;
+        }
+        let tenant_ok = server
+            .spec
+            .tenant
+            .as_ref()
+            .is_none_or(|owner| self.tenant.as_deref() == Some(owner.as_str()));
+        tenant_ok
+            && self
+                .rules
+                .allows(&self.roles, action, server.spec.name.as_str(), name)
+    }
 }
 
 /// The caller the auth gate admitted, carried by rmcp-actix-web from the HTTP request
@@ -225,17 +261,29 @@ fn service_error(server: &ServerName, error: rmcp::ServiceError) -> ErrorData {
 
 impl GatewayServer {
     /// The routed item and its enabled server, or the documented error.
+    /// The routed item and its enabled server, or the documented error. An item the
+    /// caller may not use gets exactly the error of an item that does not exist.
     fn resolve(
         &self,
         kind: ListKind,
         scope: &Scope,
         key: &str,
+        viewer: &Viewer,
     ) -> Result<(Route, UpstreamServer), ErrorData> {
         let current = self.runtime.current();
         let what = match kind {
             ListKind::Tools => "tool",
             ListKind::Prompts => "prompt",
             ListKind::Resources | ListKind::ResourceTemplates => "resource",
+        };
+        let unknown = || {
+            let message = format!("unknown {what} `{key}`");
+            match kind {
+                ListKind::Resources | ListKind::ResourceTemplates => {
+                    ErrorData::resource_not_found(message, Some(serde_json::json!({"uri": key})))
+                }
+                _ => ErrorData::invalid_params(message, None),
+            }
         };
         let route = match kind {
             ListKind::Resources | ListKind::ResourceTemplates => {
@@ -250,20 +298,51 @@ impl GatewayServer {
             if let Some(server) = scope.as_ref().filter(|s| !current.snapshot.has_server(s)) {
                 return Err(self.missing_server(server));
             }
-            let message = format!("unknown {what} `{key}`");
-            return Err(match kind {
-                ListKind::Resources | ListKind::ResourceTemplates => {
-                    ErrorData::resource_not_found(message, Some(serde_json::json!({"uri": key})))
-                }
-                _ => ErrorData::invalid_params(message, None),
-            });
+            return Err(unknown());
         };
         let server = current
             .servers
             .get(&route.server_id)
             .cloned()
             .ok_or_else(|| self.missing_server(&route.server))?;
+        let action = match kind {
+            ListKind::Tools => Action::Call,
+            ListKind::Prompts => Action::GetPrompt,
+            ListKind::Resources | ListKind::ResourceTemplates => Action::Read,
+        };
+        if !viewer.may(action, &server, &route.original) {
+            return Err(unknown());
+        }
         Ok((route, server))
+    }
+
+    /// What the calling principal may see and use (everything without authentication,
+    /// for an admin role or for the admin API key; nothing for no principal).
+    fn viewer(&self, extensions: &rmcp::model::Extensions) -> Viewer {
+        let Some(_) = &self.runtime.settings.admin_roles else {
+            return Viewer::unrestricted();
+        };
+        match caller_of(extensions) {
+            Some(crate::rest::auth::Caller::ApiKey) => Viewer::unrestricted(),
+            Some(crate::rest::auth::Caller::Token(principal)) => {
+                let rules = self.runtime.access();
+                if rules.is_admin(&principal.roles) {
+                    return Viewer::unrestricted();
+                }
+                Viewer {
+                    unrestricted: false,
+                    roles: principal.roles.clone(),
+                    tenant: principal.tenant.clone(),
+                    rules,
+                }
+            }
+            None => Viewer {
+                unrestricted: false,
+                roles: Vec::new(),
+                tenant: None,
+                rules: self.runtime.access(),
+            },
+        }
     }
 
     fn missing_server(&self, server: &ServerName) -> ErrorData {
@@ -551,9 +630,10 @@ impl GatewayServer {
             ListKind::Resources => "resources/list",
             ListKind::ResourceTemplates => "resources/templates/list",
         };
+        let viewer = self.viewer(&ctx.extensions);
         let page = scope
             .clone()
-            .and_then(|scope| self.page_of(kind, scope, request, pick));
+            .and_then(|scope| self.page_of(kind, scope, request, &viewer, pick));
         let outcome = if page.is_ok() { "ok" } else { "error" };
         // A name only once it proved to be a registered server: clients choose paths.
         let server = match (&scope, &page) {
@@ -575,6 +655,7 @@ impl GatewayServer {
         kind: ListKind,
         scope: Scope,
         request: Option<&PaginatedRequestParams>,
+        viewer: &Viewer,
         pick: impl Fn(&McpItem) -> Option<R>,
     ) -> Result<(Vec<R>, Option<String>), ErrorData> {
         let current = self.runtime.current();
@@ -588,8 +669,17 @@ impl GatewayServer {
             after.as_deref(),
             self.runtime.settings.page_size,
         );
+        // What the caller may not list is left out; the cursor still follows the full
+        // listing, so pages stay consistent.
+        let visible = items.iter().filter(|e| {
+            viewer.unrestricted
+                || current
+                    .servers
+                    .get(&e.route.server_id)
+                    .is_some_and(|server| viewer.may(Action::List, server, &e.route.original))
+        });
         Ok((
-            items.iter().filter_map(|e| pick(&e.item)).collect(),
+            visible.filter_map(|e| pick(&e.item)).collect(),
             next_cursor(items, more),
         ))
     }
@@ -764,7 +854,12 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(ListKind::Tools, &scope, &request.name)?;
+        let (route, server) = self.resolve(
+            ListKind::Tools,
+            &scope,
+            &request.name,
+            &self.viewer(&ctx.extensions),
+        )?;
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
@@ -802,7 +897,12 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(ListKind::Prompts, &scope, &request.name)?;
+        let (route, server) = self.resolve(
+            ListKind::Prompts,
+            &scope,
+            &request.name,
+            &self.viewer(&ctx.extensions),
+        )?;
         let mut upstream = request;
         upstream.name = route.original;
         upstream.meta = upstream_meta(upstream.meta.take());
@@ -854,7 +954,12 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(ListKind::Resources, &scope, &request.uri)?;
+        let (route, server) = self.resolve(
+            ListKind::Resources,
+            &scope,
+            &request.uri,
+            &self.viewer(&ctx.extensions),
+        )?;
         let exposed_uri = request.uri.clone();
         let mut upstream = request;
         upstream.uri = route.original.clone();
@@ -888,13 +993,22 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         let (route, server) = match &mut upstream.r#ref {
             Reference::Prompt(prompt) => {
-                let (route, server) = self.resolve(ListKind::Prompts, &scope, &prompt.name)?;
+                let (route, server) = self.resolve(
+                    ListKind::Prompts,
+                    &scope,
+                    &prompt.name,
+                    &self.viewer(&ctx.extensions),
+                )?;
                 prompt.name = route.original.clone();
                 (route, server)
             }
             Reference::Resource(resource) => {
-                let (route, server) =
-                    self.resolve(ListKind::ResourceTemplates, &scope, &resource.uri)?;
+                let (route, server) = self.resolve(
+                    ListKind::ResourceTemplates,
+                    &scope,
+                    &resource.uri,
+                    &self.viewer(&ctx.extensions),
+                )?;
                 resource.uri = route.original.clone();
                 (route, server)
             }
@@ -931,7 +1045,12 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(ListKind::Resources, &scope, &request.uri)?;
+        let (route, server) = self.resolve(
+            ListKind::Resources,
+            &scope,
+            &request.uri,
+            &self.viewer(&ctx.extensions),
+        )?;
         let subscriber = Subscriber {
             session: session_of(&ctx.extensions),
             peer: ctx.peer.clone(),
@@ -948,7 +1067,12 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(ListKind::Resources, &scope, &request.uri)?;
+        let (route, server) = self.resolve(
+            ListKind::Resources,
+            &scope,
+            &request.uri,
+            &self.viewer(&ctx.extensions),
+        )?;
         self.runtime
             .unsubscribe(&server, &route.original, &session_of(&ctx.extensions))
             .await;

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::middleware::request_context;
 use super::openapi::{ApiDoc, RouteTable};
 use super::problem::{ApiError, ProblemKind};
-use super::routes::{health, servers, system, tools};
+use super::routes::{access, health, servers, system, tools};
 
 /// Name and version reported by `/` and the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +139,10 @@ pub fn build_app(
                 .service(health::drain_server)
                 .service(health::check_server)
                 .service(health::metrics_summary)
+                .service(access::list_policies)
+                .service(access::create_policy)
+                .service(access::delete_policy)
+                .service(access::list_roles)
                 .service(tools::search_tools),
         )
         .split_for_parts();

@@ -21,6 +21,7 @@ use super::problem::{InvalidField, Problem};
         (name = "health", description = "Upstream health, circuit breakers and admin operations (enable, disable, drain, check)"),
         (name = "metrics", description = "Per-server call statistics"),
         (name = "auth", description = "OAuth 2.0 protected resource metadata (RFC 9728)"),
+        (name = "access", description = "Access rules (RBAC): which role may list, call, read or get which items"),
         (name = "system", description = "Probes and service information"),
     ),
     components(schemas(Problem, InvalidField))

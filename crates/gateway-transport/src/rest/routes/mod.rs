@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource, plus the small helpers they share.
 
+pub mod access;
 pub mod health;
 pub mod servers;
 pub mod system;
