@@ -445,12 +445,65 @@ async fn tokens_of_a_real_oidc_provider_open_mcp_and_the_admin_api() {
         .expect("metadata");
     assert_eq!(metadata["authorization_servers"], json!([issuer]));
 
-    // Its token opens an MCP session; a registry write needs its admin role.
-    let reader = token("reader").await;
-    let (mcp, _) = gateway_test_support::mcp::connect_with_token(&app.url("/mcp"), Some(&reader))
+    // Its token opens an MCP session; the catalog it sees is what its role is granted.
+    let upstream = gateway_test_upstream::serve_http(([127, 0, 0, 1], 0).into())
         .await
-        .expect("MCP session with the provider's token");
-    mcp.peer().list_all_tools().await.expect("tools/list");
+        .expect("upstream");
+    let admin = token("admin").await;
+    let admin_post = |path: &'static str, body: Value| {
+        let (client, admin, url) = (client.clone(), admin.clone(), app.url(path));
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(admin)
+                .json(&body)
+                .send()
+                .await
+                .expect("sent");
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+        }
+    };
+    admin_post(
+        "/api/v1/servers",
+        json!({"name": "up", "transport": {"type": "streamable-http", "url": upstream.url()}}),
+    )
+    .await;
+    admin_post("/api/v1/servers/up/refresh", json!({})).await;
+    admin_post(
+        "/api/v1/policies",
+        json!({"role": "reader", "actions": ["list", "call"], "patterns": ["up__echo"]}),
+    )
+    .await;
+    let names = |token: String| {
+        let url = app.url("/mcp");
+        async move {
+            let (mcp, _) = gateway_test_support::mcp::connect_with_token(&url, Some(&token))
+                .await
+                .expect("MCP session with the provider's token");
+            let mut names: Vec<String> = mcp
+                .peer()
+                .list_all_tools()
+                .await
+                .expect("tools/list")
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let reader = token("reader").await;
+    assert_eq!(names(reader.clone()).await, ["up__echo"]);
+    let everything = names(admin.clone()).await;
+    assert!(everything.len() > 5 && everything.contains(&"up__add".to_owned()));
+    assert!(names(token("guest").await).await.is_empty(), "default deny");
+    upstream.stop().await;
+
+    // A registry write needs the admin role.
     let body = gateway_test_support::http_server_body("from-interop");
     let forbidden = client
         .post(app.url("/api/v1/servers"))
@@ -462,7 +515,7 @@ async fn tokens_of_a_real_oidc_provider_open_mcp_and_the_admin_api() {
     assert_eq!(forbidden.status(), 403);
     let created = client
         .post(app.url("/api/v1/servers"))
-        .bearer_auth(token("admin").await)
+        .bearer_auth(&admin)
         .json(&body)
         .send()
         .await
