@@ -96,7 +96,8 @@ pub struct AuthConfig {
     /// SHA-256 (hex) of admin API keys, sent as `X-Api-Key`; the keys themselves are
     /// never configured.
     pub admin_api_key_sha256: Vec<String>,
-    /// Also require a valid token for reading `/api/v1` (writes always need admin).
+    /// Require a valid token for reading `/api/v1` and `/metrics` too (writes always
+    /// need admin). On by default: the registry names every server, of every tenant.
     pub protect_reads: bool,
     /// The claim holding roles (Entra: `roles`).
     pub roles_claim: String,
@@ -122,7 +123,7 @@ impl Default for AuthConfig {
             public_url: None,
             admin_roles: vec!["admin".into()],
             admin_api_key_sha256: Vec::new(),
-            protect_reads: false,
+            protect_reads: true,
             roles_claim: "roles".into(),
             tenant_claim: "tid".into(),
         }
@@ -756,6 +757,20 @@ impl Settings {
             url::Url::parse(value)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
         };
+        // Keys fetched over plain HTTP could be swapped by anyone on the path, who could
+        // then mint any token: https, except on this machine.
+        let key_url_ok = |value: &str| {
+            url::Url::parse(value).is_ok_and(|u| {
+                u.scheme() == "https"
+                    || (u.scheme() == "http"
+                        && matches!(
+                            u.host(),
+                            Some(url::Host::Domain("localhost"))
+                                | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                                | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+                        ))
+            })
+        };
         match auth.provider {
             AuthProvider::None => {
                 let loopback = self.http.host == "localhost"
@@ -773,10 +788,10 @@ impl Settings {
             }
             AuthProvider::Oidc => {
                 match &auth.issuer {
-                    Some(issuer) if url_ok(issuer) => {}
-                    Some(issuer) => {
-                        problems.push(format!("auth.issuer = {issuer:?}: must be an http(s) URL"))
-                    }
+                    Some(issuer) if key_url_ok(issuer) => {}
+                    Some(issuer) => problems.push(format!(
+                        "auth.issuer = {issuer:?}: must be an https URL (http only for localhost)"
+                    )),
                     None => problems.push("auth.issuer: required with provider = \"oidc\"".into()),
                 }
                 if auth.audiences.is_empty() {
@@ -785,8 +800,10 @@ impl Settings {
                             .into(),
                     );
                 }
-                if let Some(uri) = auth.jwks_uri.as_deref().filter(|u| !url_ok(u)) {
-                    problems.push(format!("auth.jwks_uri = {uri:?}: must be an http(s) URL"));
+                if let Some(uri) = auth.jwks_uri.as_deref().filter(|u| !key_url_ok(u)) {
+                    problems.push(format!(
+                        "auth.jwks_uri = {uri:?}: must be an https URL (http only for localhost)"
+                    ));
                 }
             }
             AuthProvider::Entra => {
@@ -1054,6 +1071,35 @@ mod tests {
             settings.upstreams.load_balancing,
             gateway_router::Balance::LeastInFlight
         );
+    }
+
+    #[test]
+    fn auth_settings_are_checked() {
+        let with = |file: &str| load_with(Some(file), &Overrides::default());
+        let message = with("[auth]\nprovider = \"oidc\"\nissuer = \"http://idp.example\"\n")
+            .expect_err("plain http issuer")
+            .to_string();
+        assert!(
+            message.contains("auth.issuer") && message.contains("https"),
+            "{message}"
+        );
+        assert!(message.contains("auth.audiences"), "{message}");
+        with("[auth]\nprovider = \"oidc\"\nissuer = \"http://localhost:8080\"\naudiences = [\"a\"]\n")
+            .expect("http on localhost");
+        with(
+            "[auth]\nprovider = \"oidc\"\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n",
+        )
+        .expect("https");
+        let message = with("[auth]\nprovider = \"entra\"\ntenant_id = \"organizations\"\nadmin_api_key_sha256 = [\"xyz\"]\n")
+            .expect_err("entra")
+            .to_string();
+        for key in [
+            "auth.client_id",
+            "auth.allowed_tenants",
+            "auth.admin_api_key_sha256",
+        ] {
+            assert!(message.contains(key), "{key} in {message}");
+        }
     }
 
     #[test]

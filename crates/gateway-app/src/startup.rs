@@ -261,6 +261,9 @@ fn mcp_settings(settings: &Settings) -> McpSettings {
     }
 }
 
+/// How often the issuer's keys are fetched again regardless of traffic.
+const KEY_REFRESH: Duration = Duration::from_secs(600);
+
 /// The authentication gate from `[auth]`, or `None` when it is off. The issuer's keys
 /// are fetched in the background, so an issuer that is down does not stop the start
 /// (tokens are refused as unverifiable until it answers).
@@ -307,10 +310,20 @@ fn auth_gate(
     verifier_settings.claims.tenant = auth.tenant_claim.clone();
     let verifier =
         Arc::new(gateway_auth::JwtVerifier::new(verifier_settings).map_err(StartupError::Mcp)?);
-    let prefetch = verifier.clone();
+    // Fetch the keys now, then every 10 minutes: a key the issuer withdraws without
+    // publishing a new one stops verifying within that time (and its remembered
+    // verdicts with it).
+    let refresher = Arc::downgrade(&verifier);
     tokio::spawn(async move {
-        if let Err(error) = prefetch.keys().refresh().await {
-            tracing::warn!(%error, "cannot fetch the issuer's keys yet; tokens are refused until it answers");
+        let mut every = tokio::time::interval(KEY_REFRESH);
+        loop {
+            every.tick().await;
+            let Some(verifier) = refresher.upgrade() else {
+                break;
+            };
+            if let Err(error) = verifier.keys().refresh().await {
+                tracing::warn!(%error, "cannot fetch the issuer's keys; keeping the ones cached");
+            }
         }
     });
     let public_url = auth.public_url.clone().unwrap_or_else(|| {

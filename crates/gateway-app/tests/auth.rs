@@ -241,7 +241,7 @@ async fn a_missing_required_scope_is_403_insufficient_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_writes_need_an_admin_role_or_key_and_reads_are_public_by_default() {
     let issuer = TestIssuer::start().await;
-    let app = gateway(&issuer, |_| {}).await;
+    let app = gateway(&issuer, |s| s.auth.protect_reads = false).await;
     let body = http_server_body("guarded");
     let post = |token: Option<String>, key: Option<&'static str>| {
         let mut request = app.client.post(app.url("/api/v1/servers")).json(&body);
@@ -255,6 +255,21 @@ async fn registry_writes_need_an_admin_role_or_key_and_reads_are_public_by_defau
     };
     let anonymous = post(None, None).await.expect("sent");
     assert_eq!(anonymous.status(), 401);
+    // A percent-encoded path reaches the same route, so it meets the same gate.
+    for path in [
+        "/%61pi/v1/servers",
+        "/api/v1/%73ervers",
+        "/%61pi/v1/policies",
+    ] {
+        let sneaky = app
+            .client
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(sneaky.status(), 401, "{path}");
+    }
     assert!(challenge(&anonymous).starts_with("Bearer resource_metadata="));
     assert_eq!(
         anonymous.headers()["content-type"],
@@ -283,7 +298,7 @@ async fn registry_writes_need_an_admin_role_or_key_and_reads_are_public_by_defau
         .await
         .expect("sent");
     assert_eq!(by_role.status(), 204);
-    // Reads and probes stay open unless protect_reads is set.
+    // With protect_reads = false, reads and probes are open.
     for path in [
         "/api/v1/servers",
         "/health",
@@ -295,8 +310,9 @@ async fn registry_writes_need_an_admin_role_or_key_and_reads_are_public_by_defau
     }
     issuer.stop().await;
 
+    // By default (protect_reads = true) reading the registry needs a token too.
     let issuer = TestIssuer::start().await;
-    let locked = gateway(&issuer, |s| s.auth.protect_reads = true).await;
+    let locked = gateway(&issuer, |_| {}).await;
     for path in ["/api/v1/servers", "/metrics"] {
         assert_eq!(locked.get(path).await.status(), 401, "{path}");
     }
@@ -456,7 +472,16 @@ async fn roles_see_and_call_only_what_their_rules_allow() {
     );
 
     // Roles list the rules; removing a rule takes the access away.
-    let roles: Value = app.get("/api/v1/roles").await.json().await.expect("roles");
+    let roles: Value = app
+        .client
+        .get(app.url("/api/v1/roles"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("roles");
     let reader_role = roles
         .as_array()
         .expect("roles")

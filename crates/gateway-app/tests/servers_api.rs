@@ -223,9 +223,26 @@ async fn secrets_are_masked_and_kept(app: TestApp) {
     assert!(!text.contains("supersecret"), "{text}");
     assert_eq!(server["transport"]["headers"]["authorization"], "********");
 
-    // A GET → edit → PATCH round trip sends the mask back: the stored secret stays.
+    // Pointing the masked secret at another origin is refused: it would send the
+    // stored credential somewhere new on behalf of someone who never saw it.
+    let mut elsewhere = server["transport"].clone();
+    elsewhere["url"] = json!("https://attacker.example/mcp");
+    let refused = problem(
+        app.patch_json("/api/v1/servers/github", &json!({"transport": elsewhere}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+    )
+    .await;
+    assert_eq!(
+        refused["errors"][0]["field"],
+        "transport.headers.authorization"
+    );
+
+    // A GET → edit → PATCH round trip on the same origin sends the mask back: the
+    // stored secret stays.
     let mut transport = server["transport"].clone();
-    transport["url"] = json!("https://api2.example.com/mcp");
+    transport["url"] = json!("https://api.example.com/v2/mcp");
     let patched = app
         .patch_json("/api/v1/servers/github", &json!({"transport": transport}))
         .await;
@@ -241,7 +258,7 @@ async fn secrets_are_masked_and_kept(app: TestApp) {
     else {
         panic!("transport kind changed")
     };
-    assert_eq!(url.as_str(), "https://api2.example.com/mcp");
+    assert_eq!(url.as_str(), "https://api.example.com/v2/mcp");
     assert_eq!(headers["authorization"].expose(), "Bearer ghp_supersecret");
     store.close().await;
 

@@ -17,18 +17,28 @@ use openidconnect::core::CoreProviderMetadata;
 
 use crate::settings::KeySource;
 
-/// One usable key: the decoding key and its JWK (for its algorithm family).
+/// Largest discovery document or key set read from an issuer.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// Most keys kept from one key set.
+const MAX_KEYS: usize = 64;
+
+/// One usable key: the decoding key, its JWK (for its algorithm), and the key set it
+/// came from (verdicts remembered with it expire when the set is replaced).
 #[derive(Clone)]
 pub struct CachedKey {
     /// The key to verify with.
     pub key: DecodingKey,
     /// The JWK it came from.
     pub jwk: Jwk,
+    /// The fetch that brought it.
+    pub generation: u64,
 }
 
 #[derive(Default)]
 struct Cached {
     keys: HashMap<String, Arc<CachedKey>>,
+    /// The last fetch attempt, successful or not: attempts are rate-limited either way.
     fetched_at: Option<Instant>,
     /// Bumped by every fetch, so verdicts reached with an older key set expire.
     generation: u64,
@@ -90,7 +100,14 @@ impl KeyStore {
             .fetched_at
             .is_some_and(|at| at.elapsed() < self.refresh_interval);
         if !recently {
-            self.fetch().await?;
+            if let Err(error) = self.fetch().await {
+                // A failed attempt counts too: an issuer that is down is not hammered.
+                self.cached
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .fetched_at = Some(Instant::now());
+                return Err(error);
+            }
             if let Some(found) = self.lookup(kid) {
                 return Ok(found);
             }
@@ -139,9 +156,8 @@ impl KeyStore {
                 format!("{uri} answered {}", response.status()),
             ));
         }
-        let set: JwkSet = response
-            .json()
-            .await
+        let body = read_capped(response).await?;
+        let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| unavailable("the issuer's key set is not valid JWKS", e))?;
         Ok(self.store(set, &uri))
     }
@@ -149,11 +165,22 @@ impl KeyStore {
     /// Replaces the cached keys with the usable ones of `set`.
     fn store(&self, set: JwkSet, from: &str) -> usize {
         let mut keys = HashMap::new();
-        for (index, jwk) in set.keys.into_iter().enumerate() {
-            // Keys for encryption, or of a kind we cannot use, are skipped.
+        let generation = self
+            .cached
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
+            + 1;
+        for (index, jwk) in set.keys.into_iter().take(MAX_KEYS).enumerate() {
+            // Only RSA and EC signing keys: encryption keys and symmetric (`oct`) keys
+            // are never used to verify.
             let usable = !matches!(
                 jwk.common.public_key_use,
                 Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            ) && matches!(
+                jwk.algorithm,
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_)
+                    | jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_)
             );
             let Ok(key) = DecodingKey::from_jwk(&jwk) else {
                 continue;
@@ -164,12 +191,18 @@ impl KeyStore {
                     .key_id
                     .clone()
                     .unwrap_or_else(|| format!("#{index}"));
-                keys.insert(id, Arc::new(CachedKey { key, jwk }));
+                keys.insert(
+                    id,
+                    Arc::new(CachedKey {
+                        key,
+                        jwk,
+                        generation,
+                    }),
+                );
             }
         }
         let count = keys.len();
         let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
-        let generation = cached.generation + 1;
         *cached = Cached {
             keys,
             fetched_at: Some(Instant::now()),
@@ -200,10 +233,12 @@ impl KeyStore {
                     .map_err(std::io::Error::other)?;
                 let status = response.status();
                 let headers = response.headers().clone();
-                let body = response.bytes().await.map_err(std::io::Error::other)?;
+                let body = read_capped(response)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 let mut built = http::Response::builder()
                     .status(status)
-                    .body(body.to_vec())
+                    .body(body)
                     .map_err(std::io::Error::other)?;
                 *built.headers_mut() = headers;
                 Ok::<_, std::io::Error>(built)
@@ -240,3 +275,22 @@ impl KeyStore {
 
 /// Shared between verifiers of one process.
 pub type SharedKeys = Arc<KeyStore>;
+
+/// Reads a response body of at most [`MAX_DOCUMENT_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, AuthError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| unavailable("cannot read the issuer's answer", e))?
+    {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(unavailable(
+                "the issuer's answer is too large",
+                format!("more than {MAX_DOCUMENT_BYTES} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

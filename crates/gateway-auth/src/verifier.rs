@@ -194,7 +194,15 @@ impl TokenVerifier for JwtVerifier {
             return Ok(principal);
         }
         let key = self.keys.key(header.kid.as_deref()).await?;
-        let generation = self.keys.generation();
+        // A key published for one algorithm verifies only that one.
+        if let Some(published) = key.jwk.common.key_algorithm
+            && format!("{published:?}") != format!("{:?}", header.alg)
+        {
+            return Err(AuthError::Invalid(
+                "the token's algorithm is not the one its key is published for".into(),
+            ));
+        }
+        let generation = key.generation;
         let data = decode::<Value>(token, &key.key, validation).map_err(|e| from_jwt_error(&e))?;
         let principal = self.principal(&data.claims)?;
         if let Some(expires_at) = data.claims.get("exp").and_then(Value::as_i64) {

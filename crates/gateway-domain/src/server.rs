@@ -310,8 +310,15 @@ impl Transport {
     }
 
     /// Replaces values a client sent back masked with the ones stored in `current`,
-    /// so a GET → edit → PATCH round trip never overwrites a secret with the mask.
+    /// so a GET → edit → PATCH round trip never overwrites a secret with the mask —
+    /// but only while the secrets would go where they went before: the same origins
+    /// (HTTP) or the same command, arguments and directory (stdio). Otherwise the mask
+    /// stays, and storing it is refused: a secret is never sent to a new destination
+    /// by someone who could not read it.
     pub fn keep_masked_secrets_from(&mut self, current: &Transport) {
+        if !self.same_destination(current) {
+            return;
+        }
         let (new, old) = match (self, current) {
             (
                 Self::StreamableHttp { headers: new, .. },
@@ -326,6 +333,37 @@ impl Transport {
             {
                 *value = stored.clone();
             }
+        }
+    }
+
+    /// Whether secrets of `other` would reach the same place through `self`.
+    fn same_destination(&self, other: &Transport) -> bool {
+        match (self, other) {
+            (Self::StreamableHttp { .. }, Self::StreamableHttp { .. }) => {
+                let origins = |t: &Transport| {
+                    let mut origins: Vec<String> = t
+                        .endpoints()
+                        .iter()
+                        .map(|url| url.origin().ascii_serialization())
+                        .collect();
+                    origins.sort();
+                    origins.dedup();
+                    origins
+                };
+                origins(self) == origins(other)
+            }
+            (
+                Self::Stdio {
+                    command, args, cwd, ..
+                },
+                Self::Stdio {
+                    command: old_command,
+                    args: old_args,
+                    cwd: old_cwd,
+                    ..
+                },
+            ) => command == old_command && args == old_args && cwd == old_cwd,
+            _ => false,
         }
     }
 

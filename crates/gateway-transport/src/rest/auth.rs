@@ -153,6 +153,20 @@ enum Area {
     Public,
 }
 
+/// Paths anyone may reach: probes, service information, API documentation and the
+/// resource metadata. Everything else is protected, so a path the gate does not know
+/// is never open by accident.
+fn is_public(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | "/health" | "/ready" | "/openapi.json" | "/docs" | "/redoc"
+    ) || path.starts_with("/docs/")
+        || path == "/.well-known/oauth-protected-resource"
+        || path.starts_with("/.well-known/oauth-protected-resource/")
+}
+
+/// Classifies the path actix routes on (percent-decoded), never the raw one: an
+/// encoded letter (`/%61pi/v1`) must land in the same area as the route it reaches.
 fn area(path: &str) -> Area {
     if path == "/mcp" || path.starts_with("/mcp/") {
         let resource = path
@@ -165,8 +179,11 @@ fn area(path: &str) -> Area {
         Area::Api
     } else if path == "/metrics" {
         Area::Metrics
-    } else {
+    } else if is_public(path) {
         Area::Public
+    } else {
+        // Unknown paths answer 404 anyway; treated like the API they cannot escape it.
+        Area::Api
     }
 }
 
@@ -231,7 +248,8 @@ pub(crate) async fn auth_gate(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     );
-    let refusal = match area(request.path()) {
+    let routed_path = request.match_info().as_str().to_owned();
+    let refusal = match area(&routed_path) {
         Area::Public => None,
         Area::Mcp(resource) => match gate.verify(&request).await {
             Ok(principal) => {
@@ -356,8 +374,10 @@ mod tests {
         assert!(matches!(area("/mcp/servers/NOT_A_NAME"), Area::Mcp(r) if r == "/mcp"));
         assert!(matches!(area("/api/v1/servers"), Area::Api));
         assert!(matches!(area("/metrics"), Area::Metrics));
-        assert!(matches!(area("/mcpx"), Area::Public));
+        assert!(matches!(area("/mcpx"), Area::Api));
         assert!(matches!(area("/health"), Area::Public));
+        assert!(matches!(area("/docs/index.html"), Area::Public));
+        assert!(matches!(area("/anything-else"), Area::Api));
     }
 
     #[test]
