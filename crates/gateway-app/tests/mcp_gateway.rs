@@ -201,26 +201,15 @@ async fn calls_return_every_content_type_untouched() {
         .expect("tool error is a result");
     assert_eq!(failed.is_error, Some(true));
     assert_eq!(text_of(&failed), "nope");
-    let image = peer
-        .call_tool(call("up__image", json!({})))
-        .await
-        .expect("image");
-    assert_eq!(first_type(&image), "image", "{image:?}");
-    let audio = peer
-        .call_tool(call("up__audio", json!({})))
-        .await
-        .expect("audio");
-    assert_eq!(first_type(&audio), "audio", "{audio:?}");
-    let link = peer
-        .call_tool(call("up__resource_link", json!({})))
-        .await
-        .expect("link");
-    assert_eq!(first_type(&link), "resource_link", "{link:?}");
-    let embedded = peer
-        .call_tool(call("up__embedded_resource", json!({})))
-        .await
-        .expect("embedded");
-    assert_eq!(first_type(&embedded), "resource", "{embedded:?}");
+    for (tool, content) in [
+        ("up__image", "image"),
+        ("up__audio", "audio"),
+        ("up__resource_link", "resource_link"),
+        ("up__embedded_resource", "resource"),
+    ] {
+        let result = peer.call_tool(call(tool, json!({}))).await.expect(tool);
+        assert_eq!(first_type(&result), content, "{tool}: {result:?}");
+    }
 
     let unknown = peer
         .call_tool(call("up__nope", json!({})))

@@ -301,6 +301,15 @@ impl Transport {
         }
     }
 
+    /// How many endpoints a call may go to (a stdio child counts as one); no
+    /// allocation, for the per-call path.
+    pub fn endpoint_count(&self) -> usize {
+        match self {
+            Self::StreamableHttp { replicas, .. } => 1 + replicas.len(),
+            Self::Stdio { .. } => 1,
+        }
+    }
+
     /// Which wire this is.
     pub fn kind(&self) -> TransportKind {
         match self {

@@ -183,7 +183,8 @@ impl CircuitBreaker {
         }
     }
 
-    fn retry_in(&self, now: Instant) -> Duration {
+    /// How long until an open circuit lets a probe through (zero when not open).
+    pub fn retry_in(&self, now: Instant) -> Duration {
         self.opened_at.map_or(Duration::ZERO, |at| {
             (at + self.policy.open_for).saturating_duration_since(now)
         })

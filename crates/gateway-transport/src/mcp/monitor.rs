@@ -127,8 +127,14 @@ pub struct EndpointState {
     in_flight: AtomicUsize,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a mutex; a poisoned one still holds usable state (counters, trackers).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `duration` ±25 %, so retries and reconnects of many upstreams do not line up.
+pub(crate) fn jittered(duration: Duration) -> Duration {
+    duration.mul_f64(0.75 + fastrand::f64() * 0.5)
 }
 
 impl EndpointState {
@@ -305,19 +311,21 @@ impl Lease {
     pub fn finish(mut self, verdict: &Verdict) {
         let latency = self.started.elapsed();
         let endpoint = &self.upstream.endpoints[self.endpoint];
-        if let Some(permit) = self.permit.take() {
-            lock(&endpoint.breaker).record(permit, verdict.ok(), Instant::now());
-        }
-        if !matches!(verdict, Verdict::TimedOut(_)) {
-            observe(
+        let circuit_changed = self.permit.take().is_some_and(|permit| {
+            lock(&endpoint.breaker)
+                .record(permit, verdict.ok(), Instant::now())
+                .is_some()
+        });
+        let health_changed = !matches!(verdict, Verdict::TimedOut(_))
+            && observe(
                 &self.upstream,
                 self.endpoint,
                 Source::Call,
                 verdict,
                 latency,
-                &self.changes,
             );
-        } else {
+        // Most calls change nothing: the server's view is recomputed only when they do.
+        if circuit_changed || health_changed {
             upstream_changed(&self.upstream, &self.changes);
         }
     }
@@ -342,17 +350,16 @@ pub struct Change {
     pub relist: bool,
 }
 
-/// Feeds one observation to an endpoint and reports a change of the server's view.
+/// Feeds one observation to an endpoint; returns whether its health state changed.
 fn observe(
     upstream: &UpstreamState,
     endpoint: usize,
     source: Source,
     verdict: &Verdict,
     latency: Duration,
-    changes: &mpsc::UnboundedSender<Change>,
-) {
+) -> bool {
     let Some(state) = upstream.endpoints.get(endpoint) else {
-        return;
+        return false;
     };
     let observation = Observation {
         at: Utc::now(),
@@ -364,10 +371,11 @@ fn observe(
             Verdict::Failed(reason) | Verdict::TimedOut(reason) => Some(reason.clone()),
         },
     };
-    if let Some(next) = lock(&state.health).observe(observation, Instant::now()) {
+    let changed = lock(&state.health).observe(observation, Instant::now());
+    if let Some(next) = changed {
         tracing::info!(server = %upstream.name, endpoint = %state.label, state = %next, "upstream endpoint health changed");
     }
-    upstream_changed(upstream, changes);
+    changed.is_some()
 }
 
 /// Tells the runtime when the server's view differs from the last one sent.
@@ -567,19 +575,17 @@ impl Monitor {
         let now = Instant::now();
         let unavailable = || {
             let first = &upstream.endpoints[order.first().copied().unwrap_or(0)];
+            // The soonest any endpoint's circuit lets a probe through.
             let retry_in = upstream
                 .endpoints
                 .iter()
-                .map(|e| lock(&e.breaker).state(now))
-                .all(|c| c == CircuitState::Open);
+                .map(|e| lock(&e.breaker).retry_in(now))
+                .min()
+                .unwrap_or_default();
             Refusal::Unavailable {
                 state: upstream.view().state,
                 circuit: first.circuit(),
-                retry_in: if retry_in {
-                    self.settings.breaker.open_for
-                } else {
-                    Duration::ZERO
-                },
+                retry_in,
             }
         };
         // Fail fast before queueing when nothing could take the call.
@@ -640,16 +646,20 @@ impl Monitor {
         latency: Duration,
     ) {
         let Some(upstream) = self.get(id) else { return };
+        let mut circuit_changed = false;
         if let Some(state) = upstream.endpoints.get(endpoint) {
             let mut breaker = lock(&state.breaker);
             let now = Instant::now();
             if breaker.state(now) == CircuitState::HalfOpen
                 && let Ok(probe) = breaker.try_acquire(now)
             {
-                breaker.record(probe, verdict.ok(), now);
+                circuit_changed = breaker.record(probe, verdict.ok(), now).is_some();
             }
         }
-        observe(&upstream, endpoint, source, verdict, latency, &self.changes);
+        let health_changed = observe(&upstream, endpoint, source, verdict, latency);
+        if circuit_changed || health_changed {
+            upstream_changed(&upstream, &self.changes);
+        }
     }
 
     /// Starts or stops draining a server; returns its calls in flight.

@@ -29,7 +29,7 @@ use rmcp::service::SubscriptionSink;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::monitor::{Change, Monitor, ResilienceSettings, UpstreamState, Verdict};
+use super::monitor::{Change, Monitor, ResilienceSettings, UpstreamState, Verdict, jittered, lock};
 use super::upstream::{UpstreamEvent, UpstreamPool, UpstreamSettings};
 
 /// How many upstreams a discovery pass refreshes at once.
@@ -40,15 +40,6 @@ const LISTING_ATTEMPTS: u32 = 3;
 
 /// Attempts at one health check.
 const PING_ATTEMPTS: u32 = 2;
-
-/// `duration` ±25 %, so retries and checks of many upstreams do not line up.
-fn jittered(duration: Duration) -> Duration {
-    duration.mul_f64(0.75 + fastrand::f64() * 0.5)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Settings of the MCP face.
 #[derive(Debug, Clone)]

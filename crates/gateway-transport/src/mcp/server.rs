@@ -141,13 +141,11 @@ impl Viewer {
 /// The caller the auth gate admitted, carried by rmcp-actix-web from the HTTP request
 /// (inside the bridged request's extensions).
 fn caller_of(extensions: &rmcp::model::Extensions) -> Option<&crate::rest::auth::Caller> {
-    extensions.get::<crate::rest::auth::Caller>().or_else(|| {
-        extensions
-            .get::<http::request::Parts>()?
-            .extensions
-            .get::<rmcp::model::Extensions>()?
-            .get::<crate::rest::auth::Caller>()
-    })
+    extensions
+        .get::<http::request::Parts>()?
+        .extensions
+        .get::<rmcp::model::Extensions>()?
+        .get::<crate::rest::auth::Caller>()
 }
 
 /// The client's `Mcp-Session-Id` (subscriptions are per session).
@@ -266,10 +264,10 @@ impl GatewayServer {
     fn resolve(
         &self,
         kind: ListKind,
-        scope: &Scope,
         key: &str,
-        viewer: &Viewer,
+        extensions: &rmcp::model::Extensions,
     ) -> Result<(Route, UpstreamServer), ErrorData> {
+        let scope = &scope_of(extensions)?;
         let current = self.runtime.current();
         let what = match kind {
             ListKind::Tools => "tool",
@@ -310,7 +308,10 @@ impl GatewayServer {
             ListKind::Prompts => Action::GetPrompt,
             ListKind::Resources | ListKind::ResourceTemplates => Action::Read,
         };
-        if !viewer.may(action, &server, &route.original) {
+        if !self
+            .viewer(extensions)
+            .may(action, &server, &route.original)
+        {
             return Err(unknown());
         }
         Ok((route, server))
@@ -425,7 +426,7 @@ impl GatewayServer {
             .request_timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(self.runtime.settings.request_timeout);
-        let endpoints = server.spec.transport.endpoints().len().max(1);
+        let endpoints = server.spec.transport.endpoint_count();
         let monitor = &self.runtime.monitor;
         let mut tried = Vec::new();
         let mut request = Some(request);
@@ -853,13 +854,7 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(
-            ListKind::Tools,
-            &scope,
-            &request.name,
-            &self.viewer(&ctx.extensions),
-        )?;
+        let (route, server) = self.resolve(ListKind::Tools, &request.name, &ctx.extensions)?;
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
@@ -896,13 +891,7 @@ impl ServerHandler for GatewayServer {
         request: GetPromptRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(
-            ListKind::Prompts,
-            &scope,
-            &request.name,
-            &self.viewer(&ctx.extensions),
-        )?;
+        let (route, server) = self.resolve(ListKind::Prompts, &request.name, &ctx.extensions)?;
         let mut upstream = request;
         upstream.name = route.original;
         upstream.meta = upstream_meta(upstream.meta.take());
@@ -954,12 +943,7 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(
-            ListKind::Resources,
-            &scope,
-            &request.uri,
-            &self.viewer(&ctx.extensions),
-        )?;
+        let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
         let exposed_uri = request.uri.clone();
         let mut upstream = request;
         upstream.uri = route.original.clone();
@@ -989,26 +973,17 @@ impl ServerHandler for GatewayServer {
         request: CompleteRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let scope = scope_of(&ctx.extensions)?;
         let mut upstream = request;
         let (route, server) = match &mut upstream.r#ref {
             Reference::Prompt(prompt) => {
-                let (route, server) = self.resolve(
-                    ListKind::Prompts,
-                    &scope,
-                    &prompt.name,
-                    &self.viewer(&ctx.extensions),
-                )?;
+                let (route, server) =
+                    self.resolve(ListKind::Prompts, &prompt.name, &ctx.extensions)?;
                 prompt.name = route.original.clone();
                 (route, server)
             }
             Reference::Resource(resource) => {
-                let (route, server) = self.resolve(
-                    ListKind::ResourceTemplates,
-                    &scope,
-                    &resource.uri,
-                    &self.viewer(&ctx.extensions),
-                )?;
+                let (route, server) =
+                    self.resolve(ListKind::ResourceTemplates, &resource.uri, &ctx.extensions)?;
                 resource.uri = route.original.clone();
                 (route, server)
             }
@@ -1044,13 +1019,7 @@ impl ServerHandler for GatewayServer {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(
-            ListKind::Resources,
-            &scope,
-            &request.uri,
-            &self.viewer(&ctx.extensions),
-        )?;
+        let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
         let subscriber = Subscriber {
             session: session_of(&ctx.extensions),
             peer: ctx.peer.clone(),
@@ -1066,13 +1035,7 @@ impl ServerHandler for GatewayServer {
         request: UnsubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(
-            ListKind::Resources,
-            &scope,
-            &request.uri,
-            &self.viewer(&ctx.extensions),
-        )?;
+        let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
         self.runtime
             .unsubscribe(&server, &route.original, &session_of(&ctx.extensions))
             .await;

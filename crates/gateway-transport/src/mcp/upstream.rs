@@ -766,7 +766,7 @@ impl UpstreamPool {
             _ => self.settings.reconnect_backoff,
         };
         // Jitter, so many gateways (or upstreams) do not reconnect in lockstep.
-        let backoff = backoff.mul_f64(0.75 + fastrand::f64() * 0.5);
+        let backoff = super::monitor::jittered(backoff);
         if let State::Open(session) = std::mem::replace(&mut *state, State::Idle) {
             let _ = session.service.cancel().await;
         }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use actix_web::web::{Data, Path, Query};
 use actix_web::{HttpResponse, get, post};
 use gateway_domain::{HealthState, UpstreamServer};
-use gateway_registry::{ServerChanges, ServerRef};
+use gateway_registry::ServerChanges;
+
+use super::server_ref;
 
 use crate::mcp::McpRuntime;
 use crate::mcp::monitor::UpstreamState;
@@ -19,19 +21,6 @@ use crate::rest::dto::{
     MetricsSummary, ObservationView, ServerHealthView, ServerMetricsView, ServerView,
 };
 use crate::rest::problem::{ApiError, Problem, ProblemKind};
-
-fn server_ref(raw: &str) -> Result<ServerRef, ApiError> {
-    ServerRef::parse(raw).map_err(|reason| ApiError::new(ProblemKind::NotFound, reason))
-}
-
-fn runtime(state: &ApiState) -> Result<&Arc<McpRuntime>, ApiError> {
-    state.mcp.as_ref().ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::Unavailable,
-            "the MCP runtime is not running in this process",
-        )
-    })
-}
 
 fn recorded(server: &UpstreamServer) -> HealthView {
     HealthView {
@@ -200,12 +189,7 @@ async fn set_enabled(state: &ApiState, raw: &str, enabled: bool) -> Result<HttpR
         // Enabling ends a drain and gives the circuits a fresh start.
         runtime.monitor.set_draining(server.id, false);
     }
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::ETAG,
-            format!("\"{}\"", server.version),
-        ))
-        .json(ServerView::from(&server)))
+    Ok(super::servers::server_response(HttpResponse::Ok(), &server))
 }
 
 /// Enable a server: it is connected, discovered, checked and listed again; a drain
@@ -302,7 +286,7 @@ async fn enabled_server<'a>(
     raw: &str,
 ) -> Result<(UpstreamServer, &'a Arc<McpRuntime>), ApiError> {
     let server = state.registry.get(&server_ref(raw)?).await?;
-    let runtime = runtime(state)?;
+    let runtime = super::mcp_runtime(state)?;
     if !server.spec.enabled {
         return Err(ApiError::new(
             ProblemKind::ServerDisabled,

@@ -8,7 +8,26 @@ pub mod tools;
 
 use gateway_domain::{Cursor, PageRequest};
 
+use super::app::ApiState;
 use super::problem::{ApiError, ProblemKind};
+
+/// `{server}` of a path: an id or a name (anything else is 404).
+pub(crate) fn server_ref(raw: &str) -> Result<gateway_registry::ServerRef, ApiError> {
+    gateway_registry::ServerRef::parse(raw)
+        .map_err(|reason| ApiError::new(ProblemKind::NotFound, reason))
+}
+
+/// The MCP runtime, or 503 in a process that does not run one.
+pub(crate) fn mcp_runtime(
+    state: &ApiState,
+) -> Result<&std::sync::Arc<crate::mcp::McpRuntime>, ApiError> {
+    state.mcp.as_ref().ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::Unavailable,
+            "the MCP runtime is not running in this process",
+        )
+    })
+}
 
 /// Parses an optional `true`/`false` query parameter (serde's own error for a bad
 /// boolean does not name the parameter).

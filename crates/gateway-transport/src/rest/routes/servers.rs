@@ -7,17 +7,13 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post};
 use gateway_domain::{HealthState, ServerFilter, Tag};
 use gateway_registry::{RegistryError, ServerRef};
 
-use super::page_request;
+use super::{page_request, server_ref};
 use crate::rest::app::ApiState;
 use crate::rest::body::JsonBody;
 use crate::rest::dto::{
     CatalogView, CreateServerBody, PatchServerBody, ServerListQuery, ServerPage, ServerView,
 };
 use crate::rest::problem::{ApiError, Problem, ProblemKind};
-
-fn server_ref(raw: &str) -> Result<ServerRef, ApiError> {
-    ServerRef::parse(raw).map_err(|reason| ApiError::new(ProblemKind::NotFound, reason))
-}
 
 fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\""))
@@ -70,7 +66,8 @@ fn stale_to_precondition(error: RegistryError) -> ApiError {
     }
 }
 
-fn server_response(
+/// A server with its `ETag`.
+pub(crate) fn server_response(
     mut builder: actix_web::HttpResponseBuilder,
     server: &gateway_domain::UpstreamServer,
 ) -> HttpResponse {
@@ -293,13 +290,7 @@ pub async fn refresh_server(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let found = state.registry.get(&server_ref(&path)?).await?;
-    let Some(runtime) = state.mcp.as_ref() else {
-        return Err(ApiError::new(
-            ProblemKind::Unavailable,
-            "the MCP runtime is not running in this process",
-        ));
-    };
-    runtime.refresh(found.id).await;
+    super::mcp_runtime(&state)?.refresh(found.id).await;
     let (server, catalog) = state.registry.catalog(&ServerRef::Id(found.id)).await?;
     Ok(HttpResponse::Ok().json(CatalogView::new(&server, catalog.as_ref())))
 }
