@@ -136,7 +136,7 @@ impl Application {
         );
         let (runtime, inbox) = McpRuntime::new(
             registry.clone(),
-            mcp_settings(settings),
+            mcp_settings(settings)?,
             queue,
             metrics.clone(),
         )
@@ -242,9 +242,12 @@ async fn shutdown_signal() -> &'static str {
 }
 
 /// The MCP runtime's settings from the configuration (validated at load).
-fn mcp_settings(settings: &Settings) -> McpSettings {
+fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
     let mcp = &settings.mcp;
-    McpSettings {
+    let tokens =
+        gateway_auth::ClientCredentialsTokens::new(Duration::from_millis(mcp.connect_timeout_ms))
+            .map_err(StartupError::Mcp)?;
+    Ok(McpSettings {
         naming: NamingPolicy::new(mcp.prefix_mode, &mcp.separator, mcp.max_name_length)
             .unwrap_or_default(),
         page_size: mcp.page_size,
@@ -253,12 +256,13 @@ fn mcp_settings(settings: &Settings) -> McpSettings {
         upstream: UpstreamSettings {
             connect_timeout: Duration::from_millis(mcp.connect_timeout_ms),
             max_response_bytes: mcp.max_response_bytes,
+            tokens: Some(Arc::new(tokens)),
             ..UpstreamSettings::default()
         },
         resilience: resilience_settings(settings),
         admin_roles: (settings.auth.provider != crate::config::AuthProvider::None)
             .then(|| settings.auth.admin_roles.clone()),
-    }
+    })
 }
 
 /// How often the issuer's keys are fetched again regardless of traffic.

@@ -15,10 +15,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use openidconnect::IssuerUrl;
 use openidconnect::core::CoreProviderMetadata;
 
+use crate::http::AuthHttp;
 use crate::settings::KeySource;
-
-/// Largest discovery document or key set read from an issuer.
-const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// Most keys kept from one key set.
 const MAX_KEYS: usize = 64;
@@ -47,7 +45,7 @@ struct Cached {
 /// The cached keys of one issuer.
 pub struct KeyStore {
     source: KeySource,
-    http: reqwest::Client,
+    http: AuthHttp,
     refresh_interval: Duration,
     jwks_uri: tokio::sync::OnceCell<String>,
     cached: RwLock<Cached>,
@@ -66,13 +64,7 @@ impl KeyStore {
         refresh_interval: Duration,
         fetch_timeout: Duration,
     ) -> Result<Self, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(fetch_timeout)
-            // Discovery documents and key sets must not be redirected elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client for keys: {e}"))?;
+        let http = AuthHttp::new(fetch_timeout)?;
         Ok(Self {
             source,
             http,
@@ -144,19 +136,11 @@ impl KeyStore {
             .get_or_try_init(|| self.discover())
             .await?
             .clone();
-        let response = self
+        let body = self
             .http
             .get(&uri)
-            .send()
             .await
             .map_err(|e| unavailable("cannot fetch the issuer's keys", e))?;
-        if !response.status().is_success() {
-            return Err(unavailable(
-                "cannot fetch the issuer's keys",
-                format!("{uri} answered {}", response.status()),
-            ));
-        }
-        let body = read_capped(response).await?;
         let set: JwkSet = serde_json::from_slice(&body)
             .map_err(|e| unavailable("the issuer's key set is not valid JWKS", e))?;
         Ok(self.store(set, &uri))
@@ -219,31 +203,7 @@ impl KeyStore {
         };
         let issuer_url = IssuerUrl::new(issuer.clone())
             .map_err(|e| unavailable("the issuer URL is invalid", e))?;
-        let http = self.http.clone();
-        let client = move |request: openidconnect::HttpRequest| {
-            let http = http.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let response = http
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(std::io::Error::other)?;
-                let status = response.status();
-                let headers = response.headers().clone();
-                let body = read_capped(response)
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                let mut built = http::Response::builder()
-                    .status(status)
-                    .body(body)
-                    .map_err(std::io::Error::other)?;
-                *built.headers_mut() = headers;
-                Ok::<_, std::io::Error>(built)
-            }
-        };
+        let client = self.http.for_oauth();
         let metadata = CoreProviderMetadata::discover_async(issuer_url, &client)
             .await
             .map_err(|e| unavailable("OIDC discovery failed", e))?;
@@ -275,22 +235,3 @@ impl KeyStore {
 
 /// Shared between verifiers of one process.
 pub type SharedKeys = Arc<KeyStore>;
-
-/// Reads a response body of at most [`MAX_DOCUMENT_BYTES`].
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, AuthError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| unavailable("cannot read the issuer's answer", e))?
-    {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(unavailable(
-                "the issuer's answer is too large",
-                format!("more than {MAX_DOCUMENT_BYTES} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod auth;
 pub mod catalog;
+pub mod credentials;
 pub mod error;
 pub mod health;
 pub mod name;
@@ -19,6 +20,7 @@ pub mod server;
 pub use access::{AccessRule, AccessRules, Action};
 pub use auth::{AuthError, Principal, TokenVerifier};
 pub use catalog::{Catalog, Descriptor, ToolHit};
+pub use credentials::{ClientCredentials, UpstreamTokenSource};
 pub use error::{FieldError, RepositoryError, ValidationErrors};
 pub use health::{HealthState, HealthStatus};
 pub use name::{ServerName, Tag, TenantId};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 use uuid::Uuid;
 
+use crate::credentials::ClientCredentials;
 use crate::error::ValidationErrors;
 use crate::health::HealthStatus;
 use crate::name::{ServerName, Tag, TenantId};
@@ -76,6 +77,10 @@ pub enum Transport {
         replicas: Vec<Url>,
         /// Static headers (for example an API key) added to each upstream request.
         headers: BTreeMap<String, Secret>,
+        /// The gateway's own OAuth client credentials: a bearer token obtained with
+        /// them goes in `Authorization` on every request (then no static
+        /// `Authorization` header may be configured).
+        oauth: Option<Box<ClientCredentials>>,
     },
     /// A long-lived child process. Running one executes a command on the host, so
     /// registering it is off unless the operator allows it.
@@ -209,9 +214,50 @@ impl Transport {
                     url,
                     replicas: replica_urls,
                     headers,
+                    oauth: None,
                 })
             }
             _ => Err(errors),
+        }
+    }
+
+    /// Makes an HTTP transport get its bearer token with `credentials`. Refused for
+    /// stdio, and next to a static `Authorization` header (two sources for one
+    /// header would make the one in force depend on ordering).
+    pub fn with_client_credentials(
+        self,
+        credentials: ClientCredentials,
+    ) -> Result<Self, ValidationErrors> {
+        match self {
+            Self::StreamableHttp { headers, .. } if headers.contains_key("authorization") => {
+                Err(ValidationErrors::single(
+                    "oauth",
+                    "cannot be combined with a static `Authorization` header; keep one of them",
+                ))
+            }
+            Self::StreamableHttp {
+                url,
+                replicas,
+                headers,
+                oauth: _,
+            } => Ok(Self::StreamableHttp {
+                url,
+                replicas,
+                headers,
+                oauth: Some(Box::new(credentials)),
+            }),
+            Self::Stdio { .. } => Err(ValidationErrors::single(
+                "oauth",
+                "is only for streamable-http upstreams",
+            )),
+        }
+    }
+
+    /// The gateway's OAuth client credentials for this upstream, if it uses them.
+    pub fn client_credentials(&self) -> Option<&ClientCredentials> {
+        match self {
+            Self::StreamableHttp { oauth, .. } => oauth.as_deref(),
+            Self::Stdio { .. } => None,
         }
     }
 
@@ -328,6 +374,19 @@ impl Transport {
         if !self.same_destination(current) {
             return;
         }
+        if let (
+            Self::StreamableHttp {
+                oauth: Some(new), ..
+            },
+            Some(old),
+        ) = (&mut *self, current.client_credentials())
+            && new.client_secret.is_mask()
+            && new.token_url == old.token_url
+            && new.client_id == old.client_id
+        {
+            // The secret goes to the token endpoint: kept only for the same one.
+            new.client_secret = old.client_secret.clone();
+        }
         let (new, old) = match (self, current) {
             (
                 Self::StreamableHttp { headers: new, .. },
@@ -383,11 +442,18 @@ impl Transport {
             Self::StreamableHttp { headers, .. } => ("headers", headers),
             Self::Stdio { env, .. } => ("env", env),
         };
-        values
+        let mut keys: Vec<String> = values
             .iter()
             .filter(|(_, v)| v.is_mask())
             .map(|(k, _)| format!("{prefix}.{k}"))
-            .collect()
+            .collect();
+        if self
+            .client_credentials()
+            .is_some_and(|oauth| oauth.client_secret.is_mask())
+        {
+            keys.push("oauth.client_secret".into());
+        }
+        keys
     }
 }
 

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use gateway_domain::health::HealthState;
 use gateway_domain::{
-    HealthStatus, Page, PageRequest, RepositoryError, Secret, ServerFilter, ServerId, ServerName,
-    ServerRepository, ServerSpec, Tag, TenantId, Transport, UpstreamServer,
+    ClientCredentials, HealthStatus, Page, PageRequest, RepositoryError, Secret, ServerFilter,
+    ServerId, ServerName, ServerRepository, ServerSpec, Tag, TenantId, Transport, UpstreamServer,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
@@ -33,6 +33,8 @@ enum StoredTransport {
         replicas: Vec<String>,
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oauth: Option<StoredClientCredentials>,
     },
     Stdio {
         command: String,
@@ -42,6 +44,53 @@ enum StoredTransport {
         env: BTreeMap<String, String>,
         cwd: Option<String>,
     },
+}
+
+/// OAuth client credentials as stored: the secret sealed.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredClientCredentials {
+    token_url: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource: Option<String>,
+}
+
+/// What the sealed client secret is bound to (sealing's associated data).
+const CLIENT_SECRET_AAD: &str = "oauth.client_secret";
+
+impl StoredClientCredentials {
+    fn seal(credentials: &ClientCredentials, sealer: &Sealer) -> Result<Self, SealingError> {
+        Ok(Self {
+            token_url: credentials.token_url.to_string(),
+            client_id: credentials.client_id.clone(),
+            client_secret: sealer.seal(CLIENT_SECRET_AAD, credentials.client_secret.expose())?,
+            scopes: credentials.scopes.clone(),
+            audience: credentials.audience.clone(),
+            resource: credentials.resource.clone(),
+        })
+    }
+
+    fn into_domain(self, sealer: &Sealer) -> Result<ClientCredentials, String> {
+        let secret = sealer
+            .open(CLIENT_SECRET_AAD, &self.client_secret)
+            .map_err(|e| format!("`{CLIENT_SECRET_AAD}`: {e}"))?;
+        Ok(ClientCredentials {
+            token_url: self
+                .token_url
+                .parse()
+                .map_err(|e| format!("stored token URL `{}` is invalid: {e}", self.token_url))?,
+            client_id: self.client_id,
+            client_secret: Secret::new(secret),
+            scopes: self.scopes,
+            audience: self.audience,
+            resource: self.resource,
+        })
+    }
 }
 
 fn seal_all(
@@ -75,10 +124,15 @@ impl StoredTransport {
                 url,
                 replicas,
                 headers,
+                oauth,
             } => Self::StreamableHttp {
                 url: url.to_string(),
                 replicas: replicas.iter().map(ToString::to_string).collect(),
                 headers: seal_all(headers, sealer)?,
+                oauth: oauth
+                    .as_ref()
+                    .map(|oauth| StoredClientCredentials::seal(oauth, sealer))
+                    .transpose()?,
             },
             Transport::Stdio {
                 command,
@@ -96,11 +150,12 @@ impl StoredTransport {
 
     /// Whether any value is still in plain text (written before sealing existed).
     fn has_plain_values(&self) -> bool {
-        let values = match self {
-            Self::StreamableHttp { headers, .. } => headers,
-            Self::Stdio { env, .. } => env,
+        let (values, oauth) = match self {
+            Self::StreamableHttp { headers, oauth, .. } => (headers, oauth.as_ref()),
+            Self::Stdio { env, .. } => (env, None),
         };
         values.values().any(|v| !Sealer::is_sealed(v))
+            || oauth.is_some_and(|oauth| !Sealer::is_sealed(&oauth.client_secret))
     }
 
     fn into_domain(self, sealer: &Sealer) -> Result<Transport, String> {
@@ -109,6 +164,7 @@ impl StoredTransport {
                 url,
                 replicas,
                 headers,
+                oauth,
             } => {
                 let parse = |raw: &str| {
                     raw.parse()
@@ -121,6 +177,9 @@ impl StoredTransport {
                         .map(|raw| parse(raw))
                         .collect::<Result<_, _>>()?,
                     headers: open_all(headers, sealer)?,
+                    oauth: oauth
+                        .map(|oauth| oauth.into_domain(sealer).map(Box::new))
+                        .transpose()?,
                 }
             }
             Self::Stdio {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use gateway_domain::{Secret, ServerId, ServerName, Tag, TenantId, Transport, ValidationErrors};
+use gateway_domain::{
+    ClientCredentials, Secret, ServerId, ServerName, Tag, TenantId, Transport, ValidationErrors,
+};
 use uuid::Uuid;
 
 /// How a client points at a server: by id or by name (both are unique).
@@ -49,6 +51,8 @@ pub enum TransportInput {
         replicas: Vec<String>,
         /// Static headers.
         headers: BTreeMap<String, Secret>,
+        /// The gateway's own OAuth client credentials for this upstream.
+        oauth: Option<ClientCredentialsInput>,
     },
     /// Child process.
     Stdio {
@@ -74,7 +78,33 @@ impl TransportInput {
                 url,
                 replicas,
                 headers,
-            } => Transport::replicated_http(&url, &replicas, headers),
+                oauth,
+            } => {
+                let transport = Transport::replicated_http(&url, &replicas, headers);
+                let Some(oauth) = oauth else {
+                    return transport;
+                };
+                let credentials = ClientCredentials::new(
+                    &oauth.token_url,
+                    &oauth.client_id,
+                    oauth.client_secret,
+                    oauth.scopes,
+                    oauth.audience,
+                    oauth.resource,
+                );
+                match (transport, credentials) {
+                    (Ok(transport), Ok(credentials)) => {
+                        transport.with_client_credentials(credentials)
+                    }
+                    (transport, credentials) => {
+                        let mut errors = transport.err().unwrap_or_default();
+                        if let Err(nested) = credentials {
+                            errors.absorb("oauth", nested);
+                        }
+                        Err(errors)
+                    }
+                }
+            }
             Self::Stdio {
                 command,
                 args,
@@ -83,6 +113,23 @@ impl TransportInput {
             } => Transport::stdio(&command, args, env, cwd),
         }
     }
+}
+
+/// OAuth client credentials as sent by a client, not yet validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentialsInput {
+    /// Token endpoint URL.
+    pub token_url: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret (the mask keeps the stored one).
+    pub client_secret: Secret,
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+    /// `audience` parameter.
+    pub audience: Option<String>,
+    /// `resource` parameter.
+    pub resource: Option<String>,
 }
 
 /// Registration of a new server.

@@ -9,5 +9,5 @@ mod input;
 mod service;
 
 pub use error::RegistryError;
-pub use input::{RegisterServer, ServerChanges, ServerRef, TransportInput};
+pub use input::{ClientCredentialsInput, RegisterServer, ServerChanges, ServerRef, TransportInput};
 pub use service::{MAX_QUERY_LEN, Registry, RegistryPolicy};

@@ -476,6 +476,7 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
                     .collect(),
+                oauth: None,
             },
             tags: vec![],
             tenant: None,
@@ -597,6 +598,7 @@ mod tests {
             .await
             .expect("registered");
         let transport = TransportInput::StreamableHttp {
+            oauth: None,
             replicas: Vec::new(),
             url: "http://127.0.0.1:9/moved".into(),
             headers: BTreeMap::from([(

@@ -1,7 +1,11 @@
 //! A stand-in OpenID Connect issuer on loopback for end-to-end auth tests: OIDC
-//! discovery and a JWKS endpoint over real HTTP, and tokens signed with the test keys
-//! of `gateway-auth` (never used outside tests).
+//! discovery and a JWKS endpoint over real HTTP, tokens signed with the test keys of
+//! `gateway-auth` (never used outside tests), and a client-credentials token endpoint
+//! (`/token`) that issues opaque tokens `issued-1`, `issued-2`… to one client.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -11,11 +15,65 @@ use serde_json::{Value, json};
 const RSA_A: &[u8] = include_bytes!("../../gateway-auth/tests/keys/rsa-a.pem");
 const JWKS_A: &str = include_str!("../../gateway-auth/tests/keys/jwks-a.json");
 
+/// The client the token endpoint knows.
+pub const CLIENT_ID: &str = "gateway-client";
+/// Its secret.
+pub const CLIENT_SECRET: &str = "client-s3cret";
+
+/// What the token endpoint records and how it answers.
+#[derive(Default)]
+struct TokenEndpoint {
+    /// Form parameters of each token request, plus `client_id` from HTTP Basic.
+    requests: Mutex<Vec<HashMap<String, String>>>,
+    issued: AtomicU64,
+    /// `expires_in` of issued tokens, in seconds.
+    lifetime: AtomicU64,
+}
+
 /// A running issuer. Stop it with [`TestIssuer::stop`].
 pub struct TestIssuer {
     /// Its issuer URL (`iss`).
     pub url: String,
     handle: actix_web::dev::ServerHandle,
+    tokens: Arc<TokenEndpoint>,
+}
+
+/// Answers a client-credentials request authenticated with HTTP Basic.
+fn issue(
+    endpoint: &TokenEndpoint,
+    request: &actix_web::HttpRequest,
+    form: HashMap<String, String>,
+) -> HttpResponse {
+    use base64::Engine as _;
+    let credentials = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .and_then(|v| String::from_utf8(v).ok());
+    let mut recorded = form.clone();
+    if let Some((id, _)) = credentials.as_deref().and_then(|c| c.split_once(':')) {
+        recorded.insert("client_id".into(), id.to_owned());
+    }
+    endpoint
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(recorded);
+    if credentials.as_deref() != Some(&format!("{CLIENT_ID}:{CLIENT_SECRET}")) {
+        return HttpResponse::Unauthorized()
+            .json(json!({"error": "invalid_client", "error_description": "unknown client or wrong secret"}));
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return HttpResponse::BadRequest().json(json!({"error": "unsupported_grant_type"}));
+    }
+    let number = endpoint.issued.fetch_add(1, Ordering::SeqCst) + 1;
+    HttpResponse::Ok().json(json!({
+        "access_token": format!("issued-{number}"),
+        "token_type": "Bearer",
+        "expires_in": endpoint.lifetime.load(Ordering::SeqCst),
+    }))
 }
 
 impl TestIssuer {
@@ -27,7 +85,13 @@ impl TestIssuer {
             listener.local_addr().expect("addr").port()
         );
         let base = url.clone();
+        let tokens = Arc::new(TokenEndpoint {
+            lifetime: AtomicU64::new(3600),
+            ..TokenEndpoint::default()
+        });
+        let endpoint = tokens.clone();
         let server = HttpServer::new(move || {
+            let endpoint = endpoint.clone();
             let discovery = json!({
                 "issuer": base,
                 "authorization_endpoint": format!("{base}/authorize"),
@@ -46,6 +110,16 @@ impl TestIssuer {
                     }),
                 )
                 .route(
+                    "/token",
+                    web::post().to(
+                        move |request: actix_web::HttpRequest,
+                              form: web::Form<HashMap<String, String>>| {
+                            let endpoint = endpoint.clone();
+                            async move { issue(&endpoint, &request, form.into_inner()) }
+                        },
+                    ),
+                )
+                .route(
                     "/jwks",
                     web::get().to(|| async {
                         HttpResponse::Ok()
@@ -60,7 +134,30 @@ impl TestIssuer {
         .run();
         let handle = server.handle();
         tokio::spawn(server);
-        Self { url, handle }
+        Self {
+            url,
+            handle,
+            tokens,
+        }
+    }
+
+    /// The client-credentials token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.url)
+    }
+
+    /// Form parameters of every token request so far (with `client_id` from Basic).
+    pub fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.tokens
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets `expires_in` of the tokens issued from now on.
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        self.tokens.lifetime.store(seconds, Ordering::SeqCst);
     }
 
     /// Claims of a valid token for `audience`: subject `user-1`, the given roles,

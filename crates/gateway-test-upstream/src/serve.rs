@@ -112,22 +112,41 @@ pub async fn serve_http_with(
         .cancellation_token(sessions.clone())
         .build();
     let seen = upstream.authorizations.clone();
+    let bearer_check = upstream.bearer_check.clone();
     let server = HttpServer::new(move || {
         let seen = seen.clone();
+        let bearer_check = bearer_check.clone();
         App::new()
             // Records every Authorization header that reaches the upstream, so tests
-            // can show that a client's token never does.
+            // can show that a client's token never does; refuses tokens not accepted.
             .wrap_fn(move |request, service| {
-                if let Some(value) = request
+                let authorization = request
                     .headers()
                     .get("authorization")
                     .and_then(|v| v.to_str().ok())
-                {
+                    .map(str::to_owned);
+                if let Some(value) = &authorization {
                     seen.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(value.to_owned());
+                        .push(value.clone());
                 }
-                actix_web::dev::Service::call(service, request)
+                let refused = !bearer_check.admits(authorization.as_deref());
+                let response = (!refused).then(|| actix_web::dev::Service::call(service, request));
+                async move {
+                    match response {
+                        Some(response) => response.await,
+                        None => Err(actix_web::error::InternalError::from_response(
+                            "token refused",
+                            actix_web::HttpResponse::Unauthorized()
+                                .insert_header((
+                                    "WWW-Authenticate",
+                                    "Bearer error=\"invalid_token\"",
+                                ))
+                                .finish(),
+                        )
+                        .into()),
+                    }
+                }
             })
             .service(mcp.clone().scope_with_path("/mcp"))
     })

@@ -42,6 +42,34 @@ pub struct TestUpstream {
     page_size: Option<usize>,
     /// `Authorization` headers received over HTTP (recorded by `serve_http`).
     pub(crate) authorizations: Arc<Mutex<Vec<String>>>,
+    /// Bearer checking over HTTP (see [`TestUpstream::accept_issued_tokens_from`]).
+    pub(crate) bearer_check: Arc<BearerCheck>,
+}
+
+/// Which bearer tokens the HTTP endpoint accepts, and how many it refused.
+#[derive(Debug, Default)]
+pub(crate) struct BearerCheck {
+    /// When set, only `Bearer issued-<n>` with `n` at least this is accepted.
+    accepted_from: Mutex<Option<u64>>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl BearerCheck {
+    /// Whether a request with this `Authorization` value may pass (counts refusals).
+    pub(crate) fn admits(&self, authorization: Option<&str>) -> bool {
+        let Some(from) = *lock(&self.accepted_from) else {
+            return true;
+        };
+        let admitted = authorization
+            .and_then(|value| value.strip_prefix("Bearer issued-"))
+            .and_then(|number| number.parse::<u64>().ok())
+            .is_some_and(|number| number >= from);
+        if !admitted {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        admitted
+    }
 }
 
 /// State shared by every session of one upstream.
@@ -117,7 +145,22 @@ impl TestUpstream {
             session: Arc::default(),
             page_size: self.page_size,
             authorizations: Arc::clone(&self.authorizations),
+            bearer_check: Arc::clone(&self.bearer_check),
         }
+    }
+
+    /// Makes the HTTP endpoint accept only `Authorization: Bearer issued-<n>` with
+    /// `n >= first` (the tokens the test issuer hands out, in order): raising `first`
+    /// revokes the older ones. Others get 401 with a `WWW-Authenticate` challenge.
+    pub fn accept_issued_tokens_from(&self, first: u64) {
+        *lock(&self.bearer_check.accepted_from) = Some(first);
+    }
+
+    /// How many HTTP requests were refused for their bearer token.
+    pub fn bearer_refusals(&self) -> usize {
+        self.bearer_check
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Registers a tool named `name` that answers `dynamic <name>`, then sends

@@ -8,6 +8,7 @@
 // gateway relays them between such peers.
 #![allow(deprecated)]
 
+mod bearer;
 pub mod guard;
 pub mod monitor;
 pub mod runtime;

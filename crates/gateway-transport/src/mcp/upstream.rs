@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "TZ"];
 
 /// How upstream connections behave.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamSettings {
     /// Longest wait for a new session (connect + handshake).
     pub connect_timeout: Duration,
@@ -45,6 +45,20 @@ pub struct UpstreamSettings {
     pub reconnect_backoff: Duration,
     /// Largest JSON response accepted from an HTTP upstream.
     pub max_response_bytes: usize,
+    /// Obtains the gateway's own access tokens for upstreams registered with OAuth
+    /// client credentials; without it, such upstreams cannot be reached.
+    pub tokens: Option<Arc<dyn gateway_domain::UpstreamTokenSource>>,
+}
+
+impl std::fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_backoff", &self.reconnect_backoff)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("tokens", &self.tokens.is_some())
+            .finish()
+    }
 }
 
 impl Default for UpstreamSettings {
@@ -53,6 +67,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(15),
             reconnect_backoff: Duration::from_millis(500),
             max_response_bytes: 16 * 1024 * 1024,
+            tokens: None,
         }
     }
 }
@@ -841,21 +856,47 @@ impl UpstreamPool {
             }
         };
         match &server.spec.transport {
-            Transport::StreamableHttp { headers, .. } => {
+            Transport::StreamableHttp { headers, oauth, .. } => {
                 let endpoints = server.spec.transport.endpoints();
                 let url = endpoints
                     .get(endpoint)
                     .ok_or_else(|| format!("server has no endpoint #{endpoint}"))?;
-                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(header_map(headers)?)
                     .max_json_response_size(self.settings.max_response_bytes);
-                let mut config = config;
                 config.reinit_on_expired_session = true;
-                let transport =
-                    StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                let in_flight = client.in_flight.clone();
+                let Some(credentials) = oauth else {
+                    let transport = CountingTransport {
+                        inner: StreamableHttpClientTransport::with_client(
+                            self.http.clone(),
+                            config,
+                        ),
+                        in_flight,
+                    };
+                    return client
+                        .serve_with_lifecycle(transport, lifecycle)
+                        .await
+                        .map_err(|e| e.to_string());
+                };
+                let tokens = self.settings.tokens.clone().ok_or(
+                    "this upstream uses OAuth client credentials, but this gateway has no token source",
+                )?;
+                // Fetched first so a failure names itself instead of failing the handshake.
+                tokens
+                    .access_token(credentials, None)
+                    .await
+                    .map_err(|reason| {
+                        format!("cannot obtain the gateway's access token: {reason}")
+                    })?;
+                let bearer = super::bearer::BearerClient {
+                    http: self.http.clone(),
+                    tokens,
+                    credentials: Arc::new((**credentials).clone()),
+                };
                 let transport = CountingTransport {
-                    inner: transport,
-                    in_flight: client.in_flight.clone(),
+                    inner: StreamableHttpClientTransport::with_client(bearer, config),
+                    in_flight,
                 };
                 client
                     .serve_with_lifecycle(transport, lifecycle)

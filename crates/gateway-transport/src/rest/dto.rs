@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use gateway_domain::secret::MASK;
 use gateway_domain::{
-    Catalog, Descriptor, HealthState, Secret, ToolHit, Transport, UpstreamServer,
+    Catalog, ClientCredentials, Descriptor, HealthState, Secret, ToolHit, Transport, UpstreamServer,
 };
-use gateway_registry::{RegisterServer, ServerChanges, TransportInput};
+use gateway_registry::{ClientCredentialsInput, RegisterServer, ServerChanges, TransportInput};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -30,6 +30,10 @@ pub enum TransportBody {
         /// returned as `********`; sending `********` back keeps the stored value.
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        /// The gateway's own OAuth client credentials: it obtains a bearer token
+        /// from `token_url` and sends it upstream (never the caller's token).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oauth: Option<ClientCredentialsBody>,
     },
     /// A child process speaking MCP on stdin/stdout. Only accepted when the
     /// operator set `upstreams.allow_stdio = true`.
@@ -46,6 +50,58 @@ pub enum TransportBody {
         #[serde(default)]
         cwd: Option<String>,
     },
+}
+
+/// OAuth 2.0 client credentials (client-credentials grant, `client_secret_post`) the
+/// gateway uses to get its own access token for an upstream.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsBody {
+    /// Token endpoint of the upstream's authorization server (`https`; `http` only on
+    /// loopback).
+    #[schema(example = "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token")]
+    pub token_url: String,
+    /// The gateway's client id there.
+    pub client_id: String,
+    /// The client secret. Returned as `********`; sending `********` back keeps the
+    /// stored value while `token_url`, `client_id` and the upstream's origins stay
+    /// the same.
+    pub client_secret: String,
+    /// Scopes to request (`scope`), e.g. `api://upstream/.default`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// `audience` parameter, for authorization servers that name the API this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `resource` parameter (RFC 8707).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+impl From<ClientCredentialsBody> for ClientCredentialsInput {
+    fn from(body: ClientCredentialsBody) -> Self {
+        Self {
+            token_url: body.token_url,
+            client_id: body.client_id,
+            client_secret: Secret::new(body.client_secret),
+            scopes: body.scopes,
+            audience: body.audience,
+            resource: body.resource,
+        }
+    }
+}
+
+impl From<&ClientCredentials> for ClientCredentialsBody {
+    fn from(credentials: &ClientCredentials) -> Self {
+        Self {
+            token_url: credentials.token_url.to_string(),
+            client_id: credentials.client_id.clone(),
+            client_secret: MASK.to_owned(),
+            scopes: credentials.scopes.clone(),
+            audience: credentials.audience.clone(),
+            resource: credentials.resource.clone(),
+        }
+    }
 }
 
 /// The transport kinds a client may name.
@@ -66,6 +122,7 @@ struct RawTransport {
     url: Option<String>,
     replicas: Option<Vec<String>>,
     headers: Option<BTreeMap<String, String>>,
+    oauth: Option<ClientCredentialsBody>,
     command: Option<String>,
     args: Option<Vec<String>>,
     env: Option<BTreeMap<String, String>>,
@@ -100,6 +157,7 @@ impl TryFrom<RawTransport> for TransportBody {
                     url,
                     replicas: raw.replicas.unwrap_or_default(),
                     headers: raw.headers.unwrap_or_default(),
+                    oauth: raw.oauth,
                 })
             }
             RawTransportKind::Stdio => {
@@ -108,6 +166,7 @@ impl TryFrom<RawTransport> for TransportBody {
                         ("url", raw.url.is_some()),
                         ("replicas", raw.replicas.is_some()),
                         ("headers", raw.headers.is_some()),
+                        ("oauth", raw.oauth.is_some()),
                     ],
                     "stdio",
                 ) {
@@ -148,10 +207,12 @@ impl From<TransportBody> for TransportInput {
                 url,
                 replicas,
                 headers,
+                oauth,
             } => Self::StreamableHttp {
                 url,
                 replicas,
                 headers: secrets(headers),
+                oauth: oauth.map(Into::into),
             },
             TransportBody::Stdio {
                 command,
@@ -175,10 +236,12 @@ impl From<&Transport> for TransportBody {
                 url,
                 replicas,
                 headers,
+                oauth,
             } => Self::StreamableHttp {
                 url: url.to_string(),
                 replicas: replicas.iter().map(ToString::to_string).collect(),
                 headers: masked(headers),
+                oauth: oauth.as_deref().map(Into::into),
             },
             Transport::Stdio {
                 command,
