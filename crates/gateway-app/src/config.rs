@@ -103,6 +103,36 @@ pub struct AuthConfig {
     pub roles_claim: String,
     /// The claim holding the tenant (Entra: `tid`).
     pub tenant_claim: String,
+    /// Access rules defined here (`[[auth.rules]]`), in force next to those managed
+    /// through `/api/v1/policies`, and read-only there.
+    pub rules: Vec<AccessRuleConfig>,
+}
+
+/// One `[[auth.rules]]` entry: `role` may do `actions` on items matching `patterns`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRuleConfig {
+    /// The role it grants to.
+    pub role: String,
+    /// Any of `list`, `call`, `read`, `get_prompt`.
+    pub actions: Vec<String>,
+    /// Globs over `<server>__<name>`.
+    pub patterns: Vec<String>,
+    /// Why it exists.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl AccessRuleConfig {
+    /// The domain rule, or every field error.
+    pub fn to_rule(&self) -> Result<gateway_domain::AccessRule, gateway_domain::ValidationErrors> {
+        gateway_domain::AccessRule::configured(
+            &self.role,
+            &self.actions,
+            self.patterns.clone(),
+            self.description.clone(),
+        )
+    }
 }
 
 impl Default for AuthConfig {
@@ -126,6 +156,7 @@ impl Default for AuthConfig {
             protect_reads: true,
             roles_claim: "roles".into(),
             tenant_claim: "tid".into(),
+            rules: Vec::new(),
         }
     }
 }
@@ -753,6 +784,16 @@ impl Settings {
 
     fn validate_auth(&self, problems: &mut Vec<String>) {
         let auth = &self.auth;
+        for (index, rule) in auth.rules.iter().enumerate() {
+            if let Err(errors) = rule.to_rule() {
+                for error in errors.errors() {
+                    problems.push(format!(
+                        "auth.rules[{index}].{}: {}",
+                        error.field, error.message
+                    ));
+                }
+            }
+        }
         let url_ok = |value: &str| {
             url::Url::parse(value)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
@@ -1000,6 +1041,30 @@ mod tests {
             message.contains(".tmp") || message.contains("tmp"),
             "names the file: {message}"
         );
+    }
+
+    #[test]
+    fn access_rules_load_from_the_file_and_bad_ones_are_named() {
+        let good = "[[auth.rules]]\nrole = \"reader\"\nactions = [\"list\", \"call\"]\npatterns = [\"docs__*\"]\n";
+        let settings = load_with(Some(good), &Overrides::default()).expect("valid");
+        let rule = settings.auth.rules[0].to_rule().expect("rule");
+        assert!(rule.configured);
+        assert_eq!(
+            rule.id,
+            settings.auth.rules[0].to_rule().expect("rule").id,
+            "stable id"
+        );
+        let bad = "[[auth.rules]]\nrole = \"reader\"\nactions = [\"fly\"]\npatterns = []\n";
+        let message = load_with(Some(bad), &Overrides::default())
+            .expect_err("invalid")
+            .to_string();
+        assert!(message.contains("auth.rules[0].actions.0"), "{message}");
+        assert!(message.contains("auth.rules[0].patterns"), "{message}");
+        let unknown = "[[auth.rules]]\nrole = \"r\"\nactions = [\"list\"]\npatterns = [\"*\"]\nallow = true\n";
+        let message = load_with(Some(unknown), &Overrides::default())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(message.contains("allow"), "{message}");
     }
 
     #[test]

@@ -113,6 +113,13 @@ impl Application {
             store_arc.clone(),
             RegistryPolicy {
                 allow_stdio: settings.upstreams.allow_stdio,
+                // Validated when the configuration was loaded.
+                configured_rules: settings
+                    .auth
+                    .rules
+                    .iter()
+                    .filter_map(|rule| rule.to_rule().ok())
+                    .collect(),
             },
         )
         .with_listener(Arc::new(queue.clone()));

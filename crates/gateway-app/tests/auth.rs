@@ -558,3 +558,77 @@ async fn policies_are_validated_and_only_admins_change_them() {
     assert_eq!(unknown.status(), 404);
     issuer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_from_the_configuration_file_apply_and_are_read_only() {
+    let issuer = TestIssuer::start().await;
+    let docs = serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("docs");
+    let app = gateway(&issuer, |s| {
+        s.auth.rules = vec![gateway_app::config::AccessRuleConfig {
+            role: "reader".into(),
+            actions: vec!["list".into(), "call".into()],
+            patterns: vec!["docs__echo".into()],
+            description: Some("from the file".into()),
+        }];
+    })
+    .await;
+    let body = json!({"name": "docs", "transport": {"type": "streamable-http", "url": docs.url()}});
+    admin_post(&app, &issuer, "/api/v1/servers", &body).await;
+    admin_post(&app, &issuer, "/api/v1/servers/docs/refresh", &json!({})).await;
+
+    let reader = issuer.token(AUDIENCE, &["reader"]);
+    assert_eq!(names_for(&app, &reader).await, ["docs__echo"]);
+    assert!(
+        names_for(&app, &issuer.token(AUDIENCE, &["other"]))
+            .await
+            .is_empty()
+    );
+
+    let policies: Value = app
+        .client
+        .get(app.url("/api/v1/policies"))
+        .bearer_auth(issuer.token(AUDIENCE, &["admin"]))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("policies");
+    let configured = &policies[0];
+    assert_eq!(configured["source"], "config", "{policies}");
+    assert_eq!(configured["description"], "from the file");
+    let id = configured["id"].as_str().expect("id").to_owned();
+
+    // The same id after a restart (derived from the rule), and not removable here.
+    let app = app.restart().await;
+    let again: Value = app
+        .client
+        .get(app.url("/api/v1/policies"))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("policies");
+    assert_eq!(again[0]["id"], id.as_str());
+    let removal = app
+        .client
+        .delete(app.url(&format!("/api/v1/policies/{id}")))
+        .header("x-api-key", ADMIN_KEY)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(removal.status(), 403);
+    let problem: Value = removal.json().await.expect("problem");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("configuration file")),
+        "{problem}"
+    );
+    docs.stop().await;
+    issuer.stop().await;
+}

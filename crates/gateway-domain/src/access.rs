@@ -85,6 +85,9 @@ pub struct AccessRule {
     pub description: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Defined in the configuration file (read-only through the API) rather than
+    /// stored in the database.
+    pub configured: bool,
 }
 
 impl AccessRule {
@@ -149,7 +152,35 @@ impl AccessRule {
             patterns,
             description,
             created_at: Utc::now(),
+            configured: false,
         })
+    }
+
+    /// A rule from the configuration file: checked like any other, with an id derived
+    /// from its content, so every replica and every restart gives it the same one.
+    pub fn configured(
+        role: &str,
+        actions: &[String],
+        patterns: Vec<String>,
+        description: Option<String>,
+    ) -> Result<Self, ValidationErrors> {
+        use sha2::{Digest, Sha256};
+        let mut rule = Self::new(role, actions, patterns, description)?;
+        let mut hash = Sha256::new();
+        for part in std::iter::once(rule.role.as_str())
+            .chain(rule.actions.iter().map(|a| a.as_str()))
+            .chain(rule.patterns.iter().map(String::as_str))
+        {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest: [u8; 32] = hash.finalize().into();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        rule.id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        rule.created_at = DateTime::<Utc>::UNIX_EPOCH;
+        rule.configured = true;
+        Ok(rule)
     }
 }
 

@@ -25,6 +25,7 @@ fn to_domain(row: access_rule::Model) -> Result<AccessRule, RepositoryError> {
         patterns,
         description: row.description,
         created_at: row.created_at,
+        configured: false,
     })
 }
 

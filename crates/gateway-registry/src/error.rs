@@ -26,6 +26,9 @@ pub enum RegistryError {
     /// Registering stdio servers (running host commands) is disabled by configuration.
     #[error("stdio upstreams are disabled; set upstreams.allow_stdio = true to allow them")]
     StdioDisabled,
+    /// The item is defined in the configuration file, which is where it changes.
+    #[error("`{0}` is defined in the configuration file; change it there")]
+    Configured(String),
     /// The store is unreachable; retrying later may succeed.
     #[error("registry store unavailable: {0}")]
     Unavailable(String),

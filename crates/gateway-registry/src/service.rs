@@ -15,10 +15,13 @@ use crate::input::{
 };
 
 /// Operator choices that change what the registry accepts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryPolicy {
     /// Whether stdio upstreams (host commands) may be registered. Off by default.
     pub allow_stdio: bool,
+    /// Access rules from the configuration file: in force next to the stored ones,
+    /// listed with them, and not removable through the API.
+    pub configured_rules: Vec<gateway_domain::AccessRule>,
 }
 
 /// How many times an update without a client-supplied version re-reads and retries
@@ -69,10 +72,18 @@ impl Registry {
 
     /// Every access rule (RBAC grant), oldest first.
     pub async fn access_rules(&self) -> Result<Vec<gateway_domain::AccessRule>, RegistryError> {
-        self.rules
+        let stored = self
+            .rules
             .list_rules()
             .await
-            .map_err(|e| RegistryError::from_repository(e, "access rules"))
+            .map_err(|e| RegistryError::from_repository(e, "access rules"))?;
+        Ok(self
+            .policy
+            .configured_rules
+            .iter()
+            .cloned()
+            .chain(stored)
+            .collect())
     }
 
     /// Adds an access rule, checking every field.
@@ -94,6 +105,14 @@ impl Registry {
 
     /// Removes an access rule (`NotFound` names the id).
     pub async fn remove_access_rule(&self, id: uuid::Uuid) -> Result<(), RegistryError> {
+        if self
+            .policy
+            .configured_rules
+            .iter()
+            .any(|rule| rule.id == id)
+        {
+            return Err(RegistryError::Configured(id.to_string()));
+        }
         self.rules
             .delete_rule(id)
             .await
@@ -528,7 +547,11 @@ mod tests {
             denied.register(stdio.clone()).await,
             Err(RegistryError::StdioDisabled)
         );
-        let allowed = registry(RegistryPolicy { allow_stdio: true }).await;
+        let allowed = registry(RegistryPolicy {
+            allow_stdio: true,
+            ..RegistryPolicy::default()
+        })
+        .await;
         assert!(allowed.register(stdio).await.is_ok());
     }
 

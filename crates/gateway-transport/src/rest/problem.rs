@@ -288,6 +288,9 @@ impl From<RegistryError> for ApiError {
             error @ RegistryError::StdioDisabled => {
                 Self::new(ProblemKind::StdioDisabled, error.to_string())
             }
+            error @ RegistryError::Configured(_) => {
+                Self::new(ProblemKind::Forbidden, error.to_string())
+            }
             RegistryError::Unavailable(reason) => {
                 let mut api = Self::new(
                     ProblemKind::Unavailable,

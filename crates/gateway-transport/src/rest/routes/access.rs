@@ -45,8 +45,10 @@ pub struct PolicyView {
     pub patterns: Vec<String>,
     /// Why it exists.
     pub description: Option<String>,
-    /// When it was created.
+    /// When it was created (the Unix epoch for a rule from the configuration file).
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `api` (managed here) or `config` (from `[[auth.rules]]`, read-only here).
+    pub source: &'static str,
 }
 
 impl From<&AccessRule> for PolicyView {
@@ -58,6 +60,7 @@ impl From<&AccessRule> for PolicyView {
             patterns: rule.patterns.clone(),
             description: rule.description.clone(),
             created_at: rule.created_at,
+            source: if rule.configured { "config" } else { "api" },
         }
     }
 }
