@@ -784,14 +784,21 @@ impl Settings {
 
     fn validate_auth(&self, problems: &mut Vec<String>) {
         let auth = &self.auth;
+        let mut seen = Vec::new();
         for (index, rule) in auth.rules.iter().enumerate() {
-            if let Err(errors) = rule.to_rule() {
-                for error in errors.errors() {
-                    problems.push(format!(
-                        "auth.rules[{index}].{}: {}",
-                        error.field, error.message
-                    ));
+            match rule.to_rule() {
+                Err(errors) => {
+                    for error in errors.errors() {
+                        problems.push(format!(
+                            "auth.rules[{index}].{}: {}",
+                            error.field, error.message
+                        ));
+                    }
                 }
+                Ok(parsed) if seen.contains(&parsed.id) => problems.push(format!(
+                    "auth.rules[{index}]: repeats an earlier rule (same role, actions and patterns)"
+                )),
+                Ok(parsed) => seen.push(parsed.id),
             }
         }
         let url_ok = |value: &str| {
@@ -1065,6 +1072,11 @@ mod tests {
             .expect_err("unknown key")
             .to_string();
         assert!(message.contains("allow"), "{message}");
+        let twice = format!("{good}{good}");
+        let message = load_with(Some(&twice), &Overrides::default())
+            .expect_err("duplicate")
+            .to_string();
+        assert!(message.contains("auth.rules[1]: repeats"), "{message}");
     }
 
     #[test]

@@ -136,40 +136,6 @@ async fn the_gateway_calls_with_its_own_token_and_renews_it() {
     );
     assert_eq!(upstream.upstream().bearer_refusals(), 1);
 
-    // Tokens that expire are renewed before they lapse, within the same upstream
-    // session: issued-3 lives 2 s (renewed after 1 s), and a later call goes out with
-    // a newer token without being refused first.
-    issuer.set_token_lifetime(2);
-    upstream.upstream().accept_issued_tokens_from(3);
-    let result = client
-        .call_tool(call("guarded__echo", json!({"text": "fresh"})))
-        .await
-        .expect("call with issued-3");
-    assert_eq!(text_of(&result), "fresh");
-    let refusals = upstream.upstream().bearer_refusals();
-    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    let result = client
-        .call_tool(call("guarded__echo", json!({"text": "renewed"})))
-        .await
-        .expect("call after renewal");
-    assert_eq!(text_of(&result), "renewed");
-    assert_eq!(
-        upstream.upstream().bearer_refusals(),
-        refusals,
-        "renewed before refusal"
-    );
-    let last = upstream
-        .authorizations_seen()
-        .last()
-        .cloned()
-        .unwrap_or_default();
-    let number: u64 = last
-        .strip_prefix("Bearer issued-")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_default();
-    assert!(number >= 4, "a renewed token: {last}");
-    issuer.set_token_lifetime(3600);
-
     // The secret is masked on output and sealed at rest.
     let server: Value = app
         .get("/api/v1/servers/guarded")
@@ -189,9 +155,11 @@ async fn the_gateway_calls_with_its_own_token_and_renews_it() {
         "the secret is stored sealed"
     );
 
-    // A GET → PATCH round trip with the mask keeps the secret.
+    // A GET → PATCH round trip with the mask keeps the secret while the token request
+    // stays the same (here the upstream's path changes, same origin).
     let mut transport = server["transport"].clone();
-    transport["oauth"]["scopes"] = json!(["tools.call"]);
+    let url = transport["url"].as_str().unwrap_or_default().to_owned();
+    transport["url"] = json!(format!("{url}?edited"));
     let patched = app
         .patch_json("/api/v1/servers/guarded", &json!({"transport": transport}))
         .await;
@@ -206,25 +174,51 @@ async fn the_gateway_calls_with_its_own_token_and_renews_it() {
         .await
         .expect("call after edit");
     assert_eq!(text_of(&result), "after edit");
+
+    // With the mask, nothing of the token request may change: not the scopes (they
+    // would buy tokens for other APIs), not the token endpoint.
+    for (field, value) in [
+        ("scopes", json!(["other.api"])),
+        ("audience", json!("https://other.test")),
+        ("resource", json!("https://other.test/mcp")),
+        ("token_url", json!("https://elsewhere.test/token")),
+    ] {
+        let mut moved = transport.clone();
+        moved["oauth"][field] = value;
+        let refused = app
+            .patch_json("/api/v1/servers/guarded", &json!({"transport": moved}))
+            .await;
+        assert_eq!(
+            problem_fields(refused).await,
+            ["transport.oauth.client_secret"],
+            "{field}"
+        );
+    }
+    // With the real secret the scopes change, and the next token is asked for them.
+    let mut rescoped = transport.clone();
+    rescoped["oauth"]["scopes"] = json!(["tools.call"]);
+    rescoped["oauth"]["client_secret"] = json!(CLIENT_SECRET);
+    let patched = app
+        .patch_json("/api/v1/servers/guarded", &json!({"transport": rescoped}))
+        .await;
+    assert_eq!(
+        patched.status(),
+        200,
+        "{}",
+        patched.text().await.unwrap_or_default()
+    );
+    let result = client
+        .call_tool(call("guarded__echo", json!({"text": "rescoped"})))
+        .await
+        .expect("call after rescoping");
+    assert_eq!(text_of(&result), "rescoped");
     assert_eq!(
         issuer
             .token_requests()
             .last()
             .and_then(|r| r.get("scope"))
             .map(String::as_str),
-        Some("tools.call"),
-        "new scopes, new token, same stored secret"
-    );
-
-    // Moving the token endpoint elsewhere with the mask is refused: the secret would
-    // go to a new destination.
-    transport["oauth"]["token_url"] = json!("https://elsewhere.test/token");
-    let moved = app
-        .patch_json("/api/v1/servers/guarded", &json!({"transport": transport}))
-        .await;
-    assert_eq!(
-        problem_fields(moved).await,
-        ["transport.oauth.client_secret"]
+        Some("tools.call")
     );
 
     let _ = client.cancel().await;
@@ -294,6 +288,10 @@ async fn bad_oauth_registrations_are_refused_field_by_field() {
             vec!["transport.oauth.token_url"],
         ),
         (
+            json!({"type": "streamable-http", "url": "http://upstream.example.com/mcp", "oauth": oauth(&issuer, "s")}),
+            vec!["transport.oauth"],
+        ),
+        (
             json!({"type": "streamable-http", "url": url, "oauth": {"token_url": "https://issuer.example.com/token", "client_id": " ", "client_secret": "********", "scopes": ["a b"]}}),
             vec!["transport.oauth.client_id", "transport.oauth.scopes.0"],
         ),
@@ -321,5 +319,104 @@ async fn bad_oauth_registrations_are_refused_field_by_field() {
             "{body}"
         );
     }
+    issuer.stop().await;
+}
+
+/// Registers `name` on `upstream` with credentials asking for `scope` (each scope is
+/// its own cached token) and fetches its catalog.
+async fn register_scoped(app: &TestApp, issuer: &TestIssuer, name: &str, url: &str, scope: &str) {
+    let mut oauth = oauth(issuer, CLIENT_SECRET);
+    oauth["scopes"] = json!([scope]);
+    let created = register(
+        app,
+        name,
+        json!({"type": "streamable-http", "url": url, "oauth": oauth}),
+    )
+    .await;
+    assert_eq!(
+        created.status(),
+        201,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
+    let refreshed = app
+        .client
+        .post(app.url(&format!("/api/v1/servers/{name}/refresh")))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(refreshed.status(), 200);
+}
+
+fn token_number(authorization: Option<&String>) -> u64 {
+    authorization
+        .and_then(|a| a.strip_prefix("Bearer issued-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_tokens_are_renewed_before_they_expire() {
+    let issuer = TestIssuer::start().await;
+    issuer.set_token_lifetime(2); // renewed after 1 s
+    let upstream = serve_http("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("upstream");
+    upstream.upstream().accept_issued_tokens_from(1);
+    let app = gateway().await;
+    register_scoped(&app, &issuer, "short", &upstream.url(), "short.lived").await;
+    let (client, _) = connect(&app.url("/mcp")).await;
+    let result = client
+        .call_tool(call("short__echo", json!({"text": "first"})))
+        .await
+        .expect("first call");
+    assert_eq!(text_of(&result), "first");
+    let first = token_number(upstream.authorizations_seen().last());
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    let result = client
+        .call_tool(call("short__echo", json!({"text": "second"})))
+        .await
+        .expect("second call");
+    assert_eq!(text_of(&result), "second");
+    // Every token is still accepted, so a newer one on the wire means it was renewed
+    // ahead of its expiry, not replaced after a refusal.
+    let second = token_number(upstream.authorizations_seen().last());
+    assert!(second > first, "renewed: {first} then {second}");
+    assert_eq!(upstream.upstream().bearer_refusals(), 0);
+    let _ = client.cancel().await;
+    upstream.stop().await;
+    issuer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusing_every_token_does_not_hammer_the_issuer() {
+    let issuer = TestIssuer::start().await;
+    let upstream = serve_http("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("upstream");
+    upstream.upstream().accept_issued_tokens_from(1);
+    let app = gateway().await;
+    register_scoped(&app, &issuer, "stubborn", &upstream.url(), "stubborn").await;
+    let (client, _) = connect(&app.url("/mcp")).await;
+    client
+        .call_tool(call("stubborn__echo", json!({"text": "ok"})))
+        .await
+        .expect("accepted at first");
+    let before = issuer.token_requests().len();
+    upstream.upstream().accept_issued_tokens_from(1_000);
+    for _ in 0..10 {
+        let error = client
+            .call_tool(call("stubborn__echo", json!({"text": "refused"})))
+            .await
+            .expect_err("refused by the upstream");
+        assert!(!error.to_string().contains(CLIENT_SECRET));
+    }
+    let fetched = issuer.token_requests().len() - before;
+    assert!(
+        fetched <= 2,
+        "{fetched} token requests for 10 refused calls"
+    );
+    let _ = client.cancel().await;
+    upstream.stop().await;
     issuer.stop().await;
 }

@@ -235,6 +235,14 @@ impl Transport {
                     "cannot be combined with a static `Authorization` header; keep one of them",
                 ))
             }
+            ref http @ Self::StreamableHttp { .. }
+                if http.endpoints().iter().any(|url| !is_private_channel(url)) =>
+            {
+                Err(ValidationErrors::single(
+                    "oauth",
+                    "needs https endpoints (http only on loopback): the token would travel in clear text",
+                ))
+            }
             Self::StreamableHttp {
                 url,
                 replicas,
@@ -383,8 +391,13 @@ impl Transport {
             && new.client_secret.is_mask()
             && new.token_url == old.token_url
             && new.client_id == old.client_id
+            && new.scopes == old.scopes
+            && new.audience == old.audience
+            && new.resource == old.resource
         {
-            // The secret goes to the token endpoint: kept only for the same one.
+            // Kept only for exactly the same request: another scope, audience or
+            // resource would get tokens for other APIs with a secret the editor
+            // cannot read.
             new.client_secret = old.client_secret.clone();
         }
         let (new, old) = match (self, current) {
@@ -455,6 +468,17 @@ impl Transport {
         }
         keys
     }
+}
+
+/// Whether a bearer token sent to `url` stays confidential: https, or this machine.
+fn is_private_channel(url: &Url) -> bool {
+    url.scheme() == "https"
+        || match url.host() {
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
 }
 
 fn is_token_byte(b: u8) -> bool {

@@ -86,6 +86,11 @@ impl Registry {
             .collect())
     }
 
+    /// The access rules of the configuration file.
+    pub fn configured_access_rules(&self) -> &[gateway_domain::AccessRule] {
+        &self.policy.configured_rules
+    }
+
     /// Adds an access rule, checking every field.
     pub async fn add_access_rule(
         &self,

@@ -52,9 +52,9 @@ pub enum TransportBody {
     },
 }
 
-/// OAuth 2.0 client credentials (client-credentials grant, `client_secret_post`) the
-/// gateway uses to get its own access token for an upstream.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// OAuth 2.0 client credentials (client-credentials grant, client authenticated with
+/// HTTP Basic) the gateway uses to get its own access token for an upstream.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCredentialsBody {
     /// Token endpoint of the upstream's authorization server (`https`; `http` only on
@@ -64,7 +64,7 @@ pub struct ClientCredentialsBody {
     /// The gateway's client id there.
     pub client_id: String,
     /// The client secret. Returned as `********`; sending `********` back keeps the
-    /// stored value while `token_url`, `client_id` and the upstream's origins stay
+    /// stored value while every other `oauth` field and the upstream's origins stay
     /// the same.
     pub client_secret: String,
     /// Scopes to request (`scope`), e.g. `api://upstream/.default`.
@@ -76,6 +76,17 @@ pub struct ClientCredentialsBody {
     /// `resource` parameter (RFC 8707).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+}
+
+impl std::fmt::Debug for ClientCredentialsBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentialsBody")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &MASK)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<ClientCredentialsBody> for ClientCredentialsInput {
