@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod credentials;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod name;
 pub mod page;
 pub mod ports;
@@ -23,11 +24,14 @@ pub use catalog::{Catalog, Descriptor, ToolHit};
 pub use credentials::{ClientCredentials, UpstreamTokenSource};
 pub use error::{FieldError, RepositoryError, ValidationErrors};
 pub use health::{HealthState, HealthStatus};
+pub use limits::{
+    Budget, LimitScope, LimitSubject, Quota, RateDecision, RateLimitRule, RateLimiter, RateLimits,
+};
 pub use name::{ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{
-    AccessRuleRepository, CatalogRepository, PoolStats, ReadinessProbe, RegistryEvent,
-    RegistryListener, ServerFilter, ServerRepository,
+    AccessRuleRepository, CatalogRepository, PoolStats, RateLimitRuleRepository, ReadinessProbe,
+    RegistryEvent, RegistryListener, ServerFilter, ServerRepository,
 };
 pub use secret::Secret;
 pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};

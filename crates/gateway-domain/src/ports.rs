@@ -117,6 +117,8 @@ pub enum RegistryEvent {
     CatalogChanged(ServerId),
     /// The access rules changed.
     AccessRulesChanged,
+    /// The rate-limit rules changed.
+    RateLimitsChanged,
 }
 
 /// Told about every successful registry change. Called synchronously after the
@@ -135,4 +137,15 @@ pub trait AccessRuleRepository: Send + Sync {
     async fn insert_rule(&self, rule: &crate::AccessRule) -> Result<(), RepositoryError>;
     /// Removes a rule; `NotFound` if there is none with that id.
     async fn delete_rule(&self, id: uuid::Uuid) -> Result<(), RepositoryError>;
+}
+
+/// Stores [`crate::RateLimitRule`]s managed through the API.
+#[async_trait]
+pub trait RateLimitRuleRepository: Send + Sync {
+    /// Every rule, oldest first.
+    async fn list_limits(&self) -> Result<Vec<crate::RateLimitRule>, RepositoryError>;
+    /// Stores a new rule.
+    async fn insert_limit(&self, rule: &crate::RateLimitRule) -> Result<(), RepositoryError>;
+    /// Removes a rule; `NotFound` if there is none with that id.
+    async fn delete_limit(&self, id: uuid::Uuid) -> Result<(), RepositoryError>;
 }

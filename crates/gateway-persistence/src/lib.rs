@@ -10,6 +10,7 @@ mod catalogs;
 mod connect;
 mod entity;
 mod error;
+mod limits;
 pub mod sealing;
 mod servers;
 

@@ -3,6 +3,7 @@
 
 pub mod access_rule;
 pub mod catalog_tool;
+pub mod rate_limit_rule;
 pub mod server_catalog;
 pub mod server_tag;
 pub mod upstream_server;

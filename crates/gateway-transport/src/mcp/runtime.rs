@@ -176,7 +176,9 @@ impl RegistryListener for WorkQueue {
             RegistryEvent::Upserted(id) => Work::Refresh(id),
             RegistryEvent::Removed(id) => Work::Forget(id),
             RegistryEvent::CatalogChanged(_) => Work::Rebuild,
-            RegistryEvent::AccessRulesChanged => Work::ReloadAccess,
+            RegistryEvent::AccessRulesChanged | RegistryEvent::RateLimitsChanged => {
+                Work::ReloadAccess
+            }
         });
     }
 }
@@ -238,12 +240,18 @@ impl McpRuntime {
             servers: HashMap::new(),
             hashes: BTreeMap::new(),
         };
+        // The configuration file's rules hold from the start, even while the database
+        // cannot be read.
+        let initial_access = gateway_domain::AccessRules::new(
+            registry.configured_access_rules().to_vec(),
+            settings.admin_roles.clone().unwrap_or_default(),
+        );
         let runtime = Arc::new_cyclic(|this| Self {
             registry,
             pool,
             monitor,
             metrics,
-            access: RwLock::new(Arc::new(gateway_domain::AccessRules::default())),
+            access: RwLock::new(Arc::new(initial_access)),
             this: this.clone(),
             spawner,
             rebuilding: tokio::sync::Mutex::new(()),
