@@ -41,6 +41,10 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
         ("gateway-router", (&["gateway-domain"][..], true)),
         ("gateway-telemetry", (&[][..], true)),
         ("gateway-auth", (&["gateway-domain"][..], false)),
+        (
+            "gateway-limits",
+            (&["gateway-domain", "gateway-telemetry"][..], false),
+        ),
         ("gateway-migrations", (&[][..], false)),
         (
             "gateway-persistence",
@@ -75,6 +79,7 @@ const PRODUCTION_CRATES: &[&str] = &[
     "gateway-router",
     "gateway-telemetry",
     "gateway-auth",
+    "gateway-limits",
     "gateway-migrations",
     "gateway-persistence",
     "gateway-transport",

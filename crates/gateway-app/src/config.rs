@@ -45,6 +45,150 @@ pub struct Settings {
     pub secrets: SecretsConfig,
     /// Who may call `/mcp` and change the registry.
     pub auth: AuthConfig,
+    /// Request budgets per tenant, principal, role, server, tool and client address.
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// What rate-limit decisions do while Redis is unreachable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateLimitFailureMode {
+    /// Decide in each replica with its share of every quota.
+    #[default]
+    FailOpen,
+    /// Refuse requests that have a budget.
+    FailClosed,
+}
+
+/// A per-address budget: `rate` requests per `period_secs`, bursts of `burst`;
+/// `rate = 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressLimitConfig {
+    /// Requests per period; 0: no limit.
+    pub rate: u32,
+    /// The period, in seconds.
+    pub period_secs: u32,
+    /// Requests allowed back to back.
+    pub burst: u32,
+}
+
+impl AddressLimitConfig {
+    /// The quota, or `None` when off (validated at load).
+    pub fn quota(&self) -> Option<gateway_domain::Quota> {
+        (self.rate > 0)
+            .then(|| gateway_domain::Quota::new(self.rate, self.period_secs, self.burst).ok())
+            .flatten()
+    }
+}
+
+/// One `[[rate_limits.rules]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitRuleConfig {
+    /// `tenant`, `principal`, `role`, `server` or `tool`.
+    pub scope: String,
+    /// Glob over the dimension's value (`*`: every value its own budget).
+    #[serde(default = "every_value")]
+    pub matches: String,
+    /// Requests per period.
+    pub rate: u32,
+    /// The period, in seconds.
+    pub period_secs: u32,
+    /// Requests allowed back to back (default: `rate`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// Why it exists.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn every_value() -> String {
+    "*".into()
+}
+
+impl RateLimitRuleConfig {
+    /// The domain rule, or every field error.
+    pub fn to_rule(
+        &self,
+    ) -> Result<gateway_domain::RateLimitRule, gateway_domain::ValidationErrors> {
+        gateway_domain::RateLimitRule::configured(
+            &self.scope,
+            &self.matches,
+            self.rate,
+            self.period_secs,
+            self.burst,
+            self.description.clone(),
+        )
+    }
+}
+
+/// `[rate_limits]`: GCRA budgets, in process or shared by every replica through Redis.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// `redis://…`: keep budgets in Redis, shared by every replica (also `REDIS_URL`).
+    /// Unset: each process keeps its own.
+    pub redis_url: Option<String>,
+    /// `fail-open` (each replica decides alone with its share) or `fail-closed`
+    /// (refuse) while Redis is unreachable.
+    pub failure_mode: RateLimitFailureMode,
+    /// Replicas sharing the load, for a replica's share of each quota in `fail-open`.
+    pub expected_replicas: u32,
+    /// Longest wait for Redis per decision, in milliseconds, before falling back.
+    pub redis_timeout_ms: u64,
+    /// Prefix of the Redis keys (several gateways can share one Redis).
+    pub key_prefix: String,
+    /// Budget of each client address on `/api/v1`.
+    pub api_per_address: AddressLimitConfig,
+    /// Budget of each client address for requests refused for lack of valid
+    /// credentials (with `[auth]` on).
+    pub unauthenticated_per_address: AddressLimitConfig,
+    /// Take the client address from `Forwarded` / `X-Forwarded-For` (only behind a
+    /// proxy that sets them).
+    pub trust_forwarded_for: bool,
+    /// The rules (`[[rate_limits.rules]]`), next to those of `/api/v1/rate-limits`.
+    pub rules: Vec<RateLimitRuleConfig>,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            failure_mode: RateLimitFailureMode::FailOpen,
+            expected_replicas: 1,
+            redis_timeout_ms: 100,
+            key_prefix: "mcp-gateway".into(),
+            api_per_address: AddressLimitConfig {
+                rate: 50,
+                period_secs: 1,
+                burst: 200,
+            },
+            unauthenticated_per_address: AddressLimitConfig {
+                rate: 5,
+                period_secs: 1,
+                burst: 30,
+            },
+            trust_forwarded_for: false,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RateLimitsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitsConfig")
+            .field(
+                "redis_url",
+                &self
+                    .redis_url
+                    .as_deref()
+                    .map(gateway_persistence::redact_url),
+            )
+            .field("failure_mode", &self.failure_mode)
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which identity provider issues the bearer tokens.
@@ -525,6 +669,9 @@ impl Settings {
         if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
             figment = figment.merge(Serialized::default("database.url", url));
         }
+        if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
+            figment = figment.merge(Serialized::default("rate_limits.redis_url", url));
+        }
         figment = figment.merge(env);
         if let Some(host) = &overrides.host {
             figment = figment.merge(Serialized::default("http.host", host));
@@ -731,6 +878,7 @@ impl Settings {
             ));
         }
         self.validate_auth(&mut problems);
+        self.validate_rate_limits(&mut problems);
         if let Some(endpoint) = &self.tracing.otlp_endpoint {
             let valid = url::Url::parse(endpoint)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
@@ -779,6 +927,82 @@ impl Settings {
                 "invalid configuration: {}",
                 problems.join("; ")
             )))
+        }
+    }
+
+    fn validate_rate_limits(&self, problems: &mut Vec<String>) {
+        let limits = &self.rate_limits;
+        if let Some(url) = &limits.redis_url
+            && !url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.has_host())
+        {
+            problems.push(format!(
+                "rate_limits.redis_url = {:?} must be a redis:// or rediss:// URL with a host",
+                gateway_persistence::redact_url(url)
+            ));
+        }
+        if !(1..=1000).contains(&limits.expected_replicas) {
+            problems.push(format!(
+                "rate_limits.expected_replicas = {} must be between 1 and 1000",
+                limits.expected_replicas
+            ));
+        }
+        if !(1..=10_000).contains(&limits.redis_timeout_ms) {
+            problems.push(format!(
+                "rate_limits.redis_timeout_ms = {} must be between 1 and 10000",
+                limits.redis_timeout_ms
+            ));
+        }
+        if limits.key_prefix.is_empty()
+            || limits.key_prefix.len() > 64
+            || !limits
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            problems.push(format!(
+                "rate_limits.key_prefix = {:?} must be 1 to 64 letters, digits or - _ . :",
+                limits.key_prefix
+            ));
+        }
+        for (key, limit) in [
+            ("api_per_address", limits.api_per_address),
+            (
+                "unauthenticated_per_address",
+                limits.unauthenticated_per_address,
+            ),
+        ] {
+            if limit.rate > 0
+                && let Err(errors) =
+                    gateway_domain::Quota::new(limit.rate, limit.period_secs, limit.burst)
+            {
+                for error in errors.errors() {
+                    problems.push(format!(
+                        "rate_limits.{key}.{}: {}",
+                        error.field, error.message
+                    ));
+                }
+            }
+        }
+        let mut seen = Vec::new();
+        for (index, rule) in limits.rules.iter().enumerate() {
+            match rule.to_rule() {
+                Err(errors) => {
+                    for error in errors.errors() {
+                        problems.push(format!(
+                            "rate_limits.rules[{index}].{}: {}",
+                            error.field, error.message
+                        ));
+                    }
+                }
+                Ok(parsed) if seen.contains(&(parsed.scope, parsed.matches.clone())) => {
+                    problems.push(format!(
+                        "rate_limits.rules[{index}]: another rule already has scope {} and matches {:?}",
+                        parsed.scope, parsed.matches
+                    ))
+                }
+                Ok(parsed) => seen.push((parsed.scope, parsed.matches)),
+            }
         }
     }
 

@@ -120,8 +120,15 @@ impl Application {
                     .iter()
                     .filter_map(|rule| rule.to_rule().ok())
                     .collect(),
+                configured_limits: settings
+                    .rate_limits
+                    .rules
+                    .iter()
+                    .filter_map(|rule| rule.to_rule().ok())
+                    .collect(),
             },
         )
+        .with_limit_store(store_arc.clone())
         .with_listener(Arc::new(queue.clone()));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);
@@ -141,13 +148,11 @@ impl Application {
             gateway_telemetry::Metrics::new(SERVICE_INFO.version)
                 .map_err(|e| StartupError::Mcp(e.to_string()))?,
         );
-        let (runtime, inbox) = McpRuntime::new(
-            registry.clone(),
-            mcp_settings(settings)?,
-            queue,
-            metrics.clone(),
-        )
-        .map_err(StartupError::Mcp)?;
+        let mut runtime_settings = mcp_settings(settings)?;
+        runtime_settings.limiter = rate_limiter(settings, &metrics)?;
+        let (runtime, inbox) =
+            McpRuntime::new(registry.clone(), runtime_settings, queue, metrics.clone())
+                .map_err(StartupError::Mcp)?;
         let runtime_task = tokio::spawn(runtime.clone().run(work, inbox));
         let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
 
@@ -159,6 +164,7 @@ impl Application {
             mcp: Some(runtime.clone()),
             metrics,
             auth: auth_gate(settings, port)?,
+            ip_limits: ip_limits(settings),
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
@@ -269,7 +275,55 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
         resilience: resilience_settings(settings),
         admin_roles: (settings.auth.provider != crate::config::AuthProvider::None)
             .then(|| settings.auth.admin_roles.clone()),
+        limiter: gateway_transport::mcp::Limiter::default(),
     })
+}
+
+/// The rate limiter: shared through Redis when `rate_limits.redis_url` is set, in
+/// this process otherwise.
+fn rate_limiter(
+    settings: &Settings,
+    metrics: &Arc<gateway_telemetry::Metrics>,
+) -> Result<gateway_transport::mcp::Limiter, StartupError> {
+    let limits = &settings.rate_limits;
+    let Some(url) = &limits.redis_url else {
+        return Ok(gateway_transport::mcp::Limiter(Arc::new(
+            gateway_limits::LocalLimiter::default(),
+        )));
+    };
+    let failure_mode = match limits.failure_mode {
+        crate::config::RateLimitFailureMode::FailOpen => gateway_limits::FailureMode::Open,
+        crate::config::RateLimitFailureMode::FailClosed => gateway_limits::FailureMode::Closed,
+    };
+    let redis = gateway_limits::RedisLimiter::new(
+        gateway_limits::RedisSettings {
+            url: url.clone(),
+            key_prefix: limits.key_prefix.clone(),
+            timeout: Duration::from_millis(limits.redis_timeout_ms),
+            failure_mode,
+            expected_replicas: limits.expected_replicas,
+            pool_size: settings.http.workers.unwrap_or(4).max(4) * 2,
+        },
+        Some(metrics.clone()),
+    )
+    .map_err(StartupError::Mcp)?;
+    tracing::info!(redis = %gateway_persistence::redact_url(url), mode = ?limits.failure_mode, "rate limits shared through Redis");
+    Ok(gateway_transport::mcp::Limiter(Arc::new(redis)))
+}
+
+/// The per-address limits of the HTTP face (the unauthenticated one only matters
+/// with `[auth]` on: without it nothing is refused for lack of credentials).
+fn ip_limits(settings: &Settings) -> gateway_transport::rest::ip_limit::IpLimits {
+    use gateway_transport::rest::ip_limit::{IpLimiter, IpLimits};
+    let limits = &settings.rate_limits;
+    IpLimits {
+        api: limits.api_per_address.quota().map(IpLimiter::new),
+        unauthenticated: limits
+            .unauthenticated_per_address
+            .quota()
+            .map(IpLimiter::new),
+        trust_forwarded_for: limits.trust_forwarded_for,
+    }
 }
 
 /// How often the issuer's keys are fetched again regardless of traffic.

@@ -208,6 +208,31 @@ impl RateLimitRule {
         }
     }
 
+    /// A rule from the configuration file: checked like any other, with an id derived
+    /// from its content (the same on every replica and after every restart).
+    pub fn configured(
+        scope: &str,
+        matches: &str,
+        rate: u32,
+        period_secs: u32,
+        burst: Option<u32>,
+        description: Option<String>,
+    ) -> Result<Self, ValidationErrors> {
+        use sha2::{Digest, Sha256};
+        let mut rule = Self::new(scope, matches, rate, period_secs, burst, description)?;
+        let content = format!(
+            "{}\0{}\0{}\0{}\0{}",
+            rule.scope, rule.matches, rule.quota.rate, rule.quota.period_secs, rule.quota.burst
+        );
+        let digest: [u8; 32] = Sha256::digest(content.as_bytes()).into();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        rule.id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        rule.created_at = DateTime::<Utc>::UNIX_EPOCH;
+        rule.configured = true;
+        Ok(rule)
+    }
+
     /// How closely `matches` names a value: exact beats any glob, a longer glob
     /// beats a shorter one, `*` comes last.
     fn specificity(&self) -> (bool, usize) {

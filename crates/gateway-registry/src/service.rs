@@ -22,6 +22,8 @@ pub struct RegistryPolicy {
     /// Access rules from the configuration file: in force next to the stored ones,
     /// listed with them, and not removable through the API.
     pub configured_rules: Vec<gateway_domain::AccessRule>,
+    /// Rate-limit rules from the configuration file, likewise.
+    pub configured_limits: Vec<gateway_domain::RateLimitRule>,
 }
 
 /// How many times an update without a client-supplied version re-reads and retries
@@ -37,6 +39,7 @@ pub struct Registry {
     servers: Arc<dyn ServerRepository>,
     catalogs: Arc<dyn CatalogRepository>,
     rules: Arc<dyn gateway_domain::AccessRuleRepository>,
+    limits: Option<Arc<dyn gateway_domain::RateLimitRuleRepository>>,
     policy: RegistryPolicy,
     listeners: Vec<Arc<dyn RegistryListener>>,
 }
@@ -53,9 +56,84 @@ impl Registry {
             servers,
             catalogs,
             rules,
+            limits: None,
             policy,
             listeners: Vec::new(),
         }
+    }
+
+    /// Stores rate-limit rules managed through the API in `limits` (without it only
+    /// the configuration file's rules exist).
+    pub fn with_limit_store(
+        mut self,
+        limits: Arc<dyn gateway_domain::RateLimitRuleRepository>,
+    ) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// The rate-limit rules in force: the configuration file's, then the stored ones.
+    pub async fn rate_limit_rules(
+        &self,
+    ) -> Result<Vec<gateway_domain::RateLimitRule>, RegistryError> {
+        let stored = match &self.limits {
+            Some(store) => store
+                .list_limits()
+                .await
+                .map_err(|e| RegistryError::from_repository(e, "rate-limit rules"))?,
+            None => Vec::new(),
+        };
+        Ok(self
+            .policy
+            .configured_limits
+            .iter()
+            .cloned()
+            .chain(stored)
+            .collect())
+    }
+
+    /// The rate-limit rules of the configuration file.
+    pub fn configured_rate_limits(&self) -> &[gateway_domain::RateLimitRule] {
+        &self.policy.configured_limits
+    }
+
+    /// Adds a rate-limit rule, checking every field.
+    pub async fn add_rate_limit_rule(
+        &self,
+        rule: gateway_domain::RateLimitRule,
+    ) -> Result<gateway_domain::RateLimitRule, RegistryError> {
+        let store = self.limits.as_ref().ok_or_else(|| {
+            RegistryError::Internal("no store for rate-limit rules is configured".into())
+        })?;
+        store
+            .insert_limit(&rule)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, "rate-limit rule"))?;
+        self.announce(RegistryEvent::RateLimitsChanged);
+        Ok(rule)
+    }
+
+    /// Removes a rate-limit rule (`NotFound` names the id; the configuration file's
+    /// rules cannot be removed here).
+    pub async fn remove_rate_limit_rule(&self, id: uuid::Uuid) -> Result<(), RegistryError> {
+        if self
+            .policy
+            .configured_limits
+            .iter()
+            .any(|rule| rule.id == id)
+        {
+            return Err(RegistryError::Configured(id.to_string()));
+        }
+        let store = self
+            .limits
+            .as_ref()
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        store
+            .delete_limit(id)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, &id.to_string()))?;
+        self.announce(RegistryEvent::RateLimitsChanged);
+        Ok(())
     }
 
     /// Adds a component to tell about every successful change.

@@ -47,6 +47,15 @@ pub struct Metrics {
     /// `gateway_upstream_rejections_total{server,reason}`: calls refused before
     /// reaching the upstream (`circuit`, `bulkhead`, `draining`).
     pub upstream_rejections: IntCounterVec,
+    /// `gateway_rate_limited_total{scope}`: requests refused by a rate limit, by the
+    /// scope of the budget that refused (`tenant`…`tool`, or `ip`).
+    pub rate_limited: IntCounterVec,
+    /// `gateway_rate_limit_fallback_total{mode}`: decisions taken without Redis
+    /// (`fail-open` locally, or `fail-closed` refusals) while it was unreachable.
+    pub rate_limit_fallbacks: IntCounterVec,
+    /// `gateway_rate_limit_backend_up`: 1 while the shared (Redis) limiter answers,
+    /// 0 while decisions fall back; absent without Redis.
+    pub rate_limit_backend_up: IntGaugeVec,
     /// `gateway_db_pool_connections{state}`: `in_use` and `idle`.
     pub db_pool: IntGaugeVec,
     /// `gateway_catalog_items{server,kind}`.
@@ -178,6 +187,36 @@ impl Metrics {
                         "Calls refused before reaching the upstream, by reason",
                     ),
                     &["server", "reason"],
+                ),
+            )?,
+            rate_limited: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_rate_limited_total",
+                        "Requests refused by a rate limit, by the scope of the refusing budget",
+                    ),
+                    &["scope"],
+                ),
+            )?,
+            rate_limit_fallbacks: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_rate_limit_fallback_total",
+                        "Rate-limit decisions taken without Redis while it was unreachable",
+                    ),
+                    &["mode"],
+                ),
+            )?,
+            rate_limit_backend_up: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gateway_rate_limit_backend_up",
+                        "1 while the shared rate limiter (Redis) answers, 0 while decisions fall back",
+                    ),
+                    &["backend"],
                 ),
             )?,
             db_pool: register(

@@ -17,6 +17,6 @@ pub mod service;
 pub mod upstream;
 
 pub use monitor::{Monitor, ResilienceSettings, WhenUnavailable};
-pub use runtime::{McpItem, McpRuntime, McpSettings, RuntimeInbox, Work, WorkQueue};
+pub use runtime::{Limiter, McpItem, McpRuntime, McpSettings, RuntimeInbox, Work, WorkQueue};
 pub use service::{McpHttpSettings, McpServices};
 pub use upstream::{UpstreamError, UpstreamSettings};

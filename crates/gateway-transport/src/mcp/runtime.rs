@@ -59,6 +59,35 @@ pub struct McpSettings {
     /// With authentication on: the roles that see everything, and access rules are
     /// enforced for everyone else. `None`: no authentication, everything is visible.
     pub admin_roles: Option<Vec<String>>,
+    /// Takes the rate-limit decisions (in process, or shared through Redis).
+    pub limiter: Limiter,
+}
+
+/// The rate limiter the runtime asks (a newtype so the settings stay `Debug`).
+#[derive(Clone)]
+pub struct Limiter(pub Arc<dyn gateway_domain::RateLimiter>);
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Limiter")
+    }
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self(Arc::new(Unlimited))
+    }
+}
+
+/// Allows everything: for runtimes built without a limiter (rules still parse, no
+/// budget is ever kept).
+struct Unlimited;
+
+#[async_trait::async_trait]
+impl gateway_domain::RateLimiter for Unlimited {
+    async fn acquire(&self, _budgets: &[gateway_domain::Budget]) -> gateway_domain::RateDecision {
+        gateway_domain::RateDecision::Allowed { remaining: None }
+    }
 }
 
 impl Default for McpSettings {
@@ -71,6 +100,7 @@ impl Default for McpSettings {
             upstream: UpstreamSettings::default(),
             resilience: ResilienceSettings::default(),
             admin_roles: None,
+            limiter: Limiter::default(),
         }
     }
 }
@@ -205,6 +235,8 @@ pub struct McpRuntime {
     pub metrics: Arc<gateway_telemetry::Metrics>,
     /// The access rules in force (RBAC), swapped whole when they change.
     access: RwLock<Arc<gateway_domain::AccessRules>>,
+    /// The rate-limit rules in force, swapped whole when they change.
+    limits: RwLock<Arc<gateway_domain::RateLimits>>,
     /// A handle to itself for the health-check tasks (which must not keep it alive).
     this: std::sync::Weak<McpRuntime>,
     /// The runtime the checks run on (a rebuild may run on an HTTP worker's).
@@ -246,12 +278,15 @@ impl McpRuntime {
             registry.configured_access_rules().to_vec(),
             settings.admin_roles.clone().unwrap_or_default(),
         );
+        let initial_limits =
+            gateway_domain::RateLimits::new(registry.configured_rate_limits().to_vec());
         let runtime = Arc::new_cyclic(|this| Self {
             registry,
             pool,
             monitor,
             metrics,
             access: RwLock::new(Arc::new(initial_access)),
+            limits: RwLock::new(Arc::new(initial_limits)),
             this: this.clone(),
             spawner,
             rebuilding: tokio::sync::Mutex::new(()),
@@ -287,8 +322,27 @@ impl McpRuntime {
             .clone()
     }
 
-    /// Loads the access rules from the registry (kept as they are if it cannot).
+    /// The rate-limit rules in force (cheap: one `Arc` clone).
+    pub fn limits(&self) -> Arc<gateway_domain::RateLimits> {
+        self.limits
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Loads the access and rate-limit rules from the registry (each kept as it is
+    /// if it cannot).
     async fn reload_access(&self) {
+        match self.registry.rate_limit_rules().await {
+            Ok(rules) => {
+                tracing::info!(rules = rules.len(), "rate-limit rules loaded");
+                *self.limits.write().unwrap_or_else(PoisonError::into_inner) =
+                    Arc::new(gateway_domain::RateLimits::new(rules));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot load rate-limit rules; keeping the current ones")
+            }
+        }
         let Some(admin_roles) = self.settings.admin_roles.clone() else {
             return;
         };

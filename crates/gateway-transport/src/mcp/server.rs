@@ -51,6 +51,8 @@ pub mod codes {
     pub const UPSTREAM_OVERLOADED: ErrorCode = ErrorCode(-32036);
     /// An operator is draining the server: it takes no new calls.
     pub const SERVER_DRAINING: ErrorCode = ErrorCode(-32037);
+    /// A rate limit refused the request; `data.retryAfter` says when to retry.
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(-32038);
 }
 
 /// How long clients may cache a list (2026-07-28 `ttlMs`); `list_changed` still
@@ -315,6 +317,63 @@ impl GatewayServer {
             return Err(unknown());
         }
         Ok((route, server))
+    }
+
+    /// [`GatewayServer::resolve`], then the rate limits: the budgets of the caller's
+    /// tenant, subject and roles, of the server and of the item must all allow it.
+    async fn admit(
+        &self,
+        kind: ListKind,
+        key: &str,
+        extensions: &rmcp::model::Extensions,
+    ) -> Result<(Route, UpstreamServer), ErrorData> {
+        let (route, server) = self.resolve(kind, key, extensions)?;
+        let limits = self.runtime.limits();
+        if limits.is_empty() {
+            return Ok((route, server));
+        }
+        let principal = match caller_of(extensions) {
+            Some(crate::rest::auth::Caller::Token(principal)) => Some(principal),
+            _ => None,
+        };
+        let item = format!("{}__{}", server.spec.name, route.original);
+        let budgets = limits.budgets(&gateway_domain::LimitSubject {
+            tenant: principal.and_then(|p| p.tenant.as_deref()),
+            principal: principal.map(|p| p.subject.as_str()),
+            roles: principal.map(|p| p.roles.as_slice()).unwrap_or_default(),
+            server: server.spec.name.as_str(),
+            item: &item,
+        });
+        let decision = self.runtime.settings.limiter.0.acquire(&budgets).await;
+        let gateway_domain::RateDecision::Limited {
+            scope,
+            quota,
+            retry_after,
+        } = decision
+        else {
+            return Ok((route, server));
+        };
+        self.runtime
+            .metrics
+            .rate_limited
+            .with_label_values(&[scope.as_str()])
+            .inc();
+        let retry_ms = u64::try_from(retry_after.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Err(ErrorData::new(
+            codes::RATE_LIMITED,
+            format!(
+                "rate limit reached ({scope} budget: {} per {} s, bursts of {}); retry in {retry_ms} ms",
+                quota.rate, quota.period_secs, quota.burst
+            ),
+            Some(serde_json::json!({
+                "scope": scope.as_str(),
+                "retryAfter": retry_ms as f64 / 1000.0,
+                "retryAfterMs": retry_ms,
+                "limit": {"rate": quota.rate, "periodSecs": quota.period_secs, "burst": quota.burst},
+            })),
+        ))
     }
 
     /// What the calling principal may see and use (everything without authentication,
@@ -854,7 +913,9 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (route, server) = self.resolve(ListKind::Tools, &request.name, &ctx.extensions)?;
+        let (route, server) = self
+            .admit(ListKind::Tools, &request.name, &ctx.extensions)
+            .await?;
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
@@ -891,7 +952,9 @@ impl ServerHandler for GatewayServer {
         request: GetPromptRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        let (route, server) = self.resolve(ListKind::Prompts, &request.name, &ctx.extensions)?;
+        let (route, server) = self
+            .admit(ListKind::Prompts, &request.name, &ctx.extensions)
+            .await?;
         let mut upstream = request;
         upstream.name = route.original;
         upstream.meta = upstream_meta(upstream.meta.take());
@@ -943,7 +1006,9 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
-        let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
+        let (route, server) = self
+            .admit(ListKind::Resources, &request.uri, &ctx.extensions)
+            .await?;
         let exposed_uri = request.uri.clone();
         let mut upstream = request;
         upstream.uri = route.original.clone();
@@ -976,14 +1041,16 @@ impl ServerHandler for GatewayServer {
         let mut upstream = request;
         let (route, server) = match &mut upstream.r#ref {
             Reference::Prompt(prompt) => {
-                let (route, server) =
-                    self.resolve(ListKind::Prompts, &prompt.name, &ctx.extensions)?;
+                let (route, server) = self
+                    .admit(ListKind::Prompts, &prompt.name, &ctx.extensions)
+                    .await?;
                 prompt.name = route.original.clone();
                 (route, server)
             }
             Reference::Resource(resource) => {
-                let (route, server) =
-                    self.resolve(ListKind::ResourceTemplates, &resource.uri, &ctx.extensions)?;
+                let (route, server) = self
+                    .admit(ListKind::ResourceTemplates, &resource.uri, &ctx.extensions)
+                    .await?;
                 resource.uri = route.original.clone();
                 (route, server)
             }

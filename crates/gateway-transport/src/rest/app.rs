@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::middleware::request_context;
 use super::openapi::{ApiDoc, RouteTable};
 use super::problem::{ApiError, ProblemKind};
-use super::routes::{access, health, servers, system, tools};
+use super::routes::{access, health, limits, servers, system, tools};
 
 /// Name and version reported by `/` and the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +62,8 @@ pub struct ApiState {
     pub metrics: Arc<gateway_telemetry::Metrics>,
     /// The authentication gate; `None` when authentication is off.
     pub auth: Option<Arc<super::auth::AuthGate>>,
+    /// Per-client-address limits.
+    pub ip_limits: super::ip_limit::IpLimits,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -143,6 +145,9 @@ pub fn build_app(
                 .service(access::create_policy)
                 .service(access::delete_policy)
                 .service(access::list_roles)
+                .service(limits::list_rate_limits)
+                .service(limits::create_rate_limit)
+                .service(limits::delete_rate_limit)
                 .service(tools::search_tools),
         )
         .split_for_parts();
@@ -167,5 +172,6 @@ pub fn build_app(
         .service(Redoc::with_url("/redoc", api))
         .default_service(web::to(fallback))
         .wrap(from_fn(super::auth::auth_gate))
+        .wrap(from_fn(super::ip_limit::api_ip_limit))
         .wrap(from_fn(request_context))
 }

@@ -282,6 +282,28 @@ pub(crate) async fn auth_gate(
             Err(error) => Some(api_refusal(&gate, &error)),
         },
     };
+    // Refused for lack of valid credentials: the address's budget for such requests
+    // pays for it, and once it is spent the answer is 429 (guessing stays slow).
+    let refusal = refusal.map(|response| {
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return response;
+        }
+        let Some(state) = request.app_data::<Data<ApiState>>() else {
+            return response;
+        };
+        let limits = &state.ip_limits;
+        match limits
+            .unauthenticated
+            .as_ref()
+            .and_then(|limiter| limits.refusal(limiter, &request, "unauthenticated requests"))
+        {
+            Some(limited) => {
+                state.metrics.rate_limited.with_label_values(&["ip"]).inc();
+                limited
+            }
+            None => response,
+        }
+    });
     match refusal {
         Some(response) => Ok(request.into_response(response).map_into_right_body()),
         None => next

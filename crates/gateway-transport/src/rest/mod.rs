@@ -4,6 +4,7 @@ mod app;
 pub mod auth;
 mod body;
 mod dto;
+pub mod ip_limit;
 mod middleware;
 mod openapi;
 mod problem;

@@ -49,6 +49,8 @@ pub enum ProblemKind {
     ServerDisabled,
     /// The database is unreachable (503).
     Unavailable,
+    /// 429: a rate limit refused the request.
+    RateLimited,
     /// An unexpected failure (500).
     Internal,
 }
@@ -93,6 +95,7 @@ impl ProblemKind {
             Self::Unauthorized => (S::UNAUTHORIZED, "unauthorized", "Authentication required"),
             Self::Forbidden => (S::FORBIDDEN, "forbidden", "Not allowed"),
             Self::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::RateLimited => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }

@@ -1,0 +1,191 @@
+//! Per-client-address limits on HTTP requests (governor's keyed GCRA, one budget per
+//! address, in this process): on `/api/v1`, and on requests refused for lack of valid
+//! credentials (so guessing tokens or keys is slow). Over the limit: 429 with
+//! `Retry-After` and `RateLimit-*` headers.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::web::Data;
+use actix_web::{Error, HttpResponse, ResponseError};
+use gateway_domain::Quota;
+
+use super::app::ApiState;
+use super::problem::{ApiError, ProblemKind};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
+
+/// Addresses kept before idle ones are forgotten.
+const RETAIN_AT: usize = 100_000;
+
+/// One GCRA budget per client address.
+pub struct IpLimiter {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    quota: Quota,
+}
+
+impl std::fmt::Debug for IpLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpLimiter")
+            .field("quota", &self.quota)
+            .finish()
+    }
+}
+
+impl IpLimiter {
+    /// A limiter giving each address `quota`.
+    pub fn new(quota: Quota) -> Self {
+        let burst = NonZeroU32::new(quota.burst).unwrap_or(NonZeroU32::MIN);
+        let governor_quota = governor::Quota::with_period(quota.emission_interval())
+            .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Self {
+            limiter: RateLimiter::keyed(governor_quota),
+            quota,
+        }
+    }
+
+    /// The quota each address gets.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// `Ok(())` when `address` may make a request now, or how long it must wait.
+    pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
+        if self.limiter.len() > RETAIN_AT {
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&address)
+            .map_err(|refused| refused.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// The per-address limits of the HTTP face.
+#[derive(Debug, Default)]
+pub struct IpLimits {
+    /// Every `/api/v1` request.
+    pub api: Option<IpLimiter>,
+    /// Requests refused for missing or invalid credentials (with authentication on).
+    pub unauthenticated: Option<IpLimiter>,
+    /// Take the client address from `Forwarded` / `X-Forwarded-For` (only behind a
+    /// proxy that sets them; otherwise clients could pick any address).
+    pub trust_forwarded_for: bool,
+}
+
+impl IpLimits {
+    /// The client's address.
+    pub(crate) fn client_of(&self, request: &ServiceRequest) -> Option<IpAddr> {
+        if self.trust_forwarded_for {
+            let info = request.connection_info();
+            if let Some(ip) = info.realip_remote_addr().and_then(|addr| {
+                addr.parse::<std::net::SocketAddr>()
+                    .map(|a| a.ip())
+                    .ok()
+                    .or_else(|| addr.trim_matches(['[', ']']).parse().ok())
+            }) {
+                return Some(ip);
+            }
+        }
+        request.peer_addr().map(|addr| addr.ip())
+    }
+
+    /// The 429 for `limiter` when `request`'s address is over it.
+    pub(crate) fn refusal(
+        &self,
+        limiter: &IpLimiter,
+        request: &ServiceRequest,
+        what: &str,
+    ) -> Option<HttpResponse> {
+        let address = self.client_of(request)?;
+        let wait = limiter.check(address).err()?;
+        Some(too_many(limiter.quota(), wait, what))
+    }
+}
+
+/// 429 problem+json with `Retry-After` (whole seconds, rounded up) and the
+/// `RateLimit-*` fields of the IETF draft.
+pub(crate) fn too_many(quota: Quota, wait: Duration, what: &str) -> HttpResponse {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = ApiError::new(
+        ProblemKind::RateLimited,
+        format!(
+            "too many {what} from this address: {} per {} s (bursts of {}); retry in {seconds} s",
+            quota.rate, quota.period_secs, quota.burst
+        ),
+    )
+    .error_response();
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&value) {
+            headers.insert(
+                actix_web::http::header::HeaderName::from_static(name),
+                value,
+            );
+        }
+    };
+    set("retry-after", seconds.to_string());
+    set("ratelimit-limit", quota.burst.to_string());
+    set("ratelimit-remaining", "0".into());
+    set("ratelimit-reset", seconds.to_string());
+    set(
+        "ratelimit-policy",
+        format!("{};w={}", quota.rate, quota.period_secs),
+    );
+    debug_assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    response
+}
+
+/// Limits `/api/v1` requests per client address (before authentication, so the
+/// limit also shields it).
+pub(crate) async fn api_ip_limit(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let api = request.match_info().as_str().starts_with("/api/v1");
+    let refusal = request
+        .app_data::<Data<ApiState>>()
+        .filter(|_| api)
+        .and_then(|state| {
+            let limits = &state.ip_limits;
+            let limiter = limits.api.as_ref()?;
+            let refusal = limits.refusal(limiter, &request, "requests")?;
+            state.metrics.rate_limited.with_label_values(&["ip"]).inc();
+            Some(refusal)
+        });
+    match refusal {
+        Some(response) => Ok(request.into_response(response).map_into_right_body()),
+        None => next
+            .call(request)
+            .await
+            .map(ServiceResponse::map_into_left_body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_gets_its_burst() {
+        let limiter = IpLimiter::new(Quota::new(1, 60, 3).expect("quota"));
+        let (a, b) = (
+            "10.0.0.1".parse().expect("ip"),
+            "10.0.0.2".parse().expect("ip"),
+        );
+        for _ in 0..3 {
+            assert!(limiter.check(a).is_ok());
+        }
+        let wait = limiter.check(a).expect_err("over the burst");
+        assert!(
+            wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert!(limiter.check(b).is_ok());
+    }
+}
