@@ -11,6 +11,7 @@ mod m20261126_000001_create_registry;
 mod m20261126_000002_upstream_runtime;
 mod m20261126_000003_access_rules;
 mod m20261126_000004_rate_limits;
+mod m20261126_000005_audit;
 
 /// Runs and inspects the migrations; `cargo xtask migrate` and `serve` use it.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_upstream_runtime::Migration),
             Box::new(m20261126_000003_access_rules::Migration),
             Box::new(m20261126_000004_rate_limits::Migration),
+            Box::new(m20261126_000005_audit::Migration),
         ]
     }
 }

@@ -45,6 +45,10 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
             "gateway-limits",
             (&["gateway-domain", "gateway-telemetry"][..], false),
         ),
+        (
+            "gateway-audit",
+            (&["gateway-domain", "gateway-telemetry"][..], false),
+        ),
         ("gateway-migrations", (&[][..], false)),
         (
             "gateway-persistence",
@@ -80,6 +84,7 @@ const PRODUCTION_CRATES: &[&str] = &[
     "gateway-telemetry",
     "gateway-auth",
     "gateway-limits",
+    "gateway-audit",
     "gateway-migrations",
     "gateway-persistence",
     "gateway-transport",

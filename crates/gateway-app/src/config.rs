@@ -47,6 +47,81 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// Request budgets per tenant, principal, role, server, tool and client address.
     pub rate_limits: RateLimitsConfig,
+    /// The audit trail of MCP operations and admin changes.
+    pub audit: AuditConfig,
+}
+
+/// What a caller does when the audit queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditWhenFull {
+    /// Wait up to `block_ms` for room, then spill.
+    #[default]
+    Block,
+    /// Append to the spill file at once.
+    Spill,
+}
+
+/// `[audit]`: every MCP operation and admin change, written asynchronously.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Record the audit trail.
+    pub enabled: bool,
+    /// Events waiting to be written at most.
+    pub queue_capacity: usize,
+    /// Events per database insert at most.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// `block` (wait up to `block_ms`, then spill) or `spill` when the queue is full.
+    pub when_full: AuditWhenFull,
+    /// Longest wait for room in a full queue, in milliseconds.
+    pub block_ms: u64,
+    /// JSON-lines file that takes events the queue or the database cannot; replayed
+    /// into the database at start and every minute.
+    pub spill_file: String,
+    /// Also write every event as a JSON line: `stdout`, or a file path; empty: no.
+    pub stream: String,
+    /// Keep tool and prompt arguments (redacted), not only their SHA-256.
+    pub record_arguments: bool,
+    /// Argument keys whose values are replaced by `********` (case-insensitive
+    /// substrings).
+    pub redact_keys: Vec<String>,
+    /// Delete events older than this many days (0: keep everything).
+    pub retention_days: u32,
+    /// Longest wait at shutdown for the queue to reach the database, in seconds
+    /// (what is left then goes to the spill file).
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue_capacity: 10_000,
+            batch_size: 500,
+            flush_interval_ms: 200,
+            when_full: AuditWhenFull::Block,
+            block_ms: 50,
+            spill_file: "data/audit-spill.jsonl".into(),
+            stream: String::new(),
+            record_arguments: false,
+            redact_keys: [
+                "password",
+                "secret",
+                "token",
+                "authorization",
+                "api_key",
+                "apikey",
+                "credential",
+            ]
+            .map(String::from)
+            .to_vec(),
+            retention_days: 90,
+            shutdown_timeout_secs: 30,
+        }
+    }
 }
 
 /// What rate-limit decisions do while Redis is unreachable.
@@ -879,6 +954,7 @@ impl Settings {
         }
         self.validate_auth(&mut problems);
         self.validate_rate_limits(&mut problems);
+        self.validate_audit(&mut problems);
         if let Some(endpoint) = &self.tracing.otlp_endpoint {
             let valid = url::Url::parse(endpoint)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
@@ -927,6 +1003,34 @@ impl Settings {
                 "invalid configuration: {}",
                 problems.join("; ")
             )))
+        }
+    }
+
+    fn validate_audit(&self, problems: &mut Vec<String>) {
+        let audit = &self.audit;
+        let mut range = |key: &str, value: u64, min: u64, max: u64| {
+            if !(min..=max).contains(&value) {
+                problems.push(format!(
+                    "audit.{key} = {value} must be between {min} and {max}"
+                ));
+            }
+        };
+        range("queue_capacity", audit.queue_capacity as u64, 1, 10_000_000);
+        range("batch_size", audit.batch_size as u64, 1, 10_000);
+        range("flush_interval_ms", audit.flush_interval_ms, 1, 60_000);
+        range("block_ms", audit.block_ms, 0, 10_000);
+        range(
+            "shutdown_timeout_secs",
+            audit.shutdown_timeout_secs,
+            1,
+            3600,
+        );
+        range("retention_days", u64::from(audit.retention_days), 0, 36_500);
+        if audit.enabled && audit.spill_file.trim().is_empty() {
+            problems.push("audit.spill_file must name a file".into());
+        }
+        if audit.redact_keys.iter().any(|k| k.trim().is_empty()) {
+            problems.push("audit.redact_keys must not contain empty keys".into());
         }
     }
 

@@ -98,6 +98,8 @@ pub struct Application {
     store: Store,
     runtime: Arc<McpRuntime>,
     runtime_task: tokio::task::JoinHandle<()>,
+    audit: Option<(Arc<gateway_audit::AuditPipeline>, Duration)>,
+    retention_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -129,6 +131,7 @@ impl Application {
             },
         )
         .with_limit_store(store_arc.clone())
+        .with_audit_store(store_arc.clone())
         .with_listener(Arc::new(queue.clone()));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);
@@ -148,8 +151,30 @@ impl Application {
             gateway_telemetry::Metrics::new(SERVICE_INFO.version)
                 .map_err(|e| StartupError::Mcp(e.to_string()))?,
         );
+        let audit = settings.audit.enabled.then(|| {
+            gateway_audit::AuditPipeline::start(
+                store_arc.clone(),
+                audit_settings(settings),
+                Some(metrics.clone()),
+            )
+        });
+        let retention_task = (settings.audit.enabled && settings.audit.retention_days > 0)
+            .then(|| tokio::spawn(retention(store_arc.clone(), settings.audit.retention_days)));
         let mut runtime_settings = mcp_settings(settings)?;
         runtime_settings.limiter = rate_limiter(settings, &metrics)?;
+        runtime_settings.audit =
+            audit
+                .clone()
+                .map(|sink| gateway_transport::mcp::audit::AuditPolicy {
+                    sink,
+                    record_arguments: settings.audit.record_arguments,
+                    redact_keys: settings
+                        .audit
+                        .redact_keys
+                        .iter()
+                        .map(|k| k.to_ascii_lowercase())
+                        .collect(),
+                });
         let (runtime, inbox) =
             McpRuntime::new(registry.clone(), runtime_settings, queue, metrics.clone())
                 .map_err(StartupError::Mcp)?;
@@ -165,6 +190,9 @@ impl Application {
             metrics,
             auth: auth_gate(settings, port)?,
             ip_limits: ip_limits(settings),
+            audit: audit
+                .clone()
+                .map(|sink| sink as Arc<dyn gateway_domain::AuditSink>),
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
@@ -192,6 +220,11 @@ impl Application {
             store,
             runtime,
             runtime_task,
+            audit: audit.map(|pipeline| {
+                let timeout = Duration::from_secs(settings.audit.shutdown_timeout_secs);
+                (pipeline, timeout)
+            }),
+            retention_task,
         })
     }
 
@@ -224,6 +257,14 @@ impl Application {
         self.runtime_task.abort();
         self.runtime.shutdown().await;
         tracing::info!("upstream sessions closed");
+        if let Some(task) = self.retention_task {
+            task.abort();
+        }
+        // Every request has ended: what the audit queue holds goes to the database
+        // (or the spill file) before the pool closes.
+        if let Some((audit, timeout)) = &self.audit {
+            audit.shutdown(*timeout).await;
+        }
         self.store.close().await;
         tracing::info!("database pool closed; goodbye");
         served
@@ -254,6 +295,55 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
+/// The audit pipeline's settings from `[audit]`.
+fn audit_settings(settings: &Settings) -> gateway_audit::AuditSettings {
+    let audit = &settings.audit;
+    gateway_audit::AuditSettings {
+        queue_capacity: audit.queue_capacity,
+        batch_size: audit.batch_size,
+        flush_interval: Duration::from_millis(audit.flush_interval_ms),
+        block_for: match audit.when_full {
+            crate::config::AuditWhenFull::Block => Duration::from_millis(audit.block_ms),
+            crate::config::AuditWhenFull::Spill => Duration::ZERO,
+        },
+        spill_file: audit.spill_file.clone().into(),
+        stream: match audit.stream.trim() {
+            "" => None,
+            "stdout" => Some(gateway_audit::StreamTarget::Stdout),
+            path => Some(gateway_audit::StreamTarget::File(path.into())),
+        },
+    }
+}
+
+/// Events deleted per statement by the retention task (small, so it never holds
+/// long locks).
+const RETENTION_BATCH: u64 = 1_000;
+
+/// Deletes audit events older than `days`, hourly, in small batches.
+async fn retention(store: Arc<Store>, days: u32) {
+    use gateway_domain::AuditRepository;
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        let mut deleted = 0;
+        loop {
+            match store.delete_events_before(cutoff, RETENTION_BATCH).await {
+                Ok(0) => break,
+                Ok(n) => deleted += n,
+                Err(error) => {
+                    tracing::warn!(%error, "audit retention failed; retrying in an hour");
+                    break;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, days, "old audit events deleted");
+        }
+    }
+}
+
 /// The MCP runtime's settings from the configuration (validated at load).
 fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
     let mcp = &settings.mcp;
@@ -276,6 +366,7 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
         admin_roles: (settings.auth.provider != crate::config::AuthProvider::None)
             .then(|| settings.auth.admin_roles.clone()),
         limiter: gateway_transport::mcp::Limiter::default(),
+        audit: None,
     })
 }
 
@@ -468,6 +559,7 @@ fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
         allowed_hosts,
         allowed_origins,
         max_body_bytes: settings.http.max_body_bytes,
+        trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
     }
 }
 

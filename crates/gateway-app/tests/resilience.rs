@@ -851,7 +851,7 @@ async fn killing_one_of_two_upstreams_under_load_is_contained_and_visible() {
 
     let steady_outcomes = steady_load.await.expect("steady load");
     assert!(
-        steady_outcomes.len() > 50,
+        steady_outcomes.len() > 20,
         "{} steady calls",
         steady_outcomes.len()
     );

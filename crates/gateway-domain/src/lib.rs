@@ -6,6 +6,7 @@
 //! check-layers` enforces it.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod credentials;
@@ -19,6 +20,7 @@ pub mod secret;
 pub mod server;
 
 pub use access::{AccessRule, AccessRules, Action};
+pub use audit::{AuditEvent, AuditFilter, AuditOutcome, AuditRepository, AuditSink};
 pub use auth::{AuthError, Principal, TokenVerifier};
 pub use catalog::{Catalog, Descriptor, ToolHit};
 pub use credentials::{ClientCredentials, UpstreamTokenSource};

@@ -85,22 +85,29 @@ impl OwnRedis {
             .expect(
                 "TEST_REDIS_URL is set, so redis-server must be installed (.ci/run installs it)",
             );
+        // Owned at once, so a panic below still stops the process (Drop).
+        let redis = Self { port, child };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Self { port, child };
+                return redis;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("redis-server did not listen on {port}");
     }
 
-    fn stop(mut self) -> u16 {
+    fn stop(self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.port
     }
 }
 

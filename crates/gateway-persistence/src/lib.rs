@@ -6,6 +6,7 @@
 //! credentials are written sealed ([`sealing`]) and opened only when read back.
 
 mod access;
+mod audit;
 mod catalogs;
 mod connect;
 mod entity;

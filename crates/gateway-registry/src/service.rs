@@ -40,6 +40,7 @@ pub struct Registry {
     catalogs: Arc<dyn CatalogRepository>,
     rules: Arc<dyn gateway_domain::AccessRuleRepository>,
     limits: Option<Arc<dyn gateway_domain::RateLimitRuleRepository>>,
+    audit: Option<Arc<dyn gateway_domain::AuditRepository>>,
     policy: RegistryPolicy,
     listeners: Vec<Arc<dyn RegistryListener>>,
 }
@@ -57,6 +58,7 @@ impl Registry {
             catalogs,
             rules,
             limits: None,
+            audit: None,
             policy,
             listeners: Vec::new(),
         }
@@ -70,6 +72,34 @@ impl Registry {
     ) -> Self {
         self.limits = Some(limits);
         self
+    }
+
+    /// Reads the audit trail from `audit` (without it, there is none to read).
+    pub fn with_audit_store(mut self, audit: Arc<dyn gateway_domain::AuditRepository>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Whether there is an audit trail to read.
+    pub fn has_audit(&self) -> bool {
+        self.audit.is_some()
+    }
+
+    /// A page of the audit trail, newest first (see
+    /// [`gateway_domain::AuditRepository::query_events`]).
+    pub async fn audit_events(
+        &self,
+        filter: &gateway_domain::AuditFilter,
+        after: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<gateway_domain::AuditEvent>, RegistryError> {
+        let Some(store) = &self.audit else {
+            return Ok(Vec::new());
+        };
+        store
+            .query_events(filter, after, limit)
+            .await
+            .map_err(|e| RegistryError::from_repository(e, "audit events"))
     }
 
     /// The rate-limit rules in force: the configuration file's, then the stored ones.

@@ -56,6 +56,12 @@ pub struct Metrics {
     /// `gateway_rate_limit_backend_up`: 1 while the shared (Redis) limiter answers,
     /// 0 while decisions fall back; absent without Redis.
     pub rate_limit_backend_up: IntGaugeVec,
+    /// `gateway_audit_events_total{result}`: audit events `written` to the database,
+    /// `spilled` to the spill file, `replayed` from it, or `lost` (the spill file
+    /// could not be written either; logged as an error).
+    pub audit_events: IntCounterVec,
+    /// `gateway_audit_queue_depth`: events waiting to be written.
+    pub audit_queue_depth: IntGaugeVec,
     /// `gateway_db_pool_connections{state}`: `in_use` and `idle`.
     pub db_pool: IntGaugeVec,
     /// `gateway_catalog_items{server,kind}`.
@@ -217,6 +223,26 @@ impl Metrics {
                         "1 while the shared rate limiter (Redis) answers, 0 while decisions fall back",
                     ),
                     &["backend"],
+                ),
+            )?,
+            audit_events: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_audit_events_total",
+                        "Audit events by what became of them: written, spilled, replayed, lost",
+                    ),
+                    &["result"],
+                ),
+            )?,
+            audit_queue_depth: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gateway_audit_queue_depth",
+                        "Audit events waiting to be written",
+                    ),
+                    &[],
                 ),
             )?,
             db_pool: register(

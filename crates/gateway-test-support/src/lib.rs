@@ -151,6 +151,14 @@ pub fn test_settings(database_url: &str) -> Settings {
     // per-address limits switch them on.
     settings.rate_limits.api_per_address.rate = 0;
     settings.rate_limits.unauthenticated_per_address.rate = 0;
+    // A spill file of each app's own (restarts keep it: the settings are reused).
+    settings.audit.spill_file = std::env::temp_dir()
+        .join(format!(
+            "gateway-audit-spill-{}.jsonl",
+            uuid::Uuid::new_v4()
+        ))
+        .display()
+        .to_string();
     settings
 }
 

@@ -2,6 +2,7 @@
 //! crate sees them.
 
 pub mod access_rule;
+pub mod audit_event;
 pub mod catalog_tool;
 pub mod rate_limit_rule;
 pub mod server_catalog;

@@ -8,6 +8,7 @@
 // gateway relays them between such peers.
 #![allow(deprecated)]
 
+pub mod audit;
 mod bearer;
 pub mod guard;
 pub mod monitor;

@@ -61,6 +61,8 @@ pub struct McpSettings {
     pub admin_roles: Option<Vec<String>>,
     /// Takes the rate-limit decisions (in process, or shared through Redis).
     pub limiter: Limiter,
+    /// Where audit events go; `None`: no audit.
+    pub audit: Option<super::audit::AuditPolicy>,
 }
 
 /// The rate limiter the runtime asks (a newtype so the settings stay `Debug`).
@@ -101,6 +103,7 @@ impl Default for McpSettings {
             resilience: ResilienceSettings::default(),
             admin_roles: None,
             limiter: Limiter::default(),
+            audit: None,
         }
     }
 }

@@ -300,6 +300,10 @@ impl GatewayServer {
             }
             return Err(unknown());
         };
+        let note = super::audit::AuditNote::of(extensions);
+        if let Some(note) = note {
+            note.resolved(route.server.as_str());
+        }
         let server = current
             .servers
             .get(&route.server_id)
@@ -314,6 +318,10 @@ impl GatewayServer {
             .viewer(extensions)
             .may(action, &server, &route.original)
         {
+            if let Some(note) = note {
+                note.denied
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return Err(unknown());
         }
         Ok((route, server))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rmcp_actix_web::transport::{LocalSessionManager, StreamableHttpService};
 
+use super::audit::{Audited, ClientAddress};
 use super::runtime::McpRuntime;
 use super::server::GatewayServer;
 
@@ -22,15 +23,17 @@ pub struct McpHttpSettings {
     pub allowed_origins: Vec<String>,
     /// Largest JSON-RPC request body.
     pub max_body_bytes: usize,
+    /// Take the client address (for the audit) from `Forwarded` / `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
 }
 
 /// The two MCP services, built once and cloned into every HTTP worker.
 #[derive(Clone)]
 pub struct McpServices {
     /// `/mcp`: every enabled upstream.
-    pub aggregate: StreamableHttpService<GatewayServer, LocalSessionManager>,
+    pub aggregate: StreamableHttpService<Audited, LocalSessionManager>,
     /// `/mcp/servers/{name}`: one upstream with its original names.
-    pub per_server: StreamableHttpService<GatewayServer, LocalSessionManager>,
+    pub per_server: StreamableHttpService<Audited, LocalSessionManager>,
     /// The runtime behind both.
     pub runtime: Arc<McpRuntime>,
     /// Largest JSON-RPC body accepted (checked before rmcp sees it).
@@ -40,11 +43,15 @@ pub struct McpServices {
 fn build(
     runtime: &Arc<McpRuntime>,
     settings: &McpHttpSettings,
-) -> StreamableHttpService<GatewayServer, LocalSessionManager> {
+) -> StreamableHttpService<Audited, LocalSessionManager> {
     let factory_runtime = runtime.clone();
+    let trust_forwarded_for = settings.trust_forwarded_for;
     StreamableHttpService::builder()
         .service_factory(Arc::new(move || {
-            Ok(GatewayServer::new(factory_runtime.clone()))
+            Ok(Audited::new(
+                GatewayServer::new(factory_runtime.clone()),
+                factory_runtime.settings.audit.clone(),
+            ))
         }))
         .session_manager(Arc::new(LocalSessionManager::default()))
         .stateful_mode(true)
@@ -53,11 +60,22 @@ fn build(
         .max_request_body_bytes(settings.max_body_bytes)
         // The caller the auth gate admitted travels with the message (the token itself
         // does not: rmcp-actix-web strips `Authorization`, and nothing forwards it).
-        .on_request_fn(|request, extensions| {
+        .on_request_fn(move |request, extensions| {
             if let Some(caller) =
                 actix_web::HttpMessage::extensions(request).get::<crate::rest::auth::Caller>()
             {
                 extensions.insert(caller.clone());
+            }
+            let address = if trust_forwarded_for {
+                request
+                    .connection_info()
+                    .realip_remote_addr()
+                    .map(str::to_owned)
+            } else {
+                request.peer_addr().map(|addr| addr.ip().to_string())
+            };
+            if let Some(address) = address {
+                extensions.insert(ClientAddress(address));
             }
         })
         .build()

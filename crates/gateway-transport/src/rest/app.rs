@@ -64,6 +64,8 @@ pub struct ApiState {
     pub auth: Option<Arc<super::auth::AuthGate>>,
     /// Per-client-address limits.
     pub ip_limits: super::ip_limit::IpLimits,
+    /// Where audit events of admin changes go; `None`: no audit.
+    pub audit: Option<Arc<dyn gateway_domain::AuditSink>>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -148,6 +150,7 @@ pub fn build_app(
                 .service(limits::list_rate_limits)
                 .service(limits::create_rate_limit)
                 .service(limits::delete_rate_limit)
+                .service(super::audit::list_audit)
                 .service(tools::search_tools),
         )
         .split_for_parts();
@@ -173,5 +176,6 @@ pub fn build_app(
         .default_service(web::to(fallback))
         .wrap(from_fn(super::auth::auth_gate))
         .wrap(from_fn(super::ip_limit::api_ip_limit))
+        .wrap(from_fn(super::audit::audit_admin))
         .wrap(from_fn(request_context))
 }

@@ -249,6 +249,8 @@ pub(crate) async fn auth_gate(
         Method::GET | Method::HEAD | Method::OPTIONS
     );
     let routed_path = request.match_info().as_str().to_owned();
+    // The audit trail names every caller of every tenant: reading it is for admins.
+    let admin_only = writes || routed_path.starts_with("/api/v1/audit");
     let refusal = match area(&routed_path) {
         Area::Public => None,
         Area::Mcp(resource) => match gate.verify(&request).await {
@@ -262,11 +264,11 @@ pub(crate) async fn auth_gate(
             admit(&request, Caller::ApiKey);
             None
         }
-        Area::Api | Area::Metrics if !writes && !gate.protect_reads => None,
+        Area::Api | Area::Metrics if !admin_only && !gate.protect_reads => None,
         area => match gate.verify(&request).await {
             Ok(principal) => {
                 let admin = gate.admin_roles.iter().any(|r| principal.has_role(r));
-                let needs_admin = writes && matches!(area, Area::Api);
+                let needs_admin = admin_only && matches!(area, Area::Api);
                 admit(&request, Caller::Token(principal));
                 (needs_admin && !admin).then(|| {
                     ApiError::new(

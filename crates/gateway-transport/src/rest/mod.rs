@@ -1,6 +1,7 @@
 //! The REST face of the gateway, assembled by [`build_app`].
 
 mod app;
+mod audit;
 pub mod auth;
 mod body;
 mod dto;

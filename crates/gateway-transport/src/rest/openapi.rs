@@ -22,6 +22,7 @@ use super::problem::{InvalidField, Problem};
         (name = "metrics", description = "Per-server call statistics"),
         (name = "auth", description = "OAuth 2.0 protected resource metadata (RFC 9728)"),
         (name = "access", description = "Access rules (RBAC): which role may list, call, read or get which items"),
+        (name = "audit", description = "The audit trail of MCP operations and admin changes (admins only)"),
         (name = "rate-limits", description = "Rate-limit rules: a budget per tenant, principal, role, server or tool"),
         (name = "system", description = "Probes and service information"),
     ),

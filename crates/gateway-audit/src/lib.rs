@@ -1,0 +1,429 @@
+//! The audit pipeline, the adapter behind the domain's [`gateway_domain::AuditSink`]
+//! port. A call hands its event to a bounded queue and goes on; one writer task takes
+//! events in batches (up to `batch_size`, or what arrived within `flush_interval`) and
+//! inserts each batch in one statement through the
+//! [`gateway_domain::AuditRepository`], retrying while the database is down.
+//!
+//! Architecture invariant: an accepted event is never dropped silently. When the queue
+//! is full, the caller waits up to `block_for` (or not at all) and then appends the
+//! event to a JSON-lines spill file; events spilled (or recorded after shutdown began)
+//! are replayed into the database at the next start and every minute. On shutdown the
+//! queue is drained into the database, or into the spill file if the database cannot
+//! take it in time. Only a spill file that cannot be written loses an event, and that
+//! is logged as an error and counted.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gateway_domain::{AuditEvent, AuditRepository, AuditSink};
+use gateway_telemetry::Metrics;
+use tokio::sync::{mpsc, watch};
+
+/// Where the optional JSON-lines copy of every event goes (for log shippers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamTarget {
+    /// Standard output.
+    Stdout,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// How the pipeline behaves.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Events the queue holds.
+    pub queue_capacity: usize,
+    /// Events per insert at most.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch.
+    pub flush_interval: Duration,
+    /// How long a caller waits for room in a full queue before spilling (zero: spill
+    /// at once).
+    pub block_for: Duration,
+    /// The JSON-lines file overflow goes to.
+    pub spill_file: PathBuf,
+    /// A copy of every written event, as JSON lines.
+    pub stream: Option<StreamTarget>,
+}
+
+/// What happened to the events of one run, for the shutdown log and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Events handed to the pipeline.
+    pub recorded: u64,
+    /// Inserted into the database (replayed ones included).
+    pub written: u64,
+    /// Appended to the spill file.
+    pub spilled: u64,
+    /// Taken back from the spill file into the database.
+    pub replayed: u64,
+    /// Neither written nor spilled (the spill file failed too).
+    pub lost: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    recorded: AtomicU64,
+    written: AtomicU64,
+    spilled: AtomicU64,
+    replayed: AtomicU64,
+    lost: AtomicU64,
+}
+
+/// The spill file, appended to under a lock.
+struct Spill {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl Spill {
+    fn append(&self, events: &[AuditEvent]) -> std::io::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let mut lines = Vec::new();
+        for event in events {
+            serde_json::to_writer(&mut lines, event).map_err(std::io::Error::other)?;
+            lines.push(b'\n');
+        }
+        file.write_all(&lines)?;
+        file.sync_data()
+    }
+
+    /// Moves the spill file aside for replay (appends go to a new one meanwhile) and
+    /// returns the file to replay, if there is one.
+    fn take(&self) -> Option<PathBuf> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaying = self.path.with_extension("replaying");
+        if replaying.exists() {
+            return Some(replaying); // a replay that failed earlier
+        }
+        std::fs::rename(&self.path, &replaying).ok()?;
+        Some(replaying)
+    }
+}
+
+/// The pipeline: [`AuditSink`] for callers, a writer task behind it.
+pub struct AuditPipeline {
+    sender: mpsc::Sender<AuditEvent>,
+    settings: AuditSettings,
+    counters: Arc<Counters>,
+    spill: Arc<Spill>,
+    closing: watch::Sender<bool>,
+    closed: AtomicBool,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl AuditPipeline {
+    /// Starts the writer task (on the current tokio runtime).
+    pub fn start(
+        repository: Arc<dyn AuditRepository>,
+        settings: AuditSettings,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
+        let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        let (closing, closing_seen) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let spill = Arc::new(Spill {
+            path: settings.spill_file.clone(),
+            lock: Mutex::new(()),
+        });
+        let writer = Writer {
+            repository,
+            receiver,
+            closing: closing_seen,
+            settings: settings.clone(),
+            counters: counters.clone(),
+            spill: spill.clone(),
+            metrics: metrics.clone(),
+        };
+        let task = tokio::spawn(writer.run());
+        Arc::new(Self {
+            sender,
+            settings,
+            counters,
+            spill,
+            closing,
+            closed: AtomicBool::new(false),
+            writer: tokio::sync::Mutex::new(Some(task)),
+            metrics,
+        })
+    }
+
+    fn count(&self, result: &str, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.audit_events.with_label_values(&[result]).inc_by(n);
+        }
+    }
+
+    fn spill_one(&self, event: AuditEvent) {
+        match self.spill.append(std::slice::from_ref(&event)) {
+            Ok(()) => self.count("spilled", &self.counters.spilled, 1),
+            Err(error) => {
+                tracing::error!(%error, file = %self.settings.spill_file.display(), action = %event.action, "audit event LOST: the queue is full and the spill file cannot be written");
+                self.count("lost", &self.counters.lost, 1);
+            }
+        }
+    }
+
+    /// Stops taking events into the queue, writes what it holds (spilling what the
+    /// database cannot take within `timeout`) and reports what became of this run's
+    /// events. Events recorded afterwards go to the spill file.
+    pub async fn shutdown(&self, timeout: Duration) -> AuditReport {
+        self.closed.store(true, Ordering::SeqCst);
+        let _ = self.closing.send(true);
+        if let Some(task) = self.writer.lock().await.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(timeout, task).await.is_err() {
+                abort.abort();
+                tracing::warn!("audit writer did not finish within the shutdown timeout");
+            }
+        }
+        let report = self.report();
+        tracing::info!(
+            recorded = report.recorded,
+            written = report.written,
+            spilled = report.spilled,
+            replayed = report.replayed,
+            lost = report.lost,
+            "audit log flushed"
+        );
+        report
+    }
+
+    /// What became of the events so far.
+    pub fn report(&self) -> AuditReport {
+        let load = |c: &AtomicU64| c.load(Ordering::SeqCst);
+        AuditReport {
+            recorded: load(&self.counters.recorded),
+            written: load(&self.counters.written),
+            spilled: load(&self.counters.spilled),
+            replayed: load(&self.counters.replayed),
+            lost: load(&self.counters.lost),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditSink for AuditPipeline {
+    async fn record(&self, event: AuditEvent) {
+        self.counters.recorded.fetch_add(1, Ordering::Relaxed);
+        if self.closed.load(Ordering::SeqCst) {
+            return self.spill_one(event);
+        }
+        let event = match self.sender.try_send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(event)) => event,
+            Err(mpsc::error::TrySendError::Closed(event)) => return self.spill_one(event),
+        };
+        if !self.settings.block_for.is_zero() {
+            match self
+                .sender
+                .send_timeout(event, self.settings.block_for)
+                .await
+            {
+                Ok(()) => return,
+                Err(
+                    mpsc::error::SendTimeoutError::Timeout(event)
+                    | mpsc::error::SendTimeoutError::Closed(event),
+                ) => return self.spill_one(event),
+            }
+        }
+        self.spill_one(event);
+    }
+}
+
+/// How often spilled events are offered to the database again.
+const REPLAY_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest pause between insert attempts while the database is down.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// What woke the writer.
+enum Next {
+    Event(Option<Box<AuditEvent>>),
+    Closing,
+    Replay,
+}
+
+struct Writer {
+    repository: Arc<dyn AuditRepository>,
+    receiver: mpsc::Receiver<AuditEvent>,
+    closing: watch::Receiver<bool>,
+    settings: AuditSettings,
+    counters: Arc<Counters>,
+    spill: Arc<Spill>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Writer {
+    async fn run(mut self) {
+        self.replay().await;
+        let mut replay_due = tokio::time::Instant::now() + REPLAY_INTERVAL;
+        loop {
+            let next = tokio::select! {
+                event = self.receiver.recv() => Next::Event(event.map(Box::new)),
+                _ = self.closing.wait_for(|closing| *closing) => Next::Closing,
+                _ = tokio::time::sleep_until(replay_due) => Next::Replay,
+            };
+            let first = match next {
+                Next::Replay => {
+                    self.replay().await;
+                    replay_due = tokio::time::Instant::now() + REPLAY_INTERVAL;
+                    continue;
+                }
+                Next::Event(Some(event)) => *event,
+                Next::Event(None) | Next::Closing => break,
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.settings.flush_interval;
+            while batch.len() < self.settings.batch_size {
+                match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
+                    Ok(Some(event)) => batch.push(event),
+                    _ => break,
+                }
+            }
+            self.write(batch).await;
+        }
+        // Shutting down: nothing more enters the queue; write what it holds.
+        self.receiver.close();
+        let mut batch = Vec::new();
+        while let Some(event) = self.receiver.recv().await {
+            batch.push(event);
+            if batch.len() >= self.settings.batch_size {
+                self.write(std::mem::take(&mut batch)).await;
+            }
+        }
+        if !batch.is_empty() {
+            self.write(batch).await;
+        }
+    }
+
+    fn count(&self, result: &str, counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+        if let Some(metrics) = &self.metrics {
+            metrics.audit_events.with_label_values(&[result]).inc_by(n);
+        }
+    }
+
+    /// Inserts a batch, retrying while the database is down; once shutting down, a
+    /// batch the database refuses goes to the spill file instead.
+    async fn write(&mut self, batch: Vec<AuditEvent>) {
+        if let Some(metrics) = &self.metrics {
+            let depth = i64::try_from(self.receiver.len()).unwrap_or(i64::MAX);
+            metrics
+                .audit_queue_depth
+                .with_label_values(&[] as &[&str])
+                .set(depth);
+        }
+        self.stream(&batch);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.repository.insert_events(&batch).await {
+                Ok(()) => {
+                    self.count("written", &self.counters.written, batch.len() as u64);
+                    return;
+                }
+                Err(error) if *self.closing.borrow() => {
+                    tracing::warn!(%error, events = batch.len(), "audit events go to the spill file: the database refused them during shutdown");
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, events = batch.len(), retry_in_ms = wait.as_millis() as u64, "cannot write audit events; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.closing.wait_for(|closing| *closing) => {}
+                    }
+                    wait = (wait * 2).min(MAX_RETRY_WAIT);
+                }
+            }
+        }
+        match self.spill.append(&batch) {
+            Ok(()) => self.count("spilled", &self.counters.spilled, batch.len() as u64),
+            Err(error) => {
+                tracing::error!(%error, events = batch.len(), file = %self.spill.path.display(), "audit events LOST: neither the database nor the spill file took them");
+                self.count("lost", &self.counters.lost, batch.len() as u64);
+            }
+        }
+    }
+
+    fn stream(&self, batch: &[AuditEvent]) {
+        let Some(target) = &self.settings.stream else {
+            return;
+        };
+        let mut lines = Vec::new();
+        for event in batch {
+            if serde_json::to_writer(&mut lines, event).is_ok() {
+                lines.push(b'\n');
+            }
+        }
+        let written = match target {
+            StreamTarget::Stdout => std::io::stdout().lock().write_all(&lines),
+            StreamTarget::File(path) => OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(&lines)),
+        };
+        if let Err(error) = written {
+            tracing::warn!(%error, "cannot write the audit stream");
+        }
+    }
+
+    /// Offers spilled events to the database; the file is removed once they are in.
+    async fn replay(&mut self) {
+        let Some(path) = self.spill.take() else {
+            return;
+        };
+        let events = match read_events(&path) {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::error!(%error, file = %path.display(), "cannot read the audit spill file");
+                return;
+            }
+        };
+        for chunk in events.chunks(self.settings.batch_size.max(1)) {
+            if let Err(error) = self.repository.insert_events(chunk).await {
+                tracing::warn!(%error, file = %path.display(), "cannot replay spilled audit events yet");
+                return;
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        if !events.is_empty() {
+            tracing::info!(
+                events = events.len(),
+                "spilled audit events written to the database"
+            );
+            self.count("replayed", &self.counters.replayed, events.len() as u64);
+            self.count("written", &self.counters.written, events.len() as u64);
+        }
+    }
+}
+
+/// The events of a spill file (a torn last line, from a crash mid-write, is skipped).
+fn read_events(path: &Path) -> std::io::Result<Vec<AuditEvent>> {
+    let file = std::fs::File::open(path)?;
+    let mut events = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line?;
+        match serde_json::from_str::<AuditEvent>(&line) {
+            Ok(event) => events.push(event),
+            Err(error) if !line.trim().is_empty() => {
+                tracing::warn!(%error, "skipping an unreadable line of the audit spill file");
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(events)
+}
