@@ -100,6 +100,10 @@ pub struct Application {
     runtime_task: tokio::task::JoinHandle<()>,
     audit: Option<(Arc<gateway_audit::AuditPipeline>, Duration)>,
     retention_task: Option<tokio::task::JoinHandle<()>>,
+    /// Ends the MCP sessions at shutdown.
+    mcp_sessions: tokio_util::sync::CancellationToken,
+    /// Longest wait at shutdown for calls in flight before sessions are closed.
+    drain_timeout: Duration,
 }
 
 impl Application {
@@ -180,6 +184,7 @@ impl Application {
                 .map_err(StartupError::Mcp)?;
         let runtime_task = tokio::spawn(runtime.clone().run(work, inbox));
         let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
+        let mcp_sessions = mcp.sessions.clone();
 
         let state = Data::new(ApiState {
             registry,
@@ -225,6 +230,8 @@ impl Application {
                 (pipeline, timeout)
             }),
             retention_task,
+            mcp_sessions,
+            drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
         })
     }
 
@@ -242,11 +249,25 @@ impl Application {
     /// `stop_on_signal`), then drains and closes the pool.
     pub async fn run_until_stopped(self, stop_on_signal: bool) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let (runtime, sessions, drain) = (
+            self.runtime.clone(),
+            self.mcp_sessions.clone(),
+            self.drain_timeout,
+        );
         let signals = stop_on_signal.then(|| {
             tokio::spawn(async move {
                 let signal = shutdown_signal().await;
                 tracing::info!(signal, "shutdown requested: no longer accepting connections, draining in-flight requests");
-                handle.stop(true).await;
+                let stopping = tokio::spawn(handle.stop(true));
+                // MCP sessions keep SSE streams open for as long as they live: once the
+                // calls in flight are answered (or the drain time is up), they end, so
+                // the server can stop without waiting for its whole timeout.
+                let deadline = tokio::time::Instant::now() + drain;
+                while runtime.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                sessions.cancel();
+                let _ = stopping.await;
             })
         });
         let served = self.server.await;

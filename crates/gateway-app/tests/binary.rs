@@ -621,3 +621,138 @@ fn a_secrets_key_is_checked_and_never_printed() {
         "check-config creates nothing"
     );
 }
+
+/// SIGTERM while clients keep calling tools: every call a client got an answer for is
+/// in the audit trail, and the shutdown report accounts for every event (written or
+/// spilled, none lost), all of them in the database after the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_audit_event() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let upstream = gateway_test_upstream::serve_http("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("upstream");
+    let running = start(dir.path(), &[]);
+    let base = format!("http://127.0.0.1:{}", running.port);
+    let client = gateway_test_support::http_client();
+    let body = serde_json::json!({"name": "load", "transport": {"type": "streamable-http", "url": upstream.url()}});
+    let created = client
+        .post(format!("{base}/api/v1/servers"))
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let refreshed = client
+        .post(format!("{base}/api/v1/servers/load/refresh"))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), 200);
+
+    let answered = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..6 {
+        let (answered, stop, url) = (answered.clone(), stop.clone(), format!("{base}/mcp"));
+        workers.push(tokio::spawn(async move {
+            let Ok((session, _)) = gateway_test_support::mcp::connect_with_token(&url, None).await
+            else {
+                return;
+            };
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let params = gateway_test_support::mcp::call(
+                    "load__echo",
+                    serde_json::json!({"text": format!("{worker}-{n}")}),
+                );
+                match session.call_tool(params).await {
+                    Ok(_) | Err(rmcp::ServiceError::McpError(_)) => {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => break,
+                }
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = answered.load(Ordering::SeqCst);
+    assert!(before > 10, "load is running: {before} calls answered");
+    sigterm(&running.child);
+    let (code, events) = tokio::task::spawn_blocking(move || collect_until_exit(running))
+        .await
+        .expect("collected");
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+    }
+    assert_eq!(code, 0, "graceful exit");
+    let report = events
+        .iter()
+        .find(|e| e["message"] == "audit log flushed")
+        .unwrap_or_else(|| panic!("the audit report in {events:?}"));
+    let field = |name: &str| report[name].as_u64().unwrap_or(u64::MAX);
+    assert_eq!(field("lost"), 0, "{report}");
+    assert_eq!(
+        field("recorded"),
+        field("written") + field("spilled"),
+        "{report}"
+    );
+    let answered = answered.load(Ordering::SeqCst) as u64;
+
+    // The next start replays anything spilled; every event is then in the database.
+    let running = start(dir.path(), &[]);
+    let base = format!("http://127.0.0.1:{}", running.port);
+    let count = |action: Option<&'static str>| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut total = 0u64;
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut url = format!("{base}/api/v1/audit?limit=500");
+                if let Some(action) = action {
+                    url.push_str(&format!("&action={action}"));
+                }
+                if let Some(cursor) = &cursor {
+                    url.push_str(&format!("&cursor={cursor}"));
+                }
+                let page: Value = client
+                    .get(url)
+                    .send()
+                    .await
+                    .expect("audit")
+                    .json()
+                    .await
+                    .expect("page");
+                total += page["items"].as_array().map_or(0, Vec::len) as u64;
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => return total,
+                }
+            }
+        }
+    };
+    let mut stored = 0;
+    for _ in 0..50 {
+        stored = count(None).await;
+        if stored >= field("recorded") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stored >= field("recorded"),
+        "{stored} stored, report {report}"
+    );
+    let calls = count(Some("tools/call")).await;
+    assert!(
+        calls >= answered,
+        "{calls} call events for {answered} answered calls"
+    );
+    sigterm(&running.child);
+    assert_eq!(collect_until_exit(running).0, 0);
+    upstream.stop().await;
+}

@@ -427,3 +427,136 @@ fn read_events(path: &Path) -> std::io::Result<Vec<AuditEvent>> {
     }
     Ok(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use chrono::{DateTime, Utc};
+    use gateway_domain::{AuditFilter, AuditOutcome, RepositoryError};
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// A store that keeps events in memory, or refuses them while `down` (the
+    /// database being unreachable, which SQLite cannot be made to be).
+    #[derive(Default)]
+    struct Store {
+        events: Mutex<Vec<AuditEvent>>,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl AuditRepository for Store {
+        async fn insert_events(&self, events: &[AuditEvent]) -> Result<(), RepositoryError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(RepositoryError::Unavailable("down".into()));
+            }
+            self.events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(events);
+            Ok(())
+        }
+
+        async fn query_events(
+            &self,
+            _: &AuditFilter,
+            _: Option<(DateTime<Utc>, Uuid)>,
+            _: u64,
+        ) -> Result<Vec<AuditEvent>, RepositoryError> {
+            Ok(Vec::new())
+        }
+
+        async fn delete_events_before(
+            &self,
+            _: DateTime<Utc>,
+            _: u64,
+        ) -> Result<u64, RepositoryError> {
+            Ok(0)
+        }
+    }
+
+    fn event(n: usize) -> AuditEvent {
+        AuditEvent {
+            id: Uuid::now_v7(),
+            at: Utc::now(),
+            request_id: None,
+            session_id: None,
+            subject: Some(format!("user-{n}")),
+            tenant: None,
+            roles: Vec::new(),
+            client_address: None,
+            action: "tools/call".into(),
+            server: None,
+            target: None,
+            outcome: AuditOutcome::Ok,
+            error_code: None,
+            latency_us: 1,
+            arguments_hash: None,
+            arguments: None,
+        }
+    }
+
+    fn settings(dir: &Path) -> AuditSettings {
+        AuditSettings {
+            queue_capacity: 100,
+            batch_size: 10,
+            flush_interval: Duration::from_millis(10),
+            block_for: Duration::from_millis(10),
+            spill_file: dir.join("spill.jsonl"),
+            stream: Some(StreamTarget::File(dir.join("stream.jsonl"))),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_event_is_written_and_streamed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(Store::default());
+        let pipeline = AuditPipeline::start(store.clone(), settings(dir.path()), None);
+        for n in 0..250 {
+            pipeline.record(event(n)).await;
+        }
+        let report = pipeline.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(
+            (report.recorded, report.written, report.spilled),
+            (250, 250, 0)
+        );
+        assert_eq!(store.events.lock().expect("lock").len(), 250);
+        let streamed = std::fs::read_to_string(dir.path().join("stream.jsonl")).expect("stream");
+        assert_eq!(streamed.lines().count(), 250);
+    }
+
+    #[tokio::test]
+    async fn a_database_that_stays_down_loses_nothing_and_gets_it_all_later() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(Store::default());
+        store.down.store(true, Ordering::SeqCst);
+        let pipeline = AuditPipeline::start(store.clone(), settings(dir.path()), None);
+        for n in 0..300 {
+            pipeline.record(event(n)).await;
+        }
+        let report = pipeline.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(report.recorded, 300);
+        assert_eq!(report.spilled, 300, "{report:?}");
+        assert_eq!(report.lost, 0);
+        // After shutdown began, an event still goes to the file.
+        pipeline.record(event(300)).await;
+        assert_eq!(pipeline.report().spilled, 301);
+
+        // The next run, with the database back, replays the file and removes it.
+        store.down.store(false, Ordering::SeqCst);
+        let next = AuditPipeline::start(store.clone(), settings(dir.path()), None);
+        let report = next.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(report.replayed, 301);
+        let subjects: std::collections::HashSet<String> = store
+            .events
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|e| e.subject.clone())
+            .collect();
+        assert_eq!(subjects.len(), 301);
+        assert!(!dir.path().join("spill.jsonl").exists());
+    }
+}

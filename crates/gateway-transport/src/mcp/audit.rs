@@ -132,10 +132,19 @@ impl Audited {
         let Some(policy) = &self.policy else {
             return call(context).await;
         };
-        let started = Instant::now();
         let note = Arc::new(AuditNote::default());
         context.extensions.insert(note.clone());
-        let extensions = context.extensions.clone();
+        let mut pending = Pending {
+            request: Some(Request {
+                policy: policy.clone(),
+                method: method.to_owned(),
+                target,
+                arguments,
+                extensions: context.extensions.clone(),
+                note: note.clone(),
+                started: Instant::now(),
+            }),
+        };
         let result = call(context).await;
         let (outcome, error_code) = match &result {
             Ok(value) if tool_failed(value) => (AuditOutcome::Error, None),
@@ -146,19 +155,60 @@ impl Audited {
             }
             Err(error) => (AuditOutcome::Error, Some(i64::from(error.code.0))),
         };
-        let event = event(
-            policy,
-            method,
-            target,
-            arguments,
-            &extensions,
-            &note,
+        if let Some(request) = pending.request.take() {
+            let sink = request.policy.sink.clone();
+            sink.record(request.into_event(outcome, error_code)).await;
+        }
+        result
+    }
+}
+
+/// JSON-RPC's "request cancelled" code, for requests that ended without an answer.
+const CANCELLED: i64 = -32800;
+
+/// What the event of a running request needs.
+struct Request {
+    policy: AuditPolicy,
+    method: String,
+    target: Option<String>,
+    arguments: Option<serde_json::Value>,
+    extensions: rmcp::model::Extensions,
+    note: Arc<AuditNote>,
+    started: Instant,
+}
+
+impl Request {
+    fn into_event(self, outcome: AuditOutcome, error_code: Option<i64>) -> AuditEvent {
+        event(
+            &self.policy,
+            &self.method,
+            self.target,
+            self.arguments,
+            &self.extensions,
+            &self.note,
             outcome,
             error_code,
-            started,
-        );
-        policy.sink.record(event).await;
-        result
+            self.started,
+        )
+    }
+}
+
+/// A request being handled. If its handling is dropped before it ends (the client
+/// went away, the session was closed), the event is still recorded, as cancelled.
+struct Pending {
+    request: Option<Request>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(request) = self.request.take() else {
+            return;
+        };
+        let sink = request.policy.sink.clone();
+        let event = request.into_event(AuditOutcome::Error, Some(CANCELLED));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { sink.record(event).await });
+        }
     }
 }
 

@@ -325,6 +325,11 @@ impl McpRuntime {
             .clone()
     }
 
+    /// Requests in flight to all upstreams.
+    pub fn in_flight(&self) -> usize {
+        self.monitor.all().iter().map(|u| u.in_flight()).sum()
+    }
+
     /// The rate-limit rules in force (cheap: one `Arc` clone).
     pub fn limits(&self) -> Arc<gateway_domain::RateLimits> {
         self.limits

@@ -38,11 +38,15 @@ pub struct McpServices {
     pub runtime: Arc<McpRuntime>,
     /// Largest JSON-RPC body accepted (checked before rmcp sees it).
     pub max_body_bytes: usize,
+    /// Ends every MCP session of both services when cancelled (at shutdown, once the
+    /// calls in flight are done, so open SSE streams do not hold the server up).
+    pub sessions: tokio_util::sync::CancellationToken,
 }
 
 fn build(
     runtime: &Arc<McpRuntime>,
     settings: &McpHttpSettings,
+    sessions: &tokio_util::sync::CancellationToken,
 ) -> StreamableHttpService<Audited, LocalSessionManager> {
     let factory_runtime = runtime.clone();
     let trust_forwarded_for = settings.trust_forwarded_for;
@@ -55,6 +59,7 @@ fn build(
         }))
         .session_manager(Arc::new(LocalSessionManager::default()))
         .stateful_mode(true)
+        .cancellation_token(sessions.child_token())
         .maybe_allowed_hosts(settings.allowed_hosts.clone())
         .allowed_origins(settings.allowed_origins.clone())
         .max_request_body_bytes(settings.max_body_bytes)
@@ -84,11 +89,13 @@ fn build(
 impl McpServices {
     /// Builds both services over `runtime`.
     pub fn new(runtime: Arc<McpRuntime>, settings: &McpHttpSettings) -> Self {
+        let sessions = tokio_util::sync::CancellationToken::new();
         Self {
-            aggregate: build(&runtime, settings),
-            per_server: build(&runtime, settings),
+            aggregate: build(&runtime, settings, &sessions),
+            per_server: build(&runtime, settings, &sessions),
             runtime,
             max_body_bytes: settings.max_body_bytes,
+            sessions,
         }
     }
 }
