@@ -169,5 +169,16 @@ fn bench(quick: bool, smoke: bool) -> anyhow::Result<()> {
         "--bench",
         "verify",
     ]);
-    run(&mut verify)
+    run(&mut verify)?;
+    // Rate-limit decisions, in process and (with REDIS_URL) through Redis.
+    let mut decide = Command::new(&cargo);
+    decide.current_dir(&root).args([
+        "bench",
+        "--quiet",
+        "-p",
+        "gateway-limits",
+        "--bench",
+        "decide",
+    ]);
+    run(&mut decide)
 }

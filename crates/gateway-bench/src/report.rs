@@ -113,6 +113,20 @@ pub struct Rest {
     pub stats: Stats,
 }
 
+/// `tools/call` through a gateway with the audit log on and one with it off, rounds
+/// interleaved.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditCost {
+    /// Concurrent sessions.
+    pub concurrency: usize,
+    /// Audit on.
+    pub on: Stats,
+    /// Audit off.
+    pub off: Stats,
+    /// On minus off, median.
+    pub delta_p50_ms: f64,
+}
+
 /// The machine the run happened on.
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -141,6 +155,8 @@ pub struct Results {
     pub catalog: CatalogScale,
     /// REST.
     pub rest: Vec<Rest>,
+    /// What the audit log costs a call.
+    pub audit: Vec<AuditCost>,
     /// Why the features-on comparison is missing, until those features exist.
     pub features_on: String,
 }
@@ -154,7 +170,8 @@ impl Results {
             .map(|o| o.direct.errors + o.gateway.errors)
             .sum();
         let rest: u64 = self.rest.iter().map(|r| r.stats.errors).sum();
-        overhead + rest + self.catalog.list_first_page.errors
+        let audit: u64 = self.audit.iter().map(|a| a.on.errors + a.off.errors).sum();
+        overhead + rest + audit + self.catalog.list_first_page.errors
     }
 }
 
@@ -241,6 +258,18 @@ pub fn table(results: &Results) -> String {
             out,
             "REST {}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
             rest.endpoint, rest.stats.rps, rest.stats.p50_ms, rest.stats.p99_ms
+        );
+    }
+    for cost in &results.audit {
+        let _ = writeln!(
+            out,
+            "Audit at concurrency {}: p50 on {:.3} ms, off {:.3} ms (delta {:+.3} ms); p99 on {:.3} ms, off {:.3} ms",
+            cost.concurrency,
+            cost.on.p50_ms,
+            cost.off.p50_ms,
+            cost.delta_p50_ms,
+            cost.on.p99_ms,
+            cost.off.p99_ms
         );
     }
     let _ = writeln!(out, "Features on: {}", results.features_on);

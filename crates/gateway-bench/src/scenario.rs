@@ -12,7 +12,9 @@ use crate::Options;
 use crate::client::{Session, http_client};
 use crate::load::{self, LoadResult};
 use crate::procfs;
-use crate::report::{CatalogScale, Cpu, Machine, Memory, Overhead, Rest, Results, Stats};
+use crate::report::{
+    AuditCost, CatalogScale, Cpu, Machine, Memory, Overhead, Rest, Results, Stats,
+};
 
 /// How long and how wide each series runs.
 struct Plan {
@@ -153,19 +155,7 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
 
     let work_dir = std::env::temp_dir().join(format!("gateway-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work_dir)?;
-    let gateway_port = free_port()?;
-    let gateway = Process {
-        child: Command::new(&gateway_bin)
-            .args(["--port", &gateway_port.to_string()])
-            .current_dir(&work_dir)
-            .env("MCP_GATEWAY_LOG__FILTER", "warn")
-            .env("MCP_GATEWAY_MCP__PAGE_SIZE", "500")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting mcp-gateway")?,
-    };
-    wait_for_port(gateway_port).await?;
+    let (gateway, gateway_port) = start_gateway(&gateway_bin, &work_dir, true).await?;
 
     let http = http_client()?;
     let base = format!("http://127.0.0.1:{gateway_port}");
@@ -183,6 +173,27 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
     let catalog = catalog_series(&plan, &http, &base, &direct_url, &gateway).await?;
     let rest = rest_series(&plan, &http, &base).await;
     drop(gateway);
+    // The audit's cost: a fresh gateway with it on against one with it off.
+    let audit = {
+        let (on, on_port) = start_gateway(&gateway_bin, &work_dir.join("audit-on"), true).await?;
+        let (off, off_port) =
+            start_gateway(&gateway_bin, &work_dir.join("audit-off"), false).await?;
+        let (on_base, off_base) = (
+            format!("http://127.0.0.1:{on_port}"),
+            format!("http://127.0.0.1:{off_port}"),
+        );
+        register(&http, &on_base, "bench", &direct_url).await?;
+        register(&http, &off_base, "bench", &direct_url).await?;
+        let costs = audit_series(
+            &plan,
+            &http,
+            &format!("{on_base}/mcp"),
+            &format!("{off_base}/mcp"),
+        )
+        .await;
+        drop((on, off));
+        costs
+    };
     drop(upstream);
     let _ = std::fs::remove_dir_all(&work_dir);
 
@@ -199,9 +210,70 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
         },
         catalog,
         rest,
-        features_on: "not measured yet: authentication, RBAC, rate limits and audit are not built"
-            .into(),
+        audit,
+        features_on:
+            "not measured yet (issue #8): authentication, RBAC and rate limits on together".into(),
     })
+}
+
+/// Starts `mcp-gateway` in `dir` on a free port, the audit log on or off. The REST
+/// API's per-address limit is off: the benchmark registers servers as fast as it can.
+async fn start_gateway(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    audit: bool,
+) -> anyhow::Result<(Process, u16)> {
+    std::fs::create_dir_all(dir)?;
+    let port = free_port()?;
+    let process = Process {
+        child: Command::new(binary)
+            .args(["--port", &port.to_string()])
+            .current_dir(dir)
+            .env("MCP_GATEWAY_LOG__FILTER", "warn")
+            .env("MCP_GATEWAY_MCP__PAGE_SIZE", "500")
+            .env("MCP_GATEWAY_RATE_LIMITS__API_PER_ADDRESS__RATE", "0")
+            .env("MCP_GATEWAY_AUDIT__ENABLED", audit.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting mcp-gateway")?,
+    };
+    wait_for_port(port).await?;
+    Ok((process, port))
+}
+
+/// Audit on and off, rounds interleaved, at the lowest and a middle concurrency.
+async fn audit_series(
+    plan: &Plan,
+    http: &reqwest::Client,
+    on_url: &str,
+    off_url: &str,
+) -> Vec<AuditCost> {
+    let mut costs = Vec::new();
+    for &concurrency in plan.concurrencies.iter().take(2) {
+        let (mut on, mut off): (Option<LoadResult>, Option<LoadResult>) = (None, None);
+        for _ in 0..plan.rounds.max(2) {
+            merge(
+                &mut off,
+                load::run(http, off_url, "bench__echo", concurrency, plan.phase).await,
+            );
+            merge(
+                &mut on,
+                load::run(http, on_url, "bench__echo", concurrency, plan.phase).await,
+            );
+        }
+        let (Some(on), Some(off)) = (on, off) else {
+            continue;
+        };
+        let (on, off) = (Stats::from(&on), Stats::from(&off));
+        costs.push(AuditCost {
+            concurrency,
+            delta_p50_ms: on.p50_ms - off.p50_ms,
+            on,
+            off,
+        });
+    }
+    costs
 }
 
 async fn register(http: &reqwest::Client, base: &str, name: &str, url: &str) -> anyhow::Result<()> {

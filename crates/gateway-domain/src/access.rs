@@ -186,15 +186,35 @@ impl AccessRule {
 
 /// Matches `text` against a glob with `*` (any run, empty included) and `?` (one char).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    // The common shapes without allocating: `*`, a literal, `prefix*`.
+    if pattern == "*" {
+        return true;
+    }
+    if !pattern.contains(['*', '?']) {
+        return pattern == text;
+    }
+    if let Some(prefix) = pattern.strip_suffix('*')
+        && !prefix.contains(['*', '?'])
+    {
+        return text.starts_with(prefix);
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_units(pattern.as_bytes(), text.as_bytes(), b'*', b'?');
+    }
     let (pattern, text): (Vec<char>, Vec<char>) =
         (pattern.chars().collect(), text.chars().collect());
+    glob_units(&pattern, &text, '*', '?')
+}
+
+/// The general matcher over bytes or chars, backtracking to the last `*`.
+fn glob_units<T: Copy + PartialEq>(pattern: &[T], text: &[T], many: T, one: T) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+        if p < pattern.len() && (pattern[p] == one || pattern[p] == text[t]) {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
+        } else if p < pattern.len() && pattern[p] == many {
             star = Some((p, t));
             p += 1;
         } else if let Some((star_p, star_t)) = star {
@@ -205,7 +225,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|c| *c == '*')
+    pattern[p..].iter().all(|c| *c == many)
 }
 
 /// The rules in force, evaluated for one caller's roles.
@@ -262,6 +282,23 @@ mod tests {
         assert!(glob_match("a?c", "abc") && !glob_match("a?c", "abbc"));
         assert!(glob_match("*", "") && glob_match("**x", "x"));
         assert!(!glob_match("github__*", "gitlab__x"));
+        // Non-ASCII: `?` is one character, not one byte.
+        assert!(glob_match("caf?", "café") && glob_match("*é*", "café!"));
+        assert!(glob_match("exact", "exact") && !glob_match("exact", "exactly"));
+    }
+
+    proptest::proptest! {
+        /// The fast paths agree with the general matcher.
+        #[test]
+        fn fast_paths_agree(pattern in "[a-c*?]{0,6}", text in "[a-c]{0,8}") {
+            let general = glob_units(
+                &pattern.chars().collect::<Vec<_>>(),
+                &text.chars().collect::<Vec<_>>(),
+                '*',
+                '?',
+            );
+            proptest::prop_assert_eq!(glob_match(&pattern, &text), general);
+        }
     }
 
     #[test]

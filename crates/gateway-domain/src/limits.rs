@@ -299,8 +299,12 @@ impl RateLimits {
                 .filter(|rule| rule.scope == scope && glob_match(&rule.matches, value))
                 .max_by_key(|rule| rule.specificity());
             if let Some(rule) = best {
+                let mut key = String::with_capacity(scope.as_str().len() + 1 + value.len());
+                key.push_str(scope.as_str());
+                key.push(':');
+                key.push_str(value);
                 budgets.push(Budget {
-                    key: format!("{scope}:{value}"),
+                    key,
                     scope,
                     quota: rule.quota,
                 });

@@ -15,15 +15,16 @@ const PRUNE_AT: usize = 100_000;
 #[derive(Debug)]
 pub struct LocalLimiter {
     origin: Instant,
-    /// TAT per key, in nanoseconds since `origin`.
-    arrivals: Mutex<HashMap<String, u64>>,
+    /// TAT per key, in nanoseconds since `origin` (foldhash: randomly seeded, and
+    /// several times faster than SipHash on these short keys).
+    arrivals: Mutex<HashMap<String, u64, foldhash::fast::RandomState>>,
 }
 
 impl Default for LocalLimiter {
     fn default() -> Self {
         Self {
             origin: Instant::now(),
-            arrivals: Mutex::new(HashMap::new()),
+            arrivals: Mutex::new(HashMap::default()),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_redis::redis::Script;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::{Config, Pool, Runtime};
 use gateway_domain::{Budget, RateDecision, RateLimiter};
 use gateway_telemetry::Metrics;
@@ -89,7 +90,12 @@ struct Health {
 
 /// [`RateLimiter`] over Redis, with a fallback.
 pub struct RedisLimiter {
+    /// Makes connections (with the connect timeout); the one in use is kept in
+    /// `connection`: a pooled connection is checked with a PING on every checkout,
+    /// which would double each decision's round trips.
     pool: Pool,
+    /// One multiplexed connection shared by every decision; dropped after an error.
+    connection: Mutex<Option<MultiplexedConnection>>,
     script: Script,
     settings: RedisSettings,
     fallback: LocalLimiter,
@@ -130,6 +136,7 @@ impl RedisLimiter {
         }
         Ok(Self {
             pool,
+            connection: Mutex::new(None),
             script: Script::new(GCRA),
             settings,
             fallback: LocalLimiter::default(),
@@ -150,8 +157,27 @@ impl RedisLimiter {
             .is_none()
     }
 
+    /// The shared connection, made if there is none.
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        if let Some(connection) = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(connection);
+        }
+        let pooled = self.pool.get().await.map_err(|e| e.to_string())?;
+        let connection = deadpool_redis::Connection::take(pooled);
+        *self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(connection.clone());
+        Ok(connection)
+    }
+
     async fn shared_decision(&self, budgets: &[Budget]) -> Result<RateDecision, String> {
-        let mut connection = self.pool.get().await.map_err(|e| e.to_string())?;
+        let mut connection = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         for budget in budgets {
             let interval = micros(budget.quota.emission_interval()).max(1);
@@ -218,6 +244,13 @@ impl RedisLimiter {
     }
 
     fn mark(&self, outcome: Result<(), &str>) {
+        if outcome.is_err() {
+            // A new connection next time (this one may be broken).
+            *self
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         match (outcome, health.down_since) {
             (Ok(()), Some(since)) => {
