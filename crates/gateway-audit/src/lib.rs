@@ -13,7 +13,7 @@
 //! is logged as an error and counted.
 
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -82,22 +82,33 @@ struct Spill {
 }
 
 impl Spill {
-    fn append(&self, events: &[AuditEvent]) -> std::io::Result<()> {
+    /// Appends events as JSON lines. A torn last line left by a crash is closed
+    /// first, so it cannot swallow the next event. `sync` forces them to disk (batches
+    /// do; single events from request handlers only reach the OS, which a crash of
+    /// the process survives).
+    fn append(&self, events: &[AuditEvent], sync: bool) -> std::io::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.path)?;
         let mut lines = Vec::new();
+        if ends_without_newline(&mut file)? {
+            lines.push(b'\n');
+        }
         for event in events {
             serde_json::to_writer(&mut lines, event).map_err(std::io::Error::other)?;
             lines.push(b'\n');
         }
         file.write_all(&lines)?;
-        file.sync_data()
+        if sync {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Moves the spill file aside for replay (appends go to a new one meanwhile) and
@@ -119,7 +130,8 @@ pub struct AuditPipeline {
     settings: AuditSettings,
     counters: Arc<Counters>,
     spill: Arc<Spill>,
-    closing: watch::Sender<bool>,
+    /// `Some(timeout)` once shutdown began.
+    closing: watch::Sender<Option<Duration>>,
     closed: AtomicBool,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: Option<Arc<Metrics>>,
@@ -133,7 +145,7 @@ impl AuditPipeline {
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Self> {
         let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
-        let (closing, closing_seen) = watch::channel(false);
+        let (closing, closing_seen) = watch::channel(None);
         let counters = Arc::new(Counters::default());
         let spill = Arc::new(Spill {
             path: settings.spill_file.clone(),
@@ -147,6 +159,8 @@ impl AuditPipeline {
             counters: counters.clone(),
             spill: spill.clone(),
             metrics: metrics.clone(),
+            shutdown_deadline: None,
+            gave_up: false,
         };
         let task = tokio::spawn(writer.run());
         Arc::new(Self {
@@ -169,7 +183,7 @@ impl AuditPipeline {
     }
 
     fn spill_one(&self, event: AuditEvent) {
-        match self.spill.append(std::slice::from_ref(&event)) {
+        match self.spill.append(std::slice::from_ref(&event), false) {
             Ok(()) => self.count("spilled", &self.counters.spilled, 1),
             Err(error) => {
                 tracing::error!(%error, file = %self.settings.spill_file.display(), action = %event.action, "audit event LOST: the queue is full and the spill file cannot be written");
@@ -183,12 +197,12 @@ impl AuditPipeline {
     /// events. Events recorded afterwards go to the spill file.
     pub async fn shutdown(&self, timeout: Duration) -> AuditReport {
         self.closed.store(true, Ordering::SeqCst);
-        let _ = self.closing.send(true);
+        let _ = self.closing.send_replace(Some(timeout));
         if let Some(task) = self.writer.lock().await.take() {
-            let abort = task.abort_handle();
-            if tokio::time::timeout(timeout, task).await.is_err() {
-                abort.abort();
-                tracing::warn!("audit writer did not finish within the shutdown timeout");
+            // The writer's own deadline bounds this: past it, everything left is
+            // spilled, not inserted.
+            if let Err(error) = task.await {
+                tracing::error!(%error, "the audit writer failed during shutdown");
             }
         }
         let report = self.report();
@@ -218,6 +232,19 @@ impl AuditPipeline {
 
 #[async_trait]
 impl AuditSink for AuditPipeline {
+    fn record_now(&self, event: AuditEvent) {
+        self.counters.recorded.fetch_add(1, Ordering::Relaxed);
+        if self.closed.load(Ordering::SeqCst) {
+            return self.spill_one(event);
+        }
+        if let Err(
+            mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event),
+        ) = self.sender.try_send(event)
+        {
+            self.spill_one(event);
+        }
+    }
+
     async fn record(&self, event: AuditEvent) {
         self.counters.recorded.fetch_add(1, Ordering::Relaxed);
         if self.closed.load(Ordering::SeqCst) {
@@ -260,21 +287,53 @@ enum Next {
 struct Writer {
     repository: Arc<dyn AuditRepository>,
     receiver: mpsc::Receiver<AuditEvent>,
-    closing: watch::Receiver<bool>,
+    closing: watch::Receiver<Option<Duration>>,
     settings: AuditSettings,
     counters: Arc<Counters>,
     spill: Arc<Spill>,
     metrics: Option<Arc<Metrics>>,
+    /// Past this, during shutdown, nothing more is offered to the database.
+    shutdown_deadline: Option<tokio::time::Instant>,
+    /// The database failed during shutdown: the rest goes to the spill file.
+    gave_up: bool,
 }
 
+/// Longest wait for one insert while running (a hung database must not hold the
+/// writer forever; the batch is retried).
+const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Writer {
+    /// One insert, bounded by [`INSERT_TIMEOUT`] and, once shutdown began, by its
+    /// deadline.
+    async fn insert(&mut self, batch: &[AuditEvent]) -> Result<(), String> {
+        let insert = self.repository.insert_events(batch);
+        tokio::pin!(insert);
+        if self.closing.borrow().is_none() {
+            tokio::select! {
+                result = &mut insert => return result.map_err(|e| e.to_string()),
+                _ = self.closing.wait_for(Option::is_some) => {}
+                _ = tokio::time::sleep(INSERT_TIMEOUT) => {
+                    return Err(format!("no answer within {} s", INSERT_TIMEOUT.as_secs()));
+                }
+            }
+        }
+        let timeout = (*self.closing.borrow()).unwrap_or(Duration::ZERO);
+        let deadline = *self
+            .shutdown_deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        match tokio::time::timeout_at(deadline, &mut insert).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("no answer before the shutdown deadline".into()),
+        }
+    }
+
     async fn run(mut self) {
         self.replay().await;
         let mut replay_due = tokio::time::Instant::now() + REPLAY_INTERVAL;
         loop {
             let next = tokio::select! {
                 event = self.receiver.recv() => Next::Event(event.map(Box::new)),
-                _ = self.closing.wait_for(|closing| *closing) => Next::Closing,
+                _ = self.closing.wait_for(Option::is_some) => Next::Closing,
                 _ = tokio::time::sleep_until(replay_due) => Next::Replay,
             };
             let first = match next {
@@ -329,27 +388,27 @@ impl Writer {
         }
         self.stream(&batch);
         let mut wait = Duration::from_millis(100);
-        loop {
-            match self.repository.insert_events(&batch).await {
+        while !self.gave_up {
+            match self.insert(&batch).await {
                 Ok(()) => {
                     self.count("written", &self.counters.written, batch.len() as u64);
                     return;
                 }
-                Err(error) if *self.closing.borrow() => {
-                    tracing::warn!(%error, events = batch.len(), "audit events go to the spill file: the database refused them during shutdown");
-                    break;
+                Err(error) if self.closing.borrow().is_some() => {
+                    tracing::warn!(%error, events = batch.len(), "audit events go to the spill file: the database did not take them during shutdown");
+                    self.gave_up = true;
                 }
                 Err(error) => {
                     tracing::warn!(%error, events = batch.len(), retry_in_ms = wait.as_millis() as u64, "cannot write audit events; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.closing.wait_for(|closing| *closing) => {}
+                        _ = self.closing.wait_for(Option::is_some) => {}
                     }
                     wait = (wait * 2).min(MAX_RETRY_WAIT);
                 }
             }
         }
-        match self.spill.append(&batch) {
+        match self.spill.append(&batch, true) {
             Ok(()) => self.count("spilled", &self.counters.spilled, batch.len() as u64),
             Err(error) => {
                 tracing::error!(%error, events = batch.len(), file = %self.spill.path.display(), "audit events LOST: neither the database nor the spill file took them");
@@ -386,13 +445,25 @@ impl Writer {
         let Some(path) = self.spill.take() else {
             return;
         };
-        let events = match read_events(&path) {
-            Ok(events) => events,
+        let (events, unreadable) = match read_events(&path) {
+            Ok(read) => read,
             Err(error) => {
-                tracing::error!(%error, file = %path.display(), "cannot read the audit spill file");
+                // Moved aside, so later spills are still replayed.
+                let aside = path.with_extension(format!(
+                    "unreadable-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or_default()
+                ));
+                let _ = std::fs::rename(&path, &aside);
+                tracing::error!(%error, file = %aside.display(), "cannot read the audit spill file; it was moved aside");
                 return;
             }
         };
+        if unreadable > 0 {
+            self.count("lost", &self.counters.lost, unreadable);
+        }
         for chunk in events.chunks(self.settings.batch_size.max(1)) {
             if let Err(error) = self.repository.insert_events(chunk).await {
                 tracing::warn!(%error, file = %path.display(), "cannot replay spilled audit events yet");
@@ -411,21 +482,38 @@ impl Writer {
     }
 }
 
-/// The events of a spill file (a torn last line, from a crash mid-write, is skipped).
-fn read_events(path: &Path) -> std::io::Result<Vec<AuditEvent>> {
-    let file = std::fs::File::open(path)?;
+/// Whether `file` has content whose last byte is not a newline (a torn line).
+fn ends_without_newline(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+/// The events of a spill file, and how many of its lines could not be read (a torn
+/// line from a crash mid-write; bytes that are not UTF-8 spoil only their own line).
+fn read_events(path: &Path) -> std::io::Result<(Vec<AuditEvent>, u64)> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::open(path)?, &mut bytes)?;
     let mut events = Vec::new();
-    for line in BufReader::new(file).lines() {
-        let line = line?;
-        match serde_json::from_str::<AuditEvent>(&line) {
+    let mut unreadable = 0;
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<AuditEvent>(line) {
             Ok(event) => events.push(event),
-            Err(error) if !line.trim().is_empty() => {
-                tracing::warn!(%error, "skipping an unreadable line of the audit spill file");
+            Err(error) => {
+                unreadable += 1;
+                tracing::error!(%error, file = %path.display(), "an unreadable line of the audit spill file is LOST");
             }
-            Err(_) => {}
         }
     }
-    Ok(events)
+    Ok((events, unreadable))
 }
 
 #[cfg(test)]
@@ -444,11 +532,16 @@ mod tests {
     struct Store {
         events: Mutex<Vec<AuditEvent>>,
         down: AtomicBool,
+        /// Inserts never answer (a database that hangs instead of failing).
+        hangs: AtomicBool,
     }
 
     #[async_trait]
     impl AuditRepository for Store {
         async fn insert_events(&self, events: &[AuditEvent]) -> Result<(), RepositoryError> {
+            if self.hangs.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             if self.down.load(Ordering::SeqCst) {
                 return Err(RepositoryError::Unavailable("down".into()));
             }
@@ -558,5 +651,50 @@ mod tests {
             .collect();
         assert_eq!(subjects.len(), 301);
         assert!(!dir.path().join("spill.jsonl").exists());
+    }
+
+    #[tokio::test]
+    async fn a_database_that_hangs_at_shutdown_gets_nothing_and_loses_nothing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(Store::default());
+        store.hangs.store(true, Ordering::SeqCst);
+        let pipeline = AuditPipeline::start(store.clone(), settings(dir.path()), None);
+        for n in 0..120 {
+            pipeline.record(event(n)).await;
+        }
+        let started = std::time::Instant::now();
+        let report = pipeline.shutdown(Duration::from_millis(300)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            (report.recorded, report.spilled, report.lost),
+            (120, 120, 0),
+            "{report:?}"
+        );
+        let spilled = std::fs::read_to_string(dir.path().join("spill.jsonl")).expect("spill");
+        assert_eq!(spilled.lines().count(), 120);
+    }
+
+    #[tokio::test]
+    async fn a_torn_spill_line_costs_only_itself() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = settings(dir.path());
+        let mut torn = serde_json::to_vec(&event(0)).expect("json");
+        torn.truncate(torn.len() / 2);
+        torn.extend_from_slice(&[0xff, 0xfe]); // not even UTF-8
+        std::fs::write(&settings.spill_file, &torn).expect("write");
+        let spill = Spill {
+            path: settings.spill_file.clone(),
+            lock: Mutex::new(()),
+        };
+        spill.append(&[event(1), event(2)], true).expect("append");
+        let store = Arc::new(Store::default());
+        let pipeline = AuditPipeline::start(store.clone(), settings, None);
+        let report = pipeline.shutdown(Duration::from_secs(5)).await;
+        assert_eq!((report.replayed, report.lost), (2, 1), "{report:?}");
+        assert_eq!(store.events.lock().expect("lock").len(), 2);
     }
 }

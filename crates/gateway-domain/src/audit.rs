@@ -106,8 +106,11 @@ pub struct AuditFilter {
 /// an accepted event.
 #[async_trait]
 pub trait AuditSink: Send + Sync {
-    /// Records one event.
+    /// Records one event (may wait briefly for room in a full queue).
     async fn record(&self, event: AuditEvent);
+    /// Records one event without waiting, from places that cannot await (a request
+    /// dropped before it ended).
+    fn record_now(&self, event: AuditEvent);
 }
 
 /// Stores audit events.

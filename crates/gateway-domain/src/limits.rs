@@ -256,7 +256,8 @@ pub struct Budget {
 /// What a call is, as far as limits go.
 #[derive(Debug, Clone, Copy)]
 pub struct LimitSubject<'a> {
-    /// The caller's tenant.
+    /// The caller's tenant; `Some("")` for a principal without one (so `tenant *`
+    /// rules still hold for it), `None` without authentication.
     pub tenant: Option<&'a str>,
     /// The caller's subject.
     pub principal: Option<&'a str>,
@@ -292,16 +293,27 @@ impl RateLimits {
         if self.rules.is_empty() {
             return budgets;
         }
-        let mut consider = |scope: LimitScope, value: &str| {
+        // Principal and role budgets are kept per tenant (one tenant's agents cannot
+        // spend another's role budget, and equal subjects of two tenants stay apart);
+        // the tenant goes into the key length-prefixed, so no value can forge another.
+        let tenant = subject.tenant.unwrap_or("");
+        let mut consider = |scope: LimitScope, value: &str, per_tenant: bool| {
             let best = self
                 .rules
                 .iter()
                 .filter(|rule| rule.scope == scope && glob_match(&rule.matches, value))
                 .max_by_key(|rule| rule.specificity());
             if let Some(rule) = best {
-                let mut key = String::with_capacity(scope.as_str().len() + 1 + value.len());
+                let mut key =
+                    String::with_capacity(scope.as_str().len() + 8 + tenant.len() + value.len());
                 key.push_str(scope.as_str());
                 key.push(':');
+                if per_tenant {
+                    key.push_str(&tenant.len().to_string());
+                    key.push(':');
+                    key.push_str(tenant);
+                    key.push(':');
+                }
                 key.push_str(value);
                 budgets.push(Budget {
                     key,
@@ -311,16 +323,16 @@ impl RateLimits {
             }
         };
         if let Some(tenant) = subject.tenant {
-            consider(LimitScope::Tenant, tenant);
+            consider(LimitScope::Tenant, tenant, false);
         }
         if let Some(principal) = subject.principal {
-            consider(LimitScope::Principal, principal);
+            consider(LimitScope::Principal, principal, true);
         }
         for role in subject.roles {
-            consider(LimitScope::Role, role);
+            consider(LimitScope::Role, role, true);
         }
-        consider(LimitScope::Server, subject.server);
-        consider(LimitScope::Tool, subject.item);
+        consider(LimitScope::Server, subject.server, false);
+        consider(LimitScope::Tool, subject.item, false);
         budgets
     }
 }
@@ -384,7 +396,7 @@ mod tests {
             keys,
             [
                 ("tenant:acme", 1000),
-                ("role:reader", 50),
+                ("role:4:acme:reader", 50),
                 ("tool:github__search", 10)
             ]
         );

@@ -290,8 +290,17 @@ impl RateLimiter for RedisLimiter {
             return RateDecision::Allowed { remaining: None };
         }
         let try_redis = {
-            let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-            health.down_since.is_none() || Instant::now() >= health.next_attempt
+            let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            match health.down_since {
+                None => true,
+                // One request probes; the others fall back meanwhile.
+                Some(_) if now >= health.next_attempt => {
+                    health.next_attempt = now + PROBE_INTERVAL;
+                    true
+                }
+                Some(_) => false,
+            }
         };
         if !try_redis {
             return self.fall_back(budgets);

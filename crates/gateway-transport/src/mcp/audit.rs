@@ -92,8 +92,19 @@ fn header(parts: Option<&http::request::Parts>, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Replaces the values of secret-looking keys, at any depth.
+/// Replaces the values of secret-looking keys, at any depth (and the `value` of a
+/// completion argument whose `name` is one).
 fn redact(value: &mut serde_json::Value, keys: &[String]) {
+    let secret = |key: &str| {
+        let lower = key.to_ascii_lowercase();
+        keys.iter().any(|k| lower.contains(k.as_str()))
+    };
+    if let serde_json::Value::Object(map) = value
+        && map.get("name").and_then(|n| n.as_str()).is_some_and(secret)
+        && let Some(argument) = map.get_mut("value")
+    {
+        *argument = serde_json::Value::String(gateway_domain::secret::MASK.into());
+    }
     match value {
         serde_json::Value::Object(map) => {
             for (key, value) in map.iter_mut() {
@@ -107,6 +118,23 @@ fn redact(value: &mut serde_json::Value, keys: &[String]) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, keys)),
         _ => {}
+    }
+}
+
+/// A resource URI as the audit keeps it: without user info, query or fragment (they
+/// can carry credentials).
+fn uri_for_audit(uri: &str) -> String {
+    let cut = uri.find(['?', '#']).unwrap_or(uri.len());
+    let uri = &uri[..cut];
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => uri.to_owned(),
     }
 }
 
@@ -205,10 +233,7 @@ impl Drop for Pending {
             return;
         };
         let sink = request.policy.sink.clone();
-        let event = request.into_event(AuditOutcome::Error, Some(CANCELLED));
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { sink.record(event).await });
-        }
+        sink.record_now(request.into_event(AuditOutcome::Error, Some(CANCELLED)));
     }
 }
 
@@ -239,6 +264,12 @@ fn event(
         }
         None => (None, None, Vec::new()),
     };
+    // Secrets are redacted before hashing too: a hash of a short secret (a PIN) could
+    // be reversed by trying every value.
+    let arguments = arguments.map(|mut value| {
+        redact(&mut value, &policy.redact_keys);
+        value
+    });
     let arguments_hash = arguments.as_ref().map(|arguments| {
         let bytes = serde_json::to_vec(arguments).unwrap_or_default();
         Sha256::digest(&bytes)
@@ -246,12 +277,7 @@ fn event(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     });
-    let arguments = arguments
-        .filter(|_| policy.record_arguments)
-        .map(|mut value| {
-            redact(&mut value, &policy.redact_keys);
-            value
-        });
+    let arguments = arguments.filter(|_| policy.record_arguments);
     AuditEvent {
         id: uuid::Uuid::now_v7(),
         at: chrono::Utc::now(),
@@ -412,7 +438,7 @@ impl ServerHandler for Audited {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let target = Some(request.uri.clone());
+        let target = Some(uri_for_audit(&request.uri));
         self.audit(
             "resources/read",
             target,
@@ -431,7 +457,7 @@ impl ServerHandler for Audited {
     ) -> Result<CompleteResult, ErrorData> {
         let target = match &request.r#ref {
             Reference::Prompt(prompt) => Some(prompt.name.clone()),
-            Reference::Resource(resource) => Some(resource.uri.clone()),
+            Reference::Resource(resource) => Some(uri_for_audit(&resource.uri)),
             _ => None,
         };
         let arguments = serde_json::to_value(&request.argument).ok();
@@ -451,7 +477,7 @@ impl ServerHandler for Audited {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let target = Some(request.uri.clone());
+        let target = Some(uri_for_audit(&request.uri));
         self.audit(
             "resources/subscribe",
             target,
@@ -468,7 +494,7 @@ impl ServerHandler for Audited {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let target = Some(request.uri.clone());
+        let target = Some(uri_for_audit(&request.uri));
         self.audit(
             "resources/unsubscribe",
             target,

@@ -41,6 +41,9 @@ const LISTING_ATTEMPTS: u32 = 3;
 /// Attempts at one health check.
 const PING_ATTEMPTS: u32 = 2;
 
+/// How often access and rate-limit rules are read again from the database.
+const RULES_RELOAD: Duration = Duration::from_secs(30);
+
 /// Settings of the MCP face.
 #[derive(Debug, Clone)]
 pub struct McpSettings {
@@ -403,6 +406,10 @@ impl McpRuntime {
         self.refresh_all().await;
         let mut tick = tokio::time::interval(self.settings.discovery_interval);
         tick.tick().await;
+        // Rules changed through another replica reach this one within this period
+        // (until the shared change notifications of issue #7).
+        let mut rules_tick = tokio::time::interval(RULES_RELOAD);
+        rules_tick.tick().await;
         loop {
             tokio::select! {
                 Some(item) = work.recv() => {
@@ -425,6 +432,7 @@ impl McpRuntime {
                     self.health_changed(changes).await;
                 }
                 _ = tick.tick() => self.refresh_all().await,
+                _ = rules_tick.tick() => self.reload_access().await,
                 else => break,
             }
         }

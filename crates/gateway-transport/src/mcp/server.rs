@@ -344,9 +344,17 @@ impl GatewayServer {
             Some(crate::rest::auth::Caller::Token(principal)) => Some(principal),
             _ => None,
         };
-        let item = format!("{}__{}", server.spec.name, route.original);
+        // A resource URI's query and fragment do not make it another item (or a client
+        // could mint a fresh budget per request).
+        let original = match kind {
+            ListKind::Resources | ListKind::ResourceTemplates => {
+                route.original.split(['?', '#']).next().unwrap_or_default()
+            }
+            _ => route.original.as_str(),
+        };
+        let item = format!("{}__{original}", server.spec.name);
         let budgets = limits.budgets(&gateway_domain::LimitSubject {
-            tenant: principal.and_then(|p| p.tenant.as_deref()),
+            tenant: principal.map(|p| p.tenant.as_deref().unwrap_or("")),
             principal: principal.map(|p| p.subject.as_str()),
             roles: principal.map(|p| p.roles.as_slice()).unwrap_or_default(),
             server: server.spec.name.as_str(),

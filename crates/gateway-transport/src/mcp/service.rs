@@ -71,16 +71,10 @@ fn build(
             {
                 extensions.insert(caller.clone());
             }
-            let address = if trust_forwarded_for {
-                request
-                    .connection_info()
-                    .realip_remote_addr()
-                    .map(str::to_owned)
-            } else {
-                request.peer_addr().map(|addr| addr.ip().to_string())
-            };
-            if let Some(address) = address {
-                extensions.insert(ClientAddress(address));
+            if let Some(address) =
+                crate::rest::ip_limit::client_address(request, trust_forwarded_for)
+            {
+                extensions.insert(ClientAddress(address.to_string()));
             }
         })
         .build()

@@ -36,61 +36,93 @@ pub(crate) async fn audit_admin(
     else {
         return next.call(request).await;
     };
-    let started = Instant::now();
     let client_address = state.ip_limits.client_of(&request).map(|ip| ip.to_string());
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let method = request.method().to_string();
     let path = request.match_info().as_str().to_owned();
+    let mut pending = PendingChange {
+        sink,
+        event: Some(AuditEvent {
+            id: Uuid::now_v7(),
+            at: Utc::now(),
+            request_id: request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            session_id: None,
+            subject: None,
+            tenant: None,
+            roles: Vec::new(),
+            client_address,
+            action: format!("{} {path}", request.method()),
+            server: path
+                .strip_prefix("/api/v1/servers/")
+                .and_then(|rest| rest.split('/').next())
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned),
+            target: Some(path.clone()),
+            outcome: AuditOutcome::Error,
+            error_code: Some(CLIENT_CLOSED),
+            latency_us: 0,
+            arguments_hash: None,
+            arguments: None,
+        }),
+        started: Instant::now(),
+    };
     let response = next.call(request).await?;
     let status = response.status();
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| path.clone());
-    let (subject, tenant, roles) = match response.request().extensions().get::<Caller>() {
-        Some(Caller::Token(principal)) => (
-            Some(principal.subject.clone()),
-            principal.tenant.clone(),
-            principal.roles.clone(),
-        ),
-        Some(Caller::ApiKey) => (Some("admin-api-key".to_owned()), None, Vec::new()),
-        None => (None, None, Vec::new()),
+    let Some(mut event) = pending.event.take() else {
+        return Ok(response);
     };
-    let outcome = match status.as_u16() {
+    if status.as_u16() == 429 {
+        // The per-address limit refused it before anything happened: counted in
+        // `gateway_rate_limited_total`, not written, so a flood cannot fill the log.
+        return Ok(response);
+    }
+    if let Some(route) = response.request().match_pattern() {
+        event.action = format!("{} {route}", response.request().method());
+    }
+    if let Some(caller) = response.request().extensions().get::<Caller>() {
+        match caller {
+            Caller::Token(principal) => {
+                event.subject = Some(principal.subject.clone());
+                event.tenant = principal.tenant.clone();
+                event.roles = principal.roles.clone();
+            }
+            Caller::ApiKey => event.subject = Some("admin-api-key".to_owned()),
+        }
+    }
+    event.outcome = match status.as_u16() {
         200..=399 => AuditOutcome::Ok,
         401 | 403 => AuditOutcome::Denied,
-        429 => AuditOutcome::RateLimited,
         _ => AuditOutcome::Error,
     };
-    let server = path
-        .strip_prefix("/api/v1/servers/")
-        .and_then(|rest| rest.split('/').next())
-        .filter(|name| !name.is_empty())
-        .map(str::to_owned);
-    sink.record(AuditEvent {
-        id: Uuid::now_v7(),
-        at: Utc::now(),
-        request_id,
-        session_id: None,
-        subject,
-        tenant,
-        roles,
-        client_address,
-        action: format!("{method} {route}"),
-        server,
-        target: Some(path),
-        outcome,
-        error_code: (outcome != AuditOutcome::Ok).then_some(i64::from(status.as_u16())),
-        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        arguments_hash: None,
-        arguments: None,
-    })
-    .await;
+    event.error_code = (event.outcome != AuditOutcome::Ok).then_some(i64::from(status.as_u16()));
+    event.at = Utc::now();
+    event.latency_us = u64::try_from(pending.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    pending.sink.record(event).await;
     Ok(response)
+}
+
+/// The "client closed the request" status (nginx's 499): recorded when the handling
+/// of a change is dropped before it answered (the change may still have happened).
+const CLIENT_CLOSED: i64 = 499;
+
+/// An admin change being handled; recorded even if its handling is dropped.
+struct PendingChange {
+    sink: std::sync::Arc<dyn gateway_domain::AuditSink>,
+    event: Option<AuditEvent>,
+    started: Instant,
+}
+
+impl Drop for PendingChange {
+    fn drop(&mut self) {
+        if let Some(mut event) = self.event.take() {
+            event.at = Utc::now();
+            event.latency_us =
+                u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.sink.record_now(event);
+        }
+    }
 }
 
 /// Which audit events to list.

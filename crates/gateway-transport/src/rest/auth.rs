@@ -251,6 +251,18 @@ pub(crate) async fn auth_gate(
     let routed_path = request.match_info().as_str().to_owned();
     // The audit trail names every caller of every tenant: reading it is for admins.
     let admin_only = writes || routed_path.starts_with("/api/v1/audit");
+    // An address whose budget for refused credentials is spent is not even checked:
+    // guessing stays slow whether the next guess is right or wrong.
+    if !matches!(area(&routed_path), Area::Public)
+        && let Some(state) = request.app_data::<Data<ApiState>>()
+        && let Some(limiter) = state.ip_limits.unauthenticated.as_ref()
+        && let Some(address) = state.ip_limits.client_of(&request)
+        && let Some(wait) = limiter.blocked_for(address)
+    {
+        state.metrics.rate_limited.with_label_values(&["ip"]).inc();
+        let response = super::ip_limit::too_many(limiter.quota(), wait, "unauthenticated requests");
+        return Ok(request.into_response(response).map_into_right_body());
+    }
     let refusal = match area(&routed_path) {
         Area::Public => None,
         Area::Mcp(resource) => match gate.verify(&request).await {
@@ -294,14 +306,15 @@ pub(crate) async fn auth_gate(
             return response;
         };
         let limits = &state.ip_limits;
-        match limits
-            .unauthenticated
-            .as_ref()
-            .and_then(|limiter| limits.refusal(limiter, &request, "unauthenticated requests"))
-        {
-            Some(limited) => {
+        let (Some(limiter), Some(address)) =
+            (limits.unauthenticated.as_ref(), limits.client_of(&request))
+        else {
+            return response;
+        };
+        match limiter.charge_refusal(address) {
+            Some(wait) => {
                 state.metrics.rate_limited.with_label_values(&["ip"]).inc();
-                limited
+                super::ip_limit::too_many(limiter.quota(), wait, "unauthenticated requests")
             }
             None => response,
         }

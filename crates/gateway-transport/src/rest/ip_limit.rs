@@ -3,9 +3,11 @@
 //! credentials (so guessing tokens or keys is slow). Over the limit: 429 with
 //! `Retry-After` and `RateLimit-*` headers.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,13 +22,30 @@ use super::problem::{ApiError, ProblemKind};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
-/// Addresses kept before idle ones are forgotten.
+/// Addresses kept before idle ones are forgotten (at most once a second).
 const RETAIN_AT: usize = 100_000;
 
-/// One GCRA budget per client address.
+/// One GCRA budget per client address (IPv6 per /64: one host gets a whole /64).
 pub struct IpLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     quota: Quota,
+    /// Addresses whose budget is spent, until when: checked without charging.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+    last_prune: Mutex<Instant>,
+}
+
+/// The key of an address: itself for IPv4, its /64 network for IPv6.
+fn key_of(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 impl std::fmt::Debug for IpLimiter {
@@ -47,7 +66,16 @@ impl IpLimiter {
         Self {
             limiter: RateLimiter::keyed(governor_quota),
             quota,
+            blocked: Mutex::new(HashMap::new()),
+            last_prune: Mutex::new(Instant::now()),
         }
+    }
+
+    /// How long `address` must still wait, if its budget is spent (charges nothing).
+    pub fn blocked_for(&self, address: IpAddr) -> Option<Duration> {
+        let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = blocked.get(&key_of(address))?;
+        until.checked_duration_since(Instant::now())
     }
 
     /// The quota each address gets.
@@ -57,12 +85,43 @@ impl IpLimiter {
 
     /// `Ok(())` when `address` may make a request now, or how long it must wait.
     pub fn check(&self, address: IpAddr) -> Result<(), Duration> {
-        if self.limiter.len() > RETAIN_AT {
-            self.limiter.retain_recent();
-        }
+        self.prune();
+        let key = key_of(address);
         self.limiter
-            .check_key(&address)
+            .check_key(&key)
             .map_err(|refused| refused.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// Charges a refused request of `address`; returns the wait if its budget is now
+    /// spent (and remembers it, for [`IpLimiter::blocked_for`]).
+    pub fn charge_refusal(&self, address: IpAddr) -> Option<Duration> {
+        let wait = self.check(address).err()?;
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key_of(address), Instant::now() + wait);
+        Some(wait)
+    }
+
+    /// Forgets idle addresses, at most once a second and only when there are many.
+    fn prune(&self) {
+        if self.limiter.len() <= RETAIN_AT {
+            return;
+        }
+        let mut last = self
+            .last_prune
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        self.limiter.retain_recent();
+        let now = Instant::now();
+        self.blocked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, until| *until > now);
     }
 }
 
@@ -81,18 +140,7 @@ pub struct IpLimits {
 impl IpLimits {
     /// The client's address.
     pub(crate) fn client_of(&self, request: &ServiceRequest) -> Option<IpAddr> {
-        if self.trust_forwarded_for {
-            let info = request.connection_info();
-            if let Some(ip) = info.realip_remote_addr().and_then(|addr| {
-                addr.parse::<std::net::SocketAddr>()
-                    .map(|a| a.ip())
-                    .ok()
-                    .or_else(|| addr.trim_matches(['[', ']']).parse().ok())
-            }) {
-                return Some(ip);
-            }
-        }
-        request.peer_addr().map(|addr| addr.ip())
+        client_address(request.request(), self.trust_forwarded_for)
     }
 
     /// The 429 for `limiter` when `request`'s address is over it.
@@ -106,6 +154,27 @@ impl IpLimits {
         let wait = limiter.check(address).err()?;
         Some(too_many(limiter.quota(), wait, what))
     }
+}
+
+/// The client's address: the TCP peer, or with `trust_forwarded_for` the right-most
+/// `X-Forwarded-For` entry — the one the proxy in front added; entries to its left
+/// were written by the client and prove nothing.
+pub fn client_address(
+    request: &actix_web::HttpRequest,
+    trust_forwarded_for: bool,
+) -> Option<IpAddr> {
+    if trust_forwarded_for
+        && let Some(address) = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .last()
+            .and_then(|entry| entry.trim().parse::<IpAddr>().ok())
+    {
+        return Some(address);
+    }
+    request.peer_addr().map(|addr| addr.ip())
 }
 
 /// 429 problem+json with `Retry-After` (whole seconds, rounded up) and the
