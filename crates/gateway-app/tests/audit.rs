@@ -27,28 +27,7 @@ async fn upstream() -> HttpUpstream {
 
 async fn register(app: &TestApp, name: &str, url: &str) {
     let body = json!({"name": name, "transport": {"type": "streamable-http", "url": url}});
-    let created = app
-        .client
-        .post(app.url("/api/v1/servers"))
-        .header("x-api-key", ADMIN_KEY)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let refreshed = app
-        .client
-        .post(app.url(&format!("/api/v1/servers/{name}/refresh")))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(refreshed.status(), 200);
+    app.register(&body, Some(ADMIN_KEY)).await;
 }
 
 /// Every event matching `query`, paging with `limit`, as the API returns them.

@@ -44,17 +44,7 @@ async fn gateway(adjust: impl FnOnce(&mut Settings)) -> TestApp {
 
 async fn register(app: &TestApp, name: &str, url: &str) {
     let body = json!({"name": name, "transport": {"type": "streamable-http", "url": url}});
-    let created = app.post_json("/api/v1/servers", &body).await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let refreshed = app
-        .post_json(&format!("/api/v1/servers/{name}/refresh"), &json!({}))
-        .await;
-    assert_eq!(refreshed.status(), 200);
+    app.register(&body, None).await;
 }
 
 /// Calls `tool` and returns `Ok(())` or the JSON-RPC error's code and data.

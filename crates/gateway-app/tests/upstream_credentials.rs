@@ -327,25 +327,9 @@ async fn bad_oauth_registrations_are_refused_field_by_field() {
 async fn register_scoped(app: &TestApp, issuer: &TestIssuer, name: &str, url: &str, scope: &str) {
     let mut oauth = oauth(issuer, CLIENT_SECRET);
     oauth["scopes"] = json!([scope]);
-    let created = register(
-        app,
-        name,
-        json!({"type": "streamable-http", "url": url, "oauth": oauth}),
-    )
-    .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let refreshed = app
-        .client
-        .post(app.url(&format!("/api/v1/servers/{name}/refresh")))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(refreshed.status(), 200);
+    let body =
+        json!({"name": name, "transport": {"type": "streamable-http", "url": url, "oauth": oauth}});
+    app.register(&body, None).await;
 }
 
 fn token_number(authorization: Option<&String>) -> u64 {

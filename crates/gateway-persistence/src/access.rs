@@ -59,13 +59,6 @@ impl AccessRuleRepository for Store {
     }
 
     async fn delete_rule(&self, id: Uuid) -> Result<(), RepositoryError> {
-        let deleted = access_rule::Entity::delete_by_id(id)
-            .exec(&self.db)
-            .await
-            .map_err(map_db_err)?;
-        if deleted.rows_affected == 0 {
-            return Err(RepositoryError::NotFound);
-        }
-        Ok(())
+        crate::error::delete_row::<access_rule::Entity>(&self.db, id).await
     }
 }

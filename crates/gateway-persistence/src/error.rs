@@ -17,3 +17,19 @@ pub(crate) fn map_db_err(error: DbErr) -> RepositoryError {
         _ => RepositoryError::Internal(error.to_string()),
     }
 }
+
+/// Deletes the row of `E` with primary key `id`; `NotFound` when there is none.
+pub(crate) async fn delete_row<E>(
+    db: &sea_orm::DatabaseConnection,
+    id: uuid::Uuid,
+) -> Result<(), RepositoryError>
+where
+    E: sea_orm::EntityTrait,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<uuid::Uuid>,
+{
+    let deleted = E::delete_by_id(id).exec(db).await.map_err(map_db_err)?;
+    if deleted.rows_affected == 0 {
+        return Err(RepositoryError::NotFound);
+    }
+    Ok(())
+}

@@ -60,13 +60,6 @@ impl RateLimitRuleRepository for Store {
     }
 
     async fn delete_limit(&self, id: Uuid) -> Result<(), RepositoryError> {
-        let deleted = rate_limit_rule::Entity::delete_by_id(id)
-            .exec(&self.db)
-            .await
-            .map_err(map_db_err)?;
-        if deleted.rows_affected == 0 {
-            return Err(RepositoryError::NotFound);
-        }
-        Ok(())
+        crate::error::delete_row::<rate_limit_rule::Entity>(&self.db, id).await
     }
 }

@@ -287,6 +287,30 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Registers a server (`body` as for `POST /api/v1/servers`, optionally with the
+    /// admin key) and fetches its catalog now; panics unless both succeed.
+    pub async fn register(&self, body: &serde_json::Value, api_key: Option<&str>) {
+        let name = body["name"].as_str().unwrap_or_default().to_owned();
+        let send = |request: reqwest::RequestBuilder| match api_key {
+            Some(key) => request.header("x-api-key", key),
+            None => request,
+        };
+        let created = send(self.client.post(self.url("/api/v1/servers")).json(body))
+            .send()
+            .await
+            .expect("request sent");
+        let status = created.status();
+        assert_eq!(status, 201, "{}", created.text().await.unwrap_or_default());
+        let refreshed = send(
+            self.client
+                .post(self.url(&format!("/api/v1/servers/{name}/refresh"))),
+        )
+        .send()
+        .await
+        .expect("request sent");
+        assert_eq!(refreshed.status(), 200, "refresh {name}");
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client
