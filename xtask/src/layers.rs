@@ -247,6 +247,14 @@ mod tests {
             ("gateway-router", &["gateway-domain"]),
             ("gateway-telemetry", &["prometheus"]),
             ("gateway-auth", &["gateway-domain", "jsonwebtoken"]),
+            (
+                "gateway-limits",
+                &["gateway-domain", "gateway-telemetry", "deadpool-redis"],
+            ),
+            (
+                "gateway-audit",
+                &["gateway-domain", "gateway-telemetry", "tokio"],
+            ),
             ("gateway-migrations", &["sea-orm-migration"]),
             (
                 "gateway-persistence",
