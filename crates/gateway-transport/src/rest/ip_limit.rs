@@ -241,6 +241,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_client_address_is_the_peer_or_the_proxy_s_entry() {
+        let request = actix_web::test::TestRequest::default()
+            .peer_addr("10.1.1.1:5000".parse().expect("addr"))
+            .insert_header(("x-forwarded-for", "6.6.6.6, 203.0.113.7"))
+            .to_http_request();
+        let peer: IpAddr = "10.1.1.1".parse().expect("ip");
+        assert_eq!(client_address(&request, false), Some(peer));
+        // The right-most entry is the one the proxy added; the client wrote 6.6.6.6.
+        let proxied: IpAddr = "203.0.113.7".parse().expect("ip");
+        assert_eq!(client_address(&request, true), Some(proxied));
+        let garbage = actix_web::test::TestRequest::default()
+            .peer_addr("10.1.1.1:5000".parse().expect("addr"))
+            .insert_header(("x-forwarded-for", "not-an-address"))
+            .to_http_request();
+        assert_eq!(client_address(&garbage, true), Some(peer));
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_client_per_64() {
+        let limiter = IpLimiter::new(Quota::new(1, 60, 1).expect("quota"));
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let other: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(b).is_err(), "same /64");
+        assert!(limiter.check(other).is_ok());
+        assert!(limiter.charge_refusal(a).is_some());
+        assert!(limiter.blocked_for(b).is_some());
+        assert!(limiter.blocked_for(other).is_none());
+    }
+
+    #[test]
     fn each_address_gets_its_burst() {
         let limiter = IpLimiter::new(Quota::new(1, 60, 3).expect("quota"));
         let (a, b) = (
