@@ -13,11 +13,26 @@ pub const PROTOCOL: &str = "2025-06-18";
 
 /// One HTTP client shared by the workers of a run (keep-alive, no Nagle).
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    client_with(reqwest::header::HeaderMap::new())
+}
+
+/// The same client sending `Authorization: Bearer <token>` on every request.
+pub fn http_client_with_token(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    client_with(headers)
+}
+
+fn client_with(headers: reqwest::header::HeaderMap) -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()?)
 }
 

@@ -157,6 +157,8 @@ pub struct Results {
     pub rest: Vec<Rest>,
     /// What the audit log costs a call.
     pub audit: Vec<AuditCost>,
+    /// Every feature on (auth, RBAC, in-process rate limits, audit) against none.
+    pub features: Vec<AuditCost>,
     /// Why the features-on comparison is missing, until those features exist.
     pub features_on: String,
 }
@@ -170,7 +172,12 @@ impl Results {
             .map(|o| o.direct.errors + o.gateway.errors)
             .sum();
         let rest: u64 = self.rest.iter().map(|r| r.stats.errors).sum();
-        let audit: u64 = self.audit.iter().map(|a| a.on.errors + a.off.errors).sum();
+        let audit: u64 = self
+            .audit
+            .iter()
+            .chain(&self.features)
+            .map(|a| a.on.errors + a.off.errors)
+            .sum();
         overhead + rest + audit + self.catalog.list_first_page.errors
     }
 }
@@ -264,6 +271,18 @@ pub fn table(results: &Results) -> String {
         let _ = writeln!(
             out,
             "Audit at concurrency {}: p50 on {:.3} ms, off {:.3} ms (delta {:+.3} ms); p99 on {:.3} ms, off {:.3} ms",
+            cost.concurrency,
+            cost.on.p50_ms,
+            cost.off.p50_ms,
+            cost.delta_p50_ms,
+            cost.on.p99_ms,
+            cost.off.p99_ms
+        );
+    }
+    for cost in &results.features {
+        let _ = writeln!(
+            out,
+            "All features at concurrency {}: p50 on {:.3} ms, off {:.3} ms (delta {:+.3} ms); p99 on {:.3} ms, off {:.3} ms",
             cost.concurrency,
             cost.on.p50_ms,
             cost.off.p50_ms,

@@ -174,6 +174,7 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
     let rest = rest_series(&plan, &http, &base).await;
     drop(gateway);
     // The audit's cost: a fresh gateway with it on against one with it off.
+    let features = features_series(&plan, &http, &gateway_bin, &work_dir, &direct_url).await?;
     let audit = {
         let (on, on_port) = start_gateway(&gateway_bin, &work_dir.join("audit-on"), true).await?;
         let (off, off_port) =
@@ -211,8 +212,8 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
         catalog,
         rest,
         audit,
-        features_on:
-            "not measured yet (issue #8): authentication, RBAC and rate limits on together".into(),
+        features,
+        features_on: "authentication (cached keys, remembered verdicts), RBAC, three in-process rate-limit rules and the audit log, against a bare gateway".into(),
     })
 }
 
@@ -223,10 +224,26 @@ async fn start_gateway(
     dir: &std::path::Path,
     audit: bool,
 ) -> anyhow::Result<(Process, u16)> {
+    start_gateway_with(binary, dir, audit, None).await
+}
+
+/// [`start_gateway`] with a configuration file.
+async fn start_gateway_with(
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    audit: bool,
+    config: Option<&str>,
+) -> anyhow::Result<(Process, u16)> {
     std::fs::create_dir_all(dir)?;
     let port = free_port()?;
+    let mut command = Command::new(binary);
+    if let Some(config) = config {
+        let path = dir.join("mcp-gateway.toml");
+        std::fs::write(&path, config)?;
+        command.arg("--config").arg(&path);
+    }
     let process = Process {
-        child: Command::new(binary)
+        child: command
             .args(["--port", &port.to_string()])
             .current_dir(dir)
             .env("MCP_GATEWAY_LOG__FILTER", "warn")
@@ -240,6 +257,123 @@ async fn start_gateway(
     };
     wait_for_port(port).await?;
     Ok((process, port))
+}
+
+const BENCH_JWKS: &str = include_str!("../../gateway-auth/tests/keys/jwks-a.json");
+const BENCH_KEY: &[u8] = include_bytes!("../../gateway-auth/tests/keys/rsa-a.pem");
+
+/// A stand-in issuer on loopback: answers every request with the test key set.
+fn serve_jwks() -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                BENCH_JWKS.len(),
+                BENCH_JWKS
+            );
+        }
+    });
+    Ok(port)
+}
+
+/// A token of the stand-in issuer for `roles`, valid for an hour.
+fn bench_token(issuer: &str, roles: &[&str]) -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = json!({"iss": issuer, "aud": "bench", "sub": "bench-agent", "tid": "bench",
+                        "exp": now + 3600, "nbf": now - 10, "roles": roles, "scp": "mcp.call"});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("key-a".into());
+    Ok(jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(BENCH_KEY)?,
+    )?)
+}
+
+/// Every feature on (a bearer token checked on each request, an access rule, tenant,
+/// principal and tool budgets, the audit log) against a bare gateway, interleaved.
+async fn features_series(
+    plan: &Plan,
+    http: &reqwest::Client,
+    binary: &std::path::Path,
+    work_dir: &std::path::Path,
+    upstream_url: &str,
+) -> anyhow::Result<Vec<AuditCost>> {
+    let issuer = format!("http://127.0.0.1:{}", serve_jwks()?);
+    let config = format!(
+        r#"[auth]
+provider = "oidc"
+issuer = "{issuer}"
+audiences = ["bench"]
+jwks_uri = "{issuer}/jwks"
+
+[[auth.rules]]
+role = "agent"
+actions = ["list", "call"]
+patterns = ["bench__*"]
+
+[[rate_limits.rules]]
+scope = "tenant"
+rate = 1000000
+period_secs = 1
+
+[[rate_limits.rules]]
+scope = "principal"
+rate = 1000000
+period_secs = 1
+
+[[rate_limits.rules]]
+scope = "tool"
+rate = 1000000
+period_secs = 1
+"#
+    );
+    let (on, on_port) =
+        start_gateway_with(binary, &work_dir.join("features-on"), true, Some(&config)).await?;
+    let (off, off_port) = start_gateway(binary, &work_dir.join("features-off"), false).await?;
+    let admin = crate::client::http_client_with_token(&bench_token(&issuer, &["admin"])?)?;
+    let agent = crate::client::http_client_with_token(&bench_token(&issuer, &["agent"])?)?;
+    let (on_base, off_base) = (
+        format!("http://127.0.0.1:{on_port}"),
+        format!("http://127.0.0.1:{off_port}"),
+    );
+    register(&admin, &on_base, "bench", upstream_url).await?;
+    register(http, &off_base, "bench", upstream_url).await?;
+    let (on_url, off_url) = (format!("{on_base}/mcp"), format!("{off_base}/mcp"));
+    let mut costs = Vec::new();
+    for &concurrency in plan.concurrencies.iter().take(2) {
+        let (mut with, mut without): (Option<LoadResult>, Option<LoadResult>) = (None, None);
+        for _ in 0..plan.rounds.max(2) {
+            merge(
+                &mut without,
+                load::run(http, &off_url, "bench__echo", concurrency, plan.phase).await,
+            );
+            merge(
+                &mut with,
+                load::run(&agent, &on_url, "bench__echo", concurrency, plan.phase).await,
+            );
+        }
+        let (Some(with), Some(without)) = (with, without) else {
+            continue;
+        };
+        let (on_stats, off_stats) = (Stats::from(&with), Stats::from(&without));
+        costs.push(AuditCost {
+            concurrency,
+            delta_p50_ms: on_stats.p50_ms - off_stats.p50_ms,
+            on: on_stats,
+            off: off_stats,
+        });
+    }
+    drop((on, off));
+    Ok(costs)
 }
 
 /// Audit on and off, rounds interleaved, at the lowest and a middle concurrency.
