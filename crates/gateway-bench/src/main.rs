@@ -39,6 +39,9 @@ pub struct Options {
     /// Seconds of load with --load-only.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Bearer token sent with --load-only (a gateway with `[auth]`).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
     /// Where to write the JSON results.
     #[arg(long, default_value = "target/bench/results.json")]
     pub out: PathBuf,
@@ -48,7 +51,11 @@ pub struct Options {
 async fn main() -> std::process::ExitCode {
     let options = Options::parse();
     if let Some(url) = &options.load_only {
-        let Ok(http) = client::http_client() else {
+        let http = match &options.token {
+            Some(token) => client::http_client_with_token(token),
+            None => client::http_client(),
+        };
+        let Ok(http) = http else {
             return std::process::ExitCode::FAILURE;
         };
         let duration = std::time::Duration::from_secs(options.seconds);
