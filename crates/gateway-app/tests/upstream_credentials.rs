@@ -58,30 +58,11 @@ async fn the_gateway_calls_with_its_own_token_and_renews_it() {
     upstream.upstream().accept_issued_tokens_from(1);
     let app = gateway().await;
 
-    let created = register(
-        &app,
-        "guarded",
-        json!({"type": "streamable-http", "url": upstream.url(), "oauth": oauth(&issuer, CLIENT_SECRET)}),
+    app.register(
+        &json!({"name": "guarded", "transport": {"type": "streamable-http", "url": upstream.url(), "oauth": oauth(&issuer, CLIENT_SECRET)}}),
+        None,
     )
     .await;
-    assert_eq!(
-        created.status(),
-        201,
-        "{}",
-        created.text().await.unwrap_or_default()
-    );
-    let refreshed = app
-        .client
-        .post(app.url("/api/v1/servers/guarded/refresh"))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(
-        refreshed.status(),
-        200,
-        "{}",
-        refreshed.text().await.unwrap_or_default()
-    );
 
     let (client, _) = connect(&app.url("/mcp")).await;
     let result = client

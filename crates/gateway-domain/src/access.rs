@@ -51,16 +51,43 @@ impl FromStr for Action {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == value)
-            .ok_or_else(|| {
-                format!(
-                    "`{}` is not one of list, call, read, get_prompt",
-                    value.escape_debug()
-                )
-            })
+        parse_wire_name(value, &Self::ALL, Self::as_str)
     }
+}
+
+/// The member of `all` whose wire name is `value`, or an error listing them all.
+pub(crate) fn parse_wire_name<T: Copy>(
+    value: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            format!(
+                "`{}` is not one of {}",
+                value.escape_debug(),
+                names.join(", ")
+            )
+        })
+}
+
+/// A stable id for a rule of the configuration file: the same content gives the
+/// same id on every replica and after every restart (parts are length-prefixed, so
+/// no two contents hash alike by shifting a boundary).
+pub(crate) fn content_id<'a>(parts: impl IntoIterator<Item = &'a str>) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest: [u8; 32] = hash.finalize().into();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
 /// Longest role name.
@@ -164,20 +191,12 @@ impl AccessRule {
         patterns: Vec<String>,
         description: Option<String>,
     ) -> Result<Self, ValidationErrors> {
-        use sha2::{Digest, Sha256};
         let mut rule = Self::new(role, actions, patterns, description)?;
-        let mut hash = Sha256::new();
-        for part in std::iter::once(rule.role.as_str())
-            .chain(rule.actions.iter().map(|a| a.as_str()))
-            .chain(rule.patterns.iter().map(String::as_str))
-        {
-            hash.update((part.len() as u64).to_be_bytes());
-            hash.update(part.as_bytes());
-        }
-        let digest: [u8; 32] = hash.finalize().into();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        rule.id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        rule.id = content_id(
+            std::iter::once(rule.role.as_str())
+                .chain(rule.actions.iter().map(|a| a.as_str()))
+                .chain(rule.patterns.iter().map(String::as_str)),
+        );
         rule.created_at = DateTime::<Utc>::UNIX_EPOCH;
         rule.configured = true;
         Ok(rule)

@@ -66,15 +66,7 @@ impl FromStr for LimitScope {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str() == value)
-            .ok_or_else(|| {
-                format!(
-                    "`{}` is not one of tenant, principal, role, server, tool",
-                    value.escape_debug()
-                )
-            })
+        crate::access::parse_wire_name(value, &Self::ALL, Self::as_str)
     }
 }
 
@@ -218,16 +210,14 @@ impl RateLimitRule {
         burst: Option<u32>,
         description: Option<String>,
     ) -> Result<Self, ValidationErrors> {
-        use sha2::{Digest, Sha256};
         let mut rule = Self::new(scope, matches, rate, period_secs, burst, description)?;
-        let content = format!(
-            "{}\0{}\0{}\0{}\0{}",
-            rule.scope, rule.matches, rule.quota.rate, rule.quota.period_secs, rule.quota.burst
+        let numbers =
+            [rule.quota.rate, rule.quota.period_secs, rule.quota.burst].map(|n| n.to_string());
+        rule.id = crate::access::content_id(
+            [rule.scope.as_str(), rule.matches.as_str()]
+                .into_iter()
+                .chain(numbers.iter().map(String::as_str)),
         );
-        let digest: [u8; 32] = Sha256::digest(content.as_bytes()).into();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
-        rule.id = uuid::Builder::from_custom_bytes(bytes).into_uuid();
         rule.created_at = DateTime::<Utc>::UNIX_EPOCH;
         rule.configured = true;
         Ok(rule)

@@ -160,19 +160,15 @@ impl Audited {
         let Some(policy) = &self.policy else {
             return call(context).await;
         };
+        // Everything known before the call is taken now (no copy of the request's
+        // extensions is kept); a dropped handling records this as cancelled.
         let note = Arc::new(AuditNote::default());
+        let mut pending = PendingEvent::start(
+            policy.sink.clone(),
+            event(policy, method, target, arguments, &context.extensions),
+        );
+        pending.note = Some(note.clone());
         context.extensions.insert(note.clone());
-        let mut pending = Pending {
-            request: Some(Request {
-                policy: policy.clone(),
-                method: method.to_owned(),
-                target,
-                arguments,
-                extensions: context.extensions.clone(),
-                note: note.clone(),
-                started: Instant::now(),
-            }),
-        };
         let result = call(context).await;
         let (outcome, error_code) = match &result {
             Ok(value) if tool_failed(value) => (AuditOutcome::Error, None),
@@ -183,10 +179,12 @@ impl Audited {
             }
             Err(error) => (AuditOutcome::Error, Some(i64::from(error.code.0))),
         };
-        if let Some(request) = pending.request.take() {
-            let sink = request.policy.sink.clone();
-            sink.record(request.into_event(outcome, error_code)).await;
-        }
+        pending
+            .finish(|event| {
+                event.outcome = outcome;
+                event.error_code = error_code;
+            })
+            .await;
         result
     }
 }
@@ -194,66 +192,69 @@ impl Audited {
 /// JSON-RPC's "request cancelled" code, for requests that ended without an answer.
 const CANCELLED: i64 = -32800;
 
-/// What the event of a running request needs.
-struct Request {
-    policy: AuditPolicy,
-    method: String,
-    target: Option<String>,
-    arguments: Option<serde_json::Value>,
-    extensions: rmcp::model::Extensions,
-    note: Arc<AuditNote>,
+/// An audit event whose operation is running. Finished, it is recorded as the
+/// operation ended; dropped unfinished (the client went away, the session was
+/// closed), it is recorded as it was started: an error with the "cancelled" code.
+pub(crate) struct PendingEvent {
+    sink: Arc<dyn AuditSink>,
+    event: Option<AuditEvent>,
     started: Instant,
+    /// Where the handling notes the server it resolved to (MCP requests).
+    note: Option<Arc<AuditNote>>,
 }
 
-impl Request {
-    fn into_event(self, outcome: AuditOutcome, error_code: Option<i64>) -> AuditEvent {
-        event(
-            &self.policy,
-            &self.method,
-            self.target,
-            self.arguments,
-            &self.extensions,
-            &self.note,
-            outcome,
-            error_code,
-            self.started,
-        )
+impl PendingEvent {
+    /// Starts timing `event`, whose outcome and code say what a drop records.
+    pub(crate) fn start(sink: Arc<dyn AuditSink>, event: AuditEvent) -> Self {
+        Self {
+            sink,
+            event: Some(event),
+            started: Instant::now(),
+            note: None,
+        }
+    }
+
+    /// Records the event after `complete` filled in how the operation ended.
+    pub(crate) async fn finish(mut self, complete: impl FnOnce(&mut AuditEvent)) {
+        if let Some(mut event) = self.stamped() {
+            complete(&mut event);
+            self.sink.record(event).await;
+        }
+    }
+
+    /// Forgets the event: the operation is not to be recorded.
+    pub(crate) fn discard(mut self) {
+        self.event = None;
+    }
+
+    fn stamped(&mut self) -> Option<AuditEvent> {
+        let mut event = self.event.take()?;
+        event.at = chrono::Utc::now();
+        event.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(note) = &self.note {
+            event.server = note
+                .server
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+        }
+        Some(event)
     }
 }
 
-/// A request being handled. If its handling is dropped before it ends (the client
-/// went away, the session was closed), the event is still recorded, as cancelled.
-struct Pending {
-    request: Option<Request>,
-}
-
-impl Drop for Pending {
+impl Drop for PendingEvent {
     fn drop(&mut self) {
-        let Some(request) = self.request.take() else {
-            return;
-        };
-        let sink = request.policy.sink.clone();
-        sink.record_now(request.into_event(AuditOutcome::Error, Some(CANCELLED)));
+        if let Some(event) = self.stamped() {
+            self.sink.record_now(event);
+        }
     }
 }
 
-/// The event of one finished request.
-#[allow(clippy::too_many_arguments)]
-fn event(
-    policy: &AuditPolicy,
-    method: &str,
-    target: Option<String>,
-    arguments: Option<serde_json::Value>,
-    extensions: &rmcp::model::Extensions,
-    note: &AuditNote,
-    outcome: AuditOutcome,
-    error_code: Option<i64>,
-    started: Instant,
-) -> AuditEvent {
-    let parts = extensions.get::<http::request::Parts>();
-    let carried = parts.and_then(|p| p.extensions.get::<rmcp::model::Extensions>());
-    let caller = carried.and_then(|e| e.get::<crate::rest::auth::Caller>());
-    let (subject, tenant, roles) = match caller {
+/// Who made a request, as the audit names them.
+pub(crate) fn caller_fields(
+    caller: Option<&crate::rest::auth::Caller>,
+) -> (Option<String>, Option<String>, Vec<String>) {
+    match caller {
         Some(crate::rest::auth::Caller::Token(principal)) => (
             Some(principal.subject.clone()),
             principal.tenant.clone(),
@@ -263,7 +264,21 @@ fn event(
             (Some("admin-api-key".to_owned()), None, Vec::new())
         }
         None => (None, None, Vec::new()),
-    };
+    }
+}
+
+/// The event of a request about to run, as recorded if it never ends.
+fn event(
+    policy: &AuditPolicy,
+    method: &str,
+    target: Option<String>,
+    arguments: Option<serde_json::Value>,
+    extensions: &rmcp::model::Extensions,
+) -> AuditEvent {
+    let parts = extensions.get::<http::request::Parts>();
+    let carried = parts.and_then(|p| p.extensions.get::<rmcp::model::Extensions>());
+    let (subject, tenant, roles) =
+        caller_fields(carried.and_then(|e| e.get::<crate::rest::auth::Caller>()));
     // Secrets are redacted before hashing too: a hash of a short secret (a PIN) could
     // be reversed by trying every value.
     let arguments = arguments.map(|mut value| {
@@ -277,7 +292,6 @@ fn event(
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     });
-    let arguments = arguments.filter(|_| policy.record_arguments);
     AuditEvent {
         id: uuid::Uuid::now_v7(),
         at: chrono::Utc::now(),
@@ -290,17 +304,13 @@ fn event(
             .and_then(|e| e.get::<ClientAddress>())
             .map(|a| a.0.clone()),
         action: method.to_owned(),
-        server: note
-            .server
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone(),
+        server: None,
         target,
-        outcome,
-        error_code,
-        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        outcome: AuditOutcome::Error,
+        error_code: Some(CANCELLED),
+        latency_us: 0,
         arguments_hash,
-        arguments,
+        arguments: arguments.filter(|_| policy.record_arguments),
     }
 }
 

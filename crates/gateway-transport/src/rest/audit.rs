@@ -2,8 +2,6 @@
 //! method but GET, HEAD and OPTIONS) becomes an audit event, refused ones included;
 //! `GET /api/v1/audit` pages through the trail, newest first.
 
-use std::time::Instant;
-
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -19,6 +17,7 @@ use uuid::Uuid;
 use super::app::ApiState;
 use super::auth::Caller;
 use super::problem::{ApiError, Problem, ProblemKind};
+use crate::mcp::audit::{PendingEvent, caller_fields};
 
 /// Records an audit event for each admin change on `/api/v1`.
 pub(crate) async fn audit_admin(
@@ -38,9 +37,9 @@ pub(crate) async fn audit_admin(
     };
     let client_address = state.ip_limits.client_of(&request).map(|ip| ip.to_string());
     let path = request.match_info().as_str().to_owned();
-    let mut pending = PendingChange {
+    let pending = PendingEvent::start(
         sink,
-        event: Some(AuditEvent {
+        AuditEvent {
             id: Uuid::now_v7(),
             at: Utc::now(),
             request_id: request
@@ -60,70 +59,46 @@ pub(crate) async fn audit_admin(
                 .filter(|name| !name.is_empty())
                 .map(str::to_owned),
             target: Some(path.clone()),
+            // What a handling dropped before its answer records.
             outcome: AuditOutcome::Error,
             error_code: Some(CLIENT_CLOSED),
             latency_us: 0,
             arguments_hash: None,
             arguments: None,
-        }),
-        started: Instant::now(),
-    };
+        },
+    );
     let response = next.call(request).await?;
     let status = response.status();
-    let Some(mut event) = pending.event.take() else {
-        return Ok(response);
-    };
     if status.as_u16() == 429 {
         // The per-address limit refused it before anything happened: counted in
         // `gateway_rate_limited_total`, not written, so a flood cannot fill the log.
+        pending.discard();
         return Ok(response);
     }
-    if let Some(route) = response.request().match_pattern() {
-        event.action = format!("{} {route}", response.request().method());
-    }
-    if let Some(caller) = response.request().extensions().get::<Caller>() {
-        match caller {
-            Caller::Token(principal) => {
-                event.subject = Some(principal.subject.clone());
-                event.tenant = principal.tenant.clone();
-                event.roles = principal.roles.clone();
+    let route = response.request().match_pattern();
+    let method = response.request().method().clone();
+    let (subject, tenant, roles) = caller_fields(response.request().extensions().get::<Caller>());
+    pending
+        .finish(|event| {
+            if let Some(route) = route {
+                event.action = format!("{method} {route}");
             }
-            Caller::ApiKey => event.subject = Some("admin-api-key".to_owned()),
-        }
-    }
-    event.outcome = match status.as_u16() {
-        200..=399 => AuditOutcome::Ok,
-        401 | 403 => AuditOutcome::Denied,
-        _ => AuditOutcome::Error,
-    };
-    event.error_code = (event.outcome != AuditOutcome::Ok).then_some(i64::from(status.as_u16()));
-    event.at = Utc::now();
-    event.latency_us = u64::try_from(pending.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    pending.sink.record(event).await;
+            (event.subject, event.tenant, event.roles) = (subject, tenant, roles);
+            event.outcome = match status.as_u16() {
+                200..=399 => AuditOutcome::Ok,
+                401 | 403 => AuditOutcome::Denied,
+                _ => AuditOutcome::Error,
+            };
+            event.error_code =
+                (event.outcome != AuditOutcome::Ok).then_some(i64::from(status.as_u16()));
+        })
+        .await;
     Ok(response)
 }
 
 /// The "client closed the request" status (nginx's 499): recorded when the handling
 /// of a change is dropped before it answered (the change may still have happened).
 const CLIENT_CLOSED: i64 = 499;
-
-/// An admin change being handled; recorded even if its handling is dropped.
-struct PendingChange {
-    sink: std::sync::Arc<dyn gateway_domain::AuditSink>,
-    event: Option<AuditEvent>,
-    started: Instant,
-}
-
-impl Drop for PendingChange {
-    fn drop(&mut self) {
-        if let Some(mut event) = self.event.take() {
-            event.at = Utc::now();
-            event.latency_us =
-                u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            self.sink.record_now(event);
-        }
-    }
-}
 
 /// Which audit events to list.
 #[derive(Debug, Deserialize, IntoParams)]
