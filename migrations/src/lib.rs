@@ -12,6 +12,7 @@ mod m20261126_000002_upstream_runtime;
 mod m20261126_000003_access_rules;
 mod m20261126_000004_rate_limits;
 mod m20261126_000005_audit;
+mod m20261126_000006_views;
 
 /// Runs and inspects the migrations; `cargo xtask migrate` and `serve` use it.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_access_rules::Migration),
             Box::new(m20261126_000004_rate_limits::Migration),
             Box::new(m20261126_000005_audit::Migration),
+            Box::new(m20261126_000006_views::Migration),
         ]
     }
 }

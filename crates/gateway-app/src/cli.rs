@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// call every upstream and change the registry.
     #[arg(long, global = true)]
     pub insecure: bool,
+    /// HTTP worker threads (1–1024) [default: one per CPU core]. Each worker serves
+    /// many connections; see docs/configuration.md for pool sizes.
+    #[arg(long, global = true, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 impl Cli {
@@ -72,6 +76,7 @@ impl Cli {
             log_format: self.log_format,
             database_url: self.database_url.clone(),
             insecure: self.serve.insecure,
+            workers: self.serve.workers,
         }
     }
 }

@@ -49,6 +49,51 @@ pub struct Settings {
     pub rate_limits: RateLimitsConfig,
     /// The audit trail of MCP operations and admin changes.
     pub audit: AuditConfig,
+    /// Cross-origin access for browser-based clients.
+    pub cors: CorsConfig,
+}
+
+/// `[cors]`: which browser origins may call `/mcp` and `/api/v1` from scripts. Off
+/// (no origin) by default. The same origins pass `/mcp`'s `Origin` check (DNS
+/// rebinding protection), and no other does, besides the gateway's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins such as `https://app.example.com` (scheme, host, optional port).
+    pub allowed_origins: Vec<String>,
+    /// Methods allowed in cross-origin requests.
+    pub allowed_methods: Vec<String>,
+    /// Request headers scripts may send.
+    pub allowed_headers: Vec<String>,
+    /// How long browsers may cache a preflight answer, in seconds.
+    pub max_age_secs: u32,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: [
+                "authorization",
+                "content-type",
+                "accept",
+                "mcp-session-id",
+                "mcp-protocol-version",
+                "mcp-method",
+                "mcp-name",
+                "last-event-id",
+                "if-match",
+                "x-api-key",
+                "x-request-id",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_age_secs: 600,
+        }
+    }
 }
 
 /// What a caller does when the audit queue is full.
@@ -558,6 +603,23 @@ pub struct McpConfig {
     /// `Host` values accepted on `/mcp` (DNS-rebinding protection). Empty: loopback
     /// only; set it when clients reach the gateway under a DNS name.
     pub allowed_hosts: Vec<String>,
+    /// Serve the gateway's own tools (`gateway__*`) and resources (`gateway://`) on
+    /// `/mcp`.
+    pub gateway_tools: bool,
+    /// What `/mcp` lists when the URL does not say (`?view=full|compact`): `full`
+    /// (every tool) or `compact` (search, describe and call tools only).
+    pub default_view: McpView,
+}
+
+/// The two forms of `/mcp`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpView {
+    /// Every tool the caller may see.
+    #[default]
+    Full,
+    /// `gateway__search_tools`, `gateway__describe_tool`, `gateway__call_tool`.
+    Compact,
 }
 
 impl Default for McpConfig {
@@ -573,6 +635,8 @@ impl Default for McpConfig {
             max_response_bytes: 16 * 1024 * 1024,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            gateway_tools: true,
+            default_view: McpView::Full,
         }
     }
 }
@@ -694,6 +758,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--insecure`.
     pub insecure: bool,
+    /// `--workers`.
+    pub workers: Option<usize>,
 }
 
 /// A configuration problem, worded for the operator.
@@ -762,6 +828,9 @@ impl Settings {
         }
         if overrides.insecure {
             figment = figment.merge(Serialized::default("http.insecure", true));
+        }
+        if let Some(workers) = overrides.workers {
+            figment = figment.merge(Serialized::default("http.workers", workers));
         }
         let settings: Settings = figment.extract().map_err(|error| {
             let messages: Vec<String> = error
@@ -983,12 +1052,54 @@ impl Settings {
                 problems.push(format!("{key}: {error}"));
             }
         }
-        for origin in &mcp.allowed_origins {
-            let valid = url::Url::parse(origin)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/");
+        let origins = mcp
+            .allowed_origins
+            .iter()
+            .map(|o| ("mcp.allowed_origins", o))
+            .chain(
+                self.cors
+                    .allowed_origins
+                    .iter()
+                    .map(|o| ("cors.allowed_origins", o)),
+            );
+        for (key, origin) in origins {
+            let valid = url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.username().is_empty()
+            });
             if !valid {
-                problems.push(format!("mcp.allowed_origins: {origin:?} must be an origin such as https://app.example.com"));
+                problems.push(format!(
+                    "{key}: {origin:?} must be an origin such as https://app.example.com"
+                ));
             }
+        }
+        let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+        for method in &self.cors.allowed_methods {
+            if !methods.contains(&method.as_str()) {
+                problems.push(format!(
+                    "cors.allowed_methods: {method:?} is not one of {}",
+                    methods.join(", ")
+                ));
+            }
+        }
+        for header in &self.cors.allowed_headers {
+            if header.is_empty()
+                || !header
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
+                problems.push(format!(
+                    "cors.allowed_headers: {header:?} is not a header name"
+                ));
+            }
+        }
+        if self.cors.max_age_secs > 86_400 {
+            problems.push(format!(
+                "cors.max_age_secs = {}: must be at most 86400",
+                self.cors.max_age_secs
+            ));
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             problems.push(format!(

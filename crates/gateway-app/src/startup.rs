@@ -136,6 +136,7 @@ impl Application {
         )
         .with_limit_store(store_arc.clone())
         .with_audit_store(store_arc.clone())
+        .with_view_store(store_arc.clone())
         .with_listener(Arc::new(queue.clone()));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);
@@ -201,6 +202,7 @@ impl Application {
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
+            cors: cors_settings(settings, port),
         };
         let mut server = HttpServer::new(move || {
             build_app(state.clone(), http_settings.clone(), Some(mcp.clone()))
@@ -388,6 +390,8 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
             .then(|| settings.auth.admin_roles.clone()),
         limiter: gateway_transport::mcp::Limiter::default(),
         audit: None,
+        gateway_tools: mcp.gateway_tools,
+        compact_by_default: mcp.default_view == crate::config::McpView::Compact,
     })
 }
 
@@ -555,10 +559,24 @@ fn resilience_settings(settings: &Settings) -> ResilienceSettings {
     }
 }
 
-/// Origins and hosts accepted on `/mcp`: the gateway's own loopback origins on its
-/// bound port, plus what the operator configured.
-fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
-    let mut allowed_origins: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
+/// The browser origins the operator allowed: `[cors] allowed_origins` and the older
+/// `mcp.allowed_origins` (one list: CORS and `/mcp`'s `Origin` check agree).
+fn configured_origins(settings: &Settings) -> Vec<String> {
+    let mut origins: Vec<String> = settings
+        .cors
+        .allowed_origins
+        .iter()
+        .chain(&settings.mcp.allowed_origins)
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
+/// The gateway's own loopback origins on its bound port.
+fn own_origins(port: u16) -> Vec<String> {
+    ["127.0.0.1", "localhost", "[::1]"]
         .iter()
         .flat_map(|host| {
             [
@@ -566,14 +584,32 @@ fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
                 format!("https://{host}:{port}"),
             ]
         })
-        .collect();
-    allowed_origins.extend(
-        settings
-            .mcp
-            .allowed_origins
-            .iter()
-            .map(|o| o.trim_end_matches('/').to_owned()),
-    );
+        .collect()
+}
+
+/// CORS, on when the operator allowed some origin.
+fn cors_settings(
+    settings: &Settings,
+    port: u16,
+) -> Option<gateway_transport::rest::cors::CorsSettings> {
+    let configured = configured_origins(settings);
+    if configured.is_empty() {
+        return None;
+    }
+    let cors = &settings.cors;
+    Some(gateway_transport::rest::cors::CorsSettings {
+        origins: own_origins(port).into_iter().chain(configured).collect(),
+        methods: cors.allowed_methods.clone(),
+        headers: cors.allowed_headers.clone(),
+        max_age_secs: cors.max_age_secs,
+    })
+}
+
+/// Origins and hosts accepted on `/mcp`: the gateway's own loopback origins on its
+/// bound port, plus the operator's (the same list as CORS).
+fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
+    let mut allowed_origins = own_origins(port);
+    allowed_origins.extend(configured_origins(settings));
     let allowed_hosts =
         (!settings.mcp.allowed_hosts.is_empty()).then(|| settings.mcp.allowed_hosts.clone());
     McpHttpSettings {

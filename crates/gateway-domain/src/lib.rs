@@ -18,6 +18,7 @@ pub mod page;
 pub mod ports;
 pub mod secret;
 pub mod server;
+pub mod view;
 
 pub use access::{AccessRule, AccessRules, Action};
 pub use audit::{AuditEvent, AuditFilter, AuditOutcome, AuditRepository, AuditSink};
@@ -29,7 +30,7 @@ pub use health::{HealthState, HealthStatus};
 pub use limits::{
     Budget, LimitScope, LimitSubject, Quota, RateDecision, RateLimitRule, RateLimiter, RateLimits,
 };
-pub use name::{ServerName, Tag, TenantId};
+pub use name::{RESERVED_SERVER_NAME, ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{
     AccessRuleRepository, CatalogRepository, PoolStats, RateLimitRuleRepository, ReadinessProbe,
@@ -37,3 +38,4 @@ pub use ports::{
 };
 pub use secret::Secret;
 pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};
+pub use view::{ItemOverride, View, ViewName, ViewRepository, ViewSpec};

@@ -5,8 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// The prefix of the gateway's own tools and resources (`gateway__list_servers`).
+pub const RESERVED_SERVER_NAME: &str = "gateway";
+
 /// Names no upstream may take: the gateway's own tools live under `gateway__`.
-pub const RESERVED_SERVER_NAMES: &[&str] = &["gateway"];
+pub const RESERVED_SERVER_NAMES: &[&str] = &[RESERVED_SERVER_NAME];
 
 /// The unique name of an upstream server, also the prefix of its tool names
 /// (`<server>__<tool>`), so it keeps to `[a-z0-9][a-z0-9-]{0,62}`: lowercase, no

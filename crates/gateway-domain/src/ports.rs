@@ -119,6 +119,8 @@ pub enum RegistryEvent {
     AccessRulesChanged,
     /// The rate-limit rules changed.
     RateLimitsChanged,
+    /// A curated view was created, changed or removed.
+    ViewsChanged,
 }
 
 /// Told about every successful registry change. Called synchronously after the

@@ -14,6 +14,7 @@ mod error;
 mod limits;
 pub mod sealing;
 mod servers;
+mod views;
 
 pub use connect::{
     Backend, ConnectSettings, MigrationState, SecretKeys, Store, StoreError, redact_url,

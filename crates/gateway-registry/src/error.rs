@@ -29,6 +29,12 @@ pub enum RegistryError {
     /// The item is defined in the configuration file, which is where it changes.
     #[error("`{0}` is defined in the configuration file; change it there")]
     Configured(String),
+    /// No view has this name.
+    #[error("view `{0}` not found")]
+    ViewNotFound(String),
+    /// Another view already has this name.
+    #[error("a view named `{0}` already exists")]
+    ViewNameTaken(String),
     /// The store is unreachable; retrying later may succeed.
     #[error("registry store unavailable: {0}")]
     Unavailable(String),

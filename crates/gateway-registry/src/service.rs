@@ -41,6 +41,7 @@ pub struct Registry {
     rules: Arc<dyn gateway_domain::AccessRuleRepository>,
     limits: Option<Arc<dyn gateway_domain::RateLimitRuleRepository>>,
     audit: Option<Arc<dyn gateway_domain::AuditRepository>>,
+    views: Option<Arc<dyn gateway_domain::ViewRepository>>,
     policy: RegistryPolicy,
     listeners: Vec<Arc<dyn RegistryListener>>,
 }
@@ -59,6 +60,7 @@ impl Registry {
             rules,
             limits: None,
             audit: None,
+            views: None,
             policy,
             listeners: Vec::new(),
         }
@@ -78,6 +80,103 @@ impl Registry {
     pub fn with_audit_store(mut self, audit: Arc<dyn gateway_domain::AuditRepository>) -> Self {
         self.audit = Some(audit);
         self
+    }
+
+    /// Stores curated views in `views` (without it there are none).
+    pub fn with_view_store(mut self, views: Arc<dyn gateway_domain::ViewRepository>) -> Self {
+        self.views = Some(views);
+        self
+    }
+
+    fn view_store(&self) -> Result<&Arc<dyn gateway_domain::ViewRepository>, RegistryError> {
+        self.views
+            .as_ref()
+            .ok_or_else(|| RegistryError::Internal("no store for views is configured".into()))
+    }
+
+    fn view_error(error: gateway_domain::RepositoryError, name: &str) -> RegistryError {
+        match error {
+            gateway_domain::RepositoryError::NotFound => {
+                RegistryError::ViewNotFound(name.to_owned())
+            }
+            gateway_domain::RepositoryError::Duplicate(_) => {
+                RegistryError::ViewNameTaken(name.to_owned())
+            }
+            other => RegistryError::from_repository(other, name),
+        }
+    }
+
+    /// Every curated view, by name.
+    pub async fn views(&self) -> Result<Vec<gateway_domain::View>, RegistryError> {
+        match &self.views {
+            Some(store) => store
+                .list_views()
+                .await
+                .map_err(|e| RegistryError::from_repository(e, "views")),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// One view by name.
+    pub async fn view(&self, name: &str) -> Result<gateway_domain::View, RegistryError> {
+        self.views()
+            .await?
+            .into_iter()
+            .find(|view| view.spec.name.as_str() == name)
+            .ok_or_else(|| RegistryError::ViewNotFound(name.to_owned()))
+    }
+
+    /// Creates a view (`ViewNameTaken` if the name is in use).
+    pub async fn create_view(
+        &self,
+        spec: gateway_domain::ViewSpec,
+    ) -> Result<gateway_domain::View, RegistryError> {
+        let now = chrono::Utc::now();
+        let view = gateway_domain::View {
+            id: uuid::Uuid::now_v7(),
+            spec,
+            created_at: now,
+            updated_at: now,
+        };
+        self.view_store()?
+            .insert_view(&view)
+            .await
+            .map_err(|e| Self::view_error(e, view.spec.name.as_str()))?;
+        self.announce(RegistryEvent::ViewsChanged);
+        Ok(view)
+    }
+
+    /// Replaces a view's definition (`ViewNotFound` if there is none by that name).
+    pub async fn replace_view(
+        &self,
+        spec: gateway_domain::ViewSpec,
+    ) -> Result<gateway_domain::View, RegistryError> {
+        let name = spec.name.as_str().to_owned();
+        let stored = self.view(&name).await?;
+        let view = gateway_domain::View {
+            id: stored.id,
+            spec,
+            created_at: stored.created_at,
+            updated_at: chrono::Utc::now(),
+        };
+        self.view_store()?
+            .replace_view(&view)
+            .await
+            .map_err(|e| Self::view_error(e, &name))?;
+        self.announce(RegistryEvent::ViewsChanged);
+        Ok(view)
+    }
+
+    /// Removes a view (`ViewNotFound` if there is none by that name).
+    pub async fn remove_view(&self, name: &str) -> Result<(), RegistryError> {
+        let parsed = gateway_domain::ViewName::parse(name)
+            .map_err(|_| RegistryError::ViewNotFound(name.to_owned()))?;
+        self.view_store()?
+            .delete_view(&parsed)
+            .await
+            .map_err(|e| Self::view_error(e, name))?;
+        self.announce(RegistryEvent::ViewsChanged);
+        Ok(())
     }
 
     /// Whether there is an audit trail to read.

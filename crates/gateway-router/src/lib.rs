@@ -15,10 +15,12 @@ pub mod breaker;
 pub mod health;
 pub mod naming;
 pub mod resource_uri;
+pub mod search;
 pub mod snapshot;
 
 pub use balance::{Balance, Candidate};
 pub use breaker::{BreakerPolicy, CircuitBreaker, CircuitState, Permit, Rejected};
 pub use health::{HealthPolicy, HealthTracker, Observation, Source};
 pub use naming::{NamingError, NamingPolicy, PrefixMode};
+pub use search::{SearchDoc, SearchQuery, rank};
 pub use snapshot::{CatalogSnapshot, Exposed, ListKind, Route, SnapshotServer};

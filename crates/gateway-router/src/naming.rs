@@ -115,6 +115,17 @@ impl NamingPolicy {
         self.fit(&format!("{server}{}{name}", self.separator), name)
     }
 
+    /// The gateway's own tools are named `gateway<sep><tool>`: no upstream item may
+    /// be exposed under this prefix (server names never are `gateway`).
+    pub fn reserved_prefix(&self) -> String {
+        format!("{}{}", gateway_domain::RESERVED_SERVER_NAME, self.separator)
+    }
+
+    /// The exposed name of one of the gateway's own tools.
+    pub fn gateway_item(&self, name: &str) -> String {
+        self.prefixed(gateway_domain::RESERVED_SERVER_NAME, name)
+    }
+
     /// The upstream name, made valid and fitted to the budget.
     pub fn bare(&self, name: &str) -> String {
         self.fit(name, name)

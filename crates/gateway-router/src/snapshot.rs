@@ -262,6 +262,7 @@ impl<P: Clone> CatalogSnapshot<P> {
                 *owners.entry(name).or_default() += 1;
             }
         }
+        let reserved = policy.reserved_prefix();
         let mut taken: HashMap<String, ServerName> = HashMap::new();
         let mut items = Vec::new();
         for server in servers {
@@ -277,7 +278,14 @@ impl<P: Clone> CatalogSnapshot<P> {
                     }
                     PrefixMode::Conditional | PrefixMode::Never => policy.bare(&original),
                 };
-                let exposed = if let Some(owner) = taken.get(&preferred) {
+                let exposed = if preferred.starts_with(&reserved) {
+                    let fallback = policy.prefixed(server.name.as_str(), &original);
+                    self.conflicts.push(format!(
+                        "{kind:?} `{original}` of server `{}` would take the gateway's reserved prefix `{reserved}`; exposed as `{fallback}`",
+                        server.name
+                    ));
+                    fallback
+                } else if let Some(owner) = taken.get(&preferred) {
                     let fallback = policy.prefixed(server.name.as_str(), &original);
                     self.conflicts.push(format!(
                         "{kind:?} `{original}` of server `{}` clashes with `{preferred}` of server `{owner}`; exposed as `{fallback}`",
@@ -374,6 +382,22 @@ impl<P: Clone> CatalogSnapshot<P> {
             server: server_name,
             original: original.to_owned(),
         })
+    }
+
+    /// Every item of a kind on the aggregate endpoint, with whether it is hidden
+    /// (routable, not listed); listed ones first, each part in key order.
+    pub fn all(&self, kind: ListKind) -> impl Iterator<Item = (&Exposed<P>, bool)> {
+        let listed = self
+            .aggregate
+            .get(&kind)
+            .into_iter()
+            .flat_map(|l| l.items.iter());
+        let hidden = self
+            .hidden
+            .get(&kind)
+            .into_iter()
+            .flat_map(|l| l.items.iter());
+        listed.map(|e| (e, false)).chain(hidden.map(|e| (e, true)))
     }
 
     /// Whether a server is in the snapshot (registered, enabled).

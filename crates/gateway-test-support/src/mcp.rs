@@ -21,6 +21,8 @@ pub enum Pushed {
     Log(String),
     /// `notifications/tools/list_changed`.
     ToolsChanged,
+    /// `notifications/resources/updated`, with the URI.
+    ResourceUpdated(String),
 }
 
 /// The recording client handler.
@@ -53,6 +55,14 @@ impl ClientHandler for Recorder {
 
     async fn on_tool_list_changed(&self, _: NotificationContext<RoleClient>) {
         let _ = self.0.send(Pushed::ToolsChanged);
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.0.send(Pushed::ResourceUpdated(params.uri));
     }
 }
 

@@ -180,6 +180,25 @@ impl TestUpstream {
         true
     }
 
+    /// Adds many tools at once, each `(name, description, input schema)`, then
+    /// notifies once. Each answers `dynamic <name> <arguments as JSON>`.
+    pub async fn add_tools(&self, tools: Vec<(String, String, serde_json::Value)>) {
+        {
+            let mut dynamic = lock(&self.shared.dynamic_tools);
+            for (name, description, schema) in tools {
+                let schema = match schema {
+                    serde_json::Value::Object(_) => schema,
+                    _ => support::no_args(),
+                };
+                dynamic.insert(
+                    name.clone(),
+                    Tool::new(name, description, support::object(schema)),
+                );
+            }
+        }
+        self.notify_tool_list_changed().await;
+    }
+
     /// How many `tools/call` requests this upstream received (all sessions).
     pub fn tool_calls(&self) -> usize {
         self.shared
@@ -335,7 +354,14 @@ impl ServerHandler for TestUpstream {
         }
         let name = request.name.as_ref();
         if lock(&self.shared.dynamic_tools).contains_key(name) {
-            return Ok(support::text_result(format!("dynamic {name}")).into());
+            let text = match request.arguments.as_ref().filter(|a| !a.is_empty()) {
+                Some(arguments) => format!(
+                    "dynamic {name} {}",
+                    serde_json::Value::Object(arguments.clone())
+                ),
+                None => format!("dynamic {name}"),
+            };
+            return Ok(support::text_result(text).into());
         }
         Err(ErrorData::invalid_params(
             format!("unknown tool: {name}"),

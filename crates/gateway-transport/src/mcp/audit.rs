@@ -56,6 +56,9 @@ pub struct ClientAddress(pub String);
 pub(crate) struct AuditNote {
     pub(crate) server: Mutex<Option<String>>,
     pub(crate) denied: AtomicBool,
+    /// The item really acted on, when the request named another (compact mode's
+    /// `gateway__call_tool` names the tool it calls in its arguments).
+    pub(crate) target: Mutex<Option<String>>,
 }
 
 impl AuditNote {
@@ -66,6 +69,10 @@ impl AuditNote {
 
     pub(crate) fn resolved(&self, server: &str) {
         *self.server.lock().unwrap_or_else(PoisonError::into_inner) = Some(server.to_owned());
+    }
+
+    pub(crate) fn retarget(&self, target: &str) {
+        *self.target.lock().unwrap_or_else(PoisonError::into_inner) = Some(target.to_owned());
     }
 }
 
@@ -237,6 +244,14 @@ impl PendingEvent {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
+            if let Some(target) = note
+                .target
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                event.target = Some(target);
+            }
         }
         Some(event)
     }

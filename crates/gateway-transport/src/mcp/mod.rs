@@ -10,12 +10,14 @@
 
 pub mod audit;
 mod bearer;
+pub mod gateway;
 pub mod guard;
 pub mod monitor;
 pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod upstream;
+pub mod views;
 
 pub use monitor::{Monitor, ResilienceSettings, WhenUnavailable};
 pub use runtime::{Limiter, McpItem, McpRuntime, McpSettings, RuntimeInbox, Work, WorkQueue};

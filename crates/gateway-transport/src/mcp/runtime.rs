@@ -16,7 +16,7 @@ use chrono::{SubsecRound, Utc};
 use futures_util::StreamExt;
 use gateway_domain::{
     Catalog, Descriptor, HealthState, HealthStatus, RegistryEvent, RegistryListener, ServerId,
-    ServerName, UpstreamServer,
+    ServerName, UpstreamServer, ViewName,
 };
 use gateway_registry::Registry;
 use gateway_router::Source;
@@ -66,6 +66,10 @@ pub struct McpSettings {
     pub limiter: Limiter,
     /// Where audit events go; `None`: no audit.
     pub audit: Option<super::audit::AuditPolicy>,
+    /// Serve the gateway's own tools and resources on `/mcp`.
+    pub gateway_tools: bool,
+    /// `/mcp` lists only the search/describe/call tools unless `?view=full`.
+    pub compact_by_default: bool,
 }
 
 /// The rate limiter the runtime asks (a newtype so the settings stay `Debug`).
@@ -107,6 +111,8 @@ impl Default for McpSettings {
             admin_roles: None,
             limiter: Limiter::default(),
             audit: None,
+            gateway_tools: true,
+            compact_by_default: false,
         }
     }
 }
@@ -126,7 +132,7 @@ pub enum McpItem {
 
 /// Converts a stored descriptor into the wire type; an item the upstream described
 /// invalidly is dropped with a warning rather than breaking the whole list.
-fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {
+pub(super) fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {
     let converted = match kind {
         ListKind::Tools => serde_json::from_value(value.clone()).map(McpItem::Tool),
         ListKind::Prompts => serde_json::from_value(value.clone()).map(McpItem::Prompt),
@@ -136,8 +142,27 @@ fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {
     converted.map_err(|error| tracing::warn!(item = key, ?kind, %error, "upstream item is invalid; not listed")).ok()
 }
 
-/// Which endpoint a client is on: the aggregate one or one server's.
-pub type Scope = Option<ServerName>;
+/// Which endpoint a client is on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `/mcp`: every enabled upstream under exposed names, and the gateway's own
+    /// tools and resources.
+    Aggregate,
+    /// `/mcp/servers/{name}`: one upstream under its original names.
+    Server(ServerName),
+    /// `/mcp/views/{name}`: a curated subset.
+    View(ViewName),
+}
+
+impl Scope {
+    /// The server of a per-server endpoint.
+    pub fn server(&self) -> Option<&ServerName> {
+        match self {
+            Self::Server(name) => Some(name),
+            _ => None,
+        }
+    }
+}
 
 /// A connected client to tell about list changes.
 #[derive(Clone)]
@@ -211,7 +236,7 @@ impl RegistryListener for WorkQueue {
         self.push(match event {
             RegistryEvent::Upserted(id) => Work::Refresh(id),
             RegistryEvent::Removed(id) => Work::Forget(id),
-            RegistryEvent::CatalogChanged(_) => Work::Rebuild,
+            RegistryEvent::CatalogChanged(_) | RegistryEvent::ViewsChanged => Work::Rebuild,
             RegistryEvent::AccessRulesChanged | RegistryEvent::RateLimitsChanged => {
                 Work::ReloadAccess
             }
@@ -225,6 +250,8 @@ pub struct Current {
     pub snapshot: CatalogSnapshot<McpItem>,
     /// Enabled servers by id, for forwarding.
     pub servers: HashMap<ServerId, UpstreamServer>,
+    /// The curated views, materialised against this snapshot.
+    pub views: HashMap<ViewName, Arc<super::views::ViewListing>>,
     /// Catalog hash and visibility per server, to tell which servers' lists changed.
     hashes: BTreeMap<ServerName, (String, bool)>,
 }
@@ -253,6 +280,8 @@ pub struct McpRuntime {
     changes: mpsc::UnboundedSender<Change>,
     current: RwLock<Arc<Current>>,
     listeners: Mutex<Vec<(Scope, Listener)>>,
+    /// Sessions subscribed to the gateway's own resources, by URI.
+    gateway_watches: Mutex<HashMap<String, Vec<Subscriber>>>,
     /// Settings.
     pub settings: McpSettings,
     queue: WorkQueue,
@@ -276,6 +305,7 @@ impl McpRuntime {
         let empty = Current {
             snapshot: CatalogSnapshot::default(),
             servers: HashMap::new(),
+            views: HashMap::new(),
             hashes: BTreeMap::new(),
         };
         // The configuration file's rules hold from the start, even while the database
@@ -299,6 +329,7 @@ impl McpRuntime {
             changes,
             current: RwLock::new(Arc::new(empty)),
             listeners: Mutex::new(Vec::new()),
+            gateway_watches: Mutex::new(HashMap::new()),
             watches: tokio::sync::Mutex::new(HashMap::new()),
             settings,
             queue,
@@ -310,6 +341,11 @@ impl McpRuntime {
                 health_changes,
             },
         ))
+    }
+
+    /// The registry's use cases (the gateway's own tools call them, as REST does).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The current snapshot (cheap: one `Arc` clone).
@@ -461,13 +497,11 @@ impl McpRuntime {
                 Work::ReloadAccess => {
                     self.reload_access().await;
                     // Every client's view may have changed.
-                    let everyone: HashSet<ServerName> = self
-                        .current()
-                        .servers
-                        .values()
-                        .map(|s| s.spec.name.clone())
-                        .collect();
-                    self.notify(&everyone.iter().collect()).await;
+                    let current = self.current();
+                    let everyone: HashSet<&ServerName> =
+                        current.servers.values().map(|s| &s.spec.name).collect();
+                    let views: HashSet<&ViewName> = current.views.keys().collect();
+                    self.notify(&everyone, &views).await;
                 }
             }
         }
@@ -631,6 +665,12 @@ impl McpRuntime {
         }
         let current = self.current();
         let ids: HashSet<ServerId> = changes.iter().map(|c| c.id).collect();
+        let health_uris: Vec<String> = ids
+            .iter()
+            .filter_map(|id| current.servers.get(id))
+            .map(|server| super::gateway::health_uri(&server.spec.name))
+            .collect();
+        self.gateway_resources_updated(&health_uris).await;
         for id in ids {
             let Some(upstream) = self.monitor.get(id) else {
                 continue;
@@ -785,9 +825,28 @@ impl McpRuntime {
         for conflict in snapshot.conflicts() {
             tracing::warn!("name conflict: {conflict}");
         }
+        let views = match self.registry.views().await {
+            Ok(views) => views
+                .iter()
+                .map(|view| {
+                    let listing = super::views::ViewListing::build(&view.spec, &snapshot, |name| {
+                        hashes
+                            .get(name)
+                            .map(|(hash, _)| hash.clone())
+                            .unwrap_or_default()
+                    });
+                    (view.spec.name.clone(), Arc::new(listing))
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the views; keeping the current ones");
+                self.current().views.clone()
+            }
+        };
         let next = Arc::new(Current {
             snapshot,
             servers: by_id,
+            views,
             hashes,
         });
         let previous = std::mem::replace(
@@ -805,13 +864,86 @@ impl McpRuntime {
             )
             .map(|(name, _)| name)
             .collect();
-        if !changed.is_empty() {
-            self.notify(&changed).await;
+        let changed_views: HashSet<&ViewName> = next
+            .views
+            .iter()
+            .filter(|(name, view)| {
+                previous
+                    .views
+                    .get(*name)
+                    .is_none_or(|before| before.fingerprint != view.fingerprint)
+            })
+            .map(|(name, _)| name)
+            .chain(
+                previous
+                    .views
+                    .keys()
+                    .filter(|name| !next.views.contains_key(*name)),
+            )
+            .collect();
+        if !changed.is_empty() || !changed_views.is_empty() {
+            self.notify(&changed, &changed_views).await;
+        }
+        if !changed.is_empty() || previous.servers.len() != next.servers.len() {
+            let mut uris = vec![super::gateway::SERVERS_URI.to_owned()];
+            uris.extend(changed.iter().map(|name| super::gateway::server_uri(name)));
+            self.gateway_resources_updated(&uris).await;
         }
         true
     }
 
-    async fn notify(&self, changed: &HashSet<&ServerName>) {
+    /// Subscribes a session to one of the gateway's own resources.
+    pub fn watch_gateway_resource(&self, uri: &str, subscriber: Subscriber) {
+        let mut watches = self
+            .gateway_watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let watchers = watches.entry(uri.to_owned()).or_default();
+        watchers.retain(|s| s.session != subscriber.session && !s.peer.is_transport_closed());
+        watchers.push(subscriber);
+    }
+
+    /// Ends a session's subscription to one of the gateway's own resources.
+    pub fn unwatch_gateway_resource(&self, uri: &str, session: &str) {
+        let mut watches = self
+            .gateway_watches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(watchers) = watches.get_mut(uri) {
+            watchers.retain(|s| s.session != session);
+            if watchers.is_empty() {
+                watches.remove(uri);
+            }
+        }
+    }
+
+    /// Tells the sessions subscribed to these gateway resources that they changed.
+    async fn gateway_resources_updated(&self, uris: &[String]) {
+        let peers: Vec<(Peer<RoleServer>, String)> = {
+            let mut watches = self
+                .gateway_watches
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut peers = Vec::new();
+            for uri in uris {
+                if let Some(watchers) = watches.get_mut(uri) {
+                    watchers.retain(|s| !s.peer.is_transport_closed());
+                    peers.extend(
+                        watchers
+                            .iter()
+                            .map(|s| (s.peer.clone(), s.exposed_uri.clone())),
+                    );
+                }
+            }
+            peers
+        };
+        for (peer, uri) in peers {
+            let params = rmcp::model::ResourceUpdatedNotificationParam::new(uri);
+            let _ = peer.notify_resource_updated(params).await;
+        }
+    }
+
+    async fn notify(&self, changed: &HashSet<&ServerName>, changed_views: &HashSet<&ViewName>) {
         let listeners: Vec<(Scope, Listener)> = {
             let mut guard = self
                 .listeners
@@ -828,10 +960,12 @@ impl McpRuntime {
         };
         let mut dead = Vec::new();
         for (index, (scope, listener)) in listeners.iter().enumerate() {
-            if scope
-                .as_ref()
-                .is_some_and(|server| !changed.contains(server))
-            {
+            let concerned = match scope {
+                Scope::Aggregate => !changed.is_empty(),
+                Scope::Server(server) => changed.contains(server),
+                Scope::View(view) => changed_views.contains(view),
+            };
+            if !concerned {
                 continue;
             }
             let delivered = match listener {

@@ -68,7 +68,7 @@ const MAX_INPUT_ROUNDS: usize = 8;
 /// The handler rmcp instantiates for each session (and each stateless request).
 #[derive(Clone)]
 pub struct GatewayServer {
-    runtime: Arc<McpRuntime>,
+    pub(super) runtime: Arc<McpRuntime>,
 }
 
 impl GatewayServer {
@@ -78,21 +78,57 @@ impl GatewayServer {
     }
 }
 
-/// `/mcp/servers/{name}` → that server; `/mcp` → the aggregate endpoint.
-fn scope_of(extensions: &rmcp::model::Extensions) -> Result<Scope, ErrorData> {
+/// `/mcp/servers/{name}` → that server; `/mcp/views/{name}` → that view; `/mcp` →
+/// the aggregate endpoint.
+pub(super) fn scope_of(extensions: &rmcp::model::Extensions) -> Result<Scope, ErrorData> {
     let Some(parts) = extensions.get::<http::request::Parts>() else {
-        return Ok(None);
+        return Ok(Scope::Aggregate);
     };
     let path = parts.uri.path();
-    match path.split_once("/servers/") {
-        Some((_, rest)) => {
-            let name = rest.trim_end_matches('/');
-            ServerName::parse(name).map(Some).map_err(|_| {
-                ErrorData::invalid_request(format!("`{name}` is not a server name"), None)
-            })
-        }
-        None => Ok(None),
+    if let Some((_, rest)) = path.split_once("/mcp/servers/") {
+        let name = rest.trim_end_matches('/');
+        return ServerName::parse(name).map(Scope::Server).map_err(|_| {
+            ErrorData::invalid_request(format!("`{name}` is not a server name"), None)
+        });
     }
+    if let Some((_, rest)) = path.split_once("/mcp/views/") {
+        let name = rest.trim_end_matches('/');
+        return gateway_domain::ViewName::parse(name)
+            .map(Scope::View)
+            .map_err(|_| ErrorData::invalid_request(format!("`{name}` is not a view name"), None));
+    }
+    Ok(Scope::Aggregate)
+}
+
+/// Whether the aggregate endpoint serves its compact form: `?view=compact` or
+/// `?view=full` on the endpoint's URL, else the configured default.
+fn compact_of(extensions: &rmcp::model::Extensions, default: bool) -> Result<bool, ErrorData> {
+    let query = extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.uri.query())
+        .unwrap_or_default();
+    let mut compact = default;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("view", "compact")) => compact = true,
+            Some(("view", "full")) => compact = false,
+            Some(("view", other)) => {
+                return Err(ErrorData::invalid_request(
+                    format!("`view={}` is not `compact` or `full`", other.escape_debug()),
+                    None,
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(compact)
+}
+
+fn missing_view(view: &gateway_domain::ViewName) -> ErrorData {
+    ErrorData::invalid_request(
+        format!("there is no view `{view}`; see GET /api/v1/views"),
+        Some(serde_json::json!({"view": view.as_str()})),
+    )
 }
 
 /// A header of the HTTP request that carried the message (empty when absent).
@@ -105,8 +141,9 @@ fn header_of<'a>(extensions: &'a rmcp::model::Extensions, name: &str) -> &'a str
 }
 
 /// What one caller may see and use.
-struct Viewer {
-    unrestricted: bool,
+pub(super) struct Viewer {
+    /// Sees and may do everything (an admin, or authentication is off).
+    pub(super) unrestricted: bool,
     roles: Vec<String>,
     tenant: Option<String>,
     rules: Arc<AccessRules>,
@@ -124,7 +161,7 @@ impl Viewer {
 
     /// Whether the caller may do `action` on item `name` of `server`: the server must
     /// be shared or of the caller's tenant, and a rule must allow it.
-    fn may(&self, action: Action, server: &UpstreamServer, name: &str) -> bool {
+    pub(super) fn may(&self, action: Action, server: &UpstreamServer, name: &str) -> bool {
         if self.unrestricted {
             return true;
         }
@@ -285,17 +322,28 @@ impl GatewayServer {
                 _ => ErrorData::invalid_params(message, None),
             }
         };
-        let route = match kind {
-            ListKind::Resources | ListKind::ResourceTemplates => {
-                current.snapshot.route_resource(scope.as_ref(), key)
+        let route = match (kind, scope) {
+            (ListKind::Resources | ListKind::ResourceTemplates, Scope::View(view)) => {
+                let view = current.views.get(view).ok_or_else(|| missing_view(view))?;
+                current
+                    .snapshot
+                    .route_resource(None, key)
+                    .filter(|route| view.includes_resource(route))
+            }
+            (_, Scope::View(view)) => {
+                let view = current.views.get(view).ok_or_else(|| missing_view(view))?;
+                view.route(kind, key).map(|entry| entry.route.clone())
+            }
+            (ListKind::Resources | ListKind::ResourceTemplates, _) => {
+                current.snapshot.route_resource(scope.server(), key)
             }
             _ => current
                 .snapshot
-                .route(kind, scope.as_ref(), key)
+                .route(kind, scope.server(), key)
                 .map(|exposed| exposed.route.clone()),
         };
         let Some(route) = route else {
-            if let Some(server) = scope.as_ref().filter(|s| !current.snapshot.has_server(s)) {
+            if let Some(server) = scope.server().filter(|s| !current.snapshot.has_server(s)) {
                 return Err(self.missing_server(server));
             }
             return Err(unknown());
@@ -336,14 +384,9 @@ impl GatewayServer {
         extensions: &rmcp::model::Extensions,
     ) -> Result<(Route, UpstreamServer), ErrorData> {
         let (route, server) = self.resolve(kind, key, extensions)?;
-        let limits = self.runtime.limits();
-        if limits.is_empty() {
+        if self.runtime.limits().is_empty() {
             return Ok((route, server));
         }
-        let principal = match caller_of(extensions) {
-            Some(crate::rest::auth::Caller::Token(principal)) => Some(principal),
-            _ => None,
-        };
         // A resource URI's query and fragment do not make it another item (or a client
         // could mint a fresh budget per request).
         let original = match kind {
@@ -353,12 +396,33 @@ impl GatewayServer {
             _ => route.original.as_str(),
         };
         let item = format!("{}__{original}", server.spec.name);
+        self.rate_limit(server.spec.name.as_str(), &item, extensions)
+            .await?;
+        Ok((route, server))
+    }
+
+    /// The rate limits: the budgets of the caller's tenant, subject and roles, of
+    /// the server and of the item (`<server>__<name>`) must all allow the request.
+    pub(super) async fn rate_limit(
+        &self,
+        server: &str,
+        item: &str,
+        extensions: &rmcp::model::Extensions,
+    ) -> Result<(), ErrorData> {
+        let limits = self.runtime.limits();
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let principal = match caller_of(extensions) {
+            Some(crate::rest::auth::Caller::Token(principal)) => Some(principal),
+            _ => None,
+        };
         let budgets = limits.budgets(&gateway_domain::LimitSubject {
             tenant: principal.map(|p| p.tenant.as_deref().unwrap_or("")),
             principal: principal.map(|p| p.subject.as_str()),
             roles: principal.map(|p| p.roles.as_slice()).unwrap_or_default(),
-            server: server.spec.name.as_str(),
-            item: &item,
+            server,
+            item,
         });
         let decision = self.runtime.settings.limiter.0.acquire(&budgets).await;
         let gateway_domain::RateDecision::Limited {
@@ -367,7 +431,7 @@ impl GatewayServer {
             retry_after,
         } = decision
         else {
-            return Ok((route, server));
+            return Ok(());
         };
         self.runtime
             .metrics
@@ -394,7 +458,7 @@ impl GatewayServer {
 
     /// What the calling principal may see and use (everything without authentication,
     /// for an admin role or for the admin API key; nothing for no principal).
-    fn viewer(&self, extensions: &rmcp::model::Extensions) -> Viewer {
+    pub(super) fn viewer(&self, extensions: &rmcp::model::Extensions) -> Viewer {
         let Some(_) = &self.runtime.settings.admin_roles else {
             return Viewer::unrestricted();
         };
@@ -707,13 +771,19 @@ impl GatewayServer {
             ListKind::ResourceTemplates => "resources/templates/list",
         };
         let viewer = self.viewer(&ctx.extensions);
-        let page = scope
-            .clone()
-            .and_then(|scope| self.page_of(kind, scope, request, &viewer, pick));
+        let page = scope.clone().and_then(|scope| {
+            let compact = match scope {
+                Scope::Aggregate => {
+                    compact_of(&ctx.extensions, self.runtime.settings.compact_by_default)?
+                }
+                _ => false,
+            };
+            self.page_of(kind, scope, compact, request, &viewer, pick)
+        });
         let outcome = if page.is_ok() { "ok" } else { "error" };
         // A name only once it proved to be a registered server: clients choose paths.
         let server = match (&scope, &page) {
-            (Ok(Some(name)), Ok(_)) => name.as_str(),
+            (Ok(Scope::Server(name)), Ok(_)) => name.as_str(),
             _ => "",
         };
         self.runtime.metrics.record_mcp(
@@ -730,34 +800,65 @@ impl GatewayServer {
         &self,
         kind: ListKind,
         scope: Scope,
+        compact: bool,
         request: Option<&PaginatedRequestParams>,
         viewer: &Viewer,
         pick: impl Fn(&McpItem) -> Option<R>,
     ) -> Result<(Vec<R>, Option<String>), ErrorData> {
         let current = self.runtime.current();
-        if let Some(server) = scope.as_ref().filter(|s| !current.snapshot.has_server(s)) {
-            return Err(self.missing_server(server));
-        }
         let after = after(request)?;
-        let (items, more) = current.snapshot.page(
-            kind,
-            scope.as_ref(),
-            after.as_deref(),
-            self.runtime.settings.page_size,
-        );
-        // What the caller may not list is left out; the cursor still follows the full
-        // listing, so pages stay consistent.
-        let visible = items.iter().filter(|e| {
+        let limit = self.runtime.settings.page_size;
+        let listable = |route: &Route| {
             viewer.unrestricted
                 || current
                     .servers
-                    .get(&e.route.server_id)
-                    .is_some_and(|server| viewer.may(Action::List, server, &e.route.original))
-        });
-        Ok((
-            visible.filter_map(|e| pick(&e.item)).collect(),
-            next_cursor(items, more),
-        ))
+                    .get(&route.server_id)
+                    .is_some_and(|server| viewer.may(Action::List, server, &route.original))
+        };
+        // What the caller may not list is left out; the cursor still follows the full
+        // listing, so pages stay consistent.
+        match &scope {
+            Scope::View(name) => {
+                let view = current.views.get(name).ok_or_else(|| missing_view(name))?;
+                let (items, more) = view.page(kind, after.as_deref(), limit);
+                let cursor = more
+                    .then(|| items.last())
+                    .flatten()
+                    .map(|last| Cursor::after(vec![last.key.clone()]).encode());
+                let visible = items.iter().filter(|e| listable(&e.route));
+                Ok((visible.filter_map(|e| pick(&e.item)).collect(), cursor))
+            }
+            Scope::Aggregate if compact && kind == ListKind::Tools => {
+                // Three tools reach the whole catalog; nothing to page.
+                let tools = self.gateway_tools(viewer, true);
+                Ok((tools.iter().filter_map(pick).collect(), None))
+            }
+            _ => {
+                if let Some(server) = scope.server().filter(|s| !current.snapshot.has_server(s)) {
+                    return Err(self.missing_server(server));
+                }
+                let (items, more) =
+                    current
+                        .snapshot
+                        .page(kind, scope.server(), after.as_deref(), limit);
+                // The gateway's own items lead the first page of `/mcp`.
+                let own = match (&scope, &after) {
+                    (Scope::Aggregate, None) if kind == ListKind::Tools => {
+                        self.gateway_tools(viewer, false)
+                    }
+                    (Scope::Aggregate, None) => self.gateway_listing(kind),
+                    _ => Vec::new(),
+                };
+                let visible = items.iter().filter(|e| listable(&e.route));
+                Ok((
+                    own.iter()
+                        .filter_map(&pick)
+                        .chain(visible.filter_map(|e| pick(&e.item)))
+                        .collect(),
+                    next_cursor(items, more),
+                ))
+            }
+        }
     }
 }
 
@@ -929,23 +1030,12 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let (route, server) = self
-            .admit(ListKind::Tools, &request.name, &ctx.extensions)
-            .await?;
-        let mut upstream = request;
-        upstream.name = route.original.into();
-        upstream.meta = upstream_meta(upstream.meta.take());
-        match self.forward_bridged(&server, &ctx, upstream).await? {
-            ServerResult::CallToolResult(mut result) => {
-                result.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(CallToolResponse::Complete(result))
-            }
-            ServerResult::InputRequiredResult(result) => {
-                Ok(CallToolResponse::InputRequired(result))
-            }
-            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
-            other => Err(unexpected(&server.spec.name, &other)),
+        if scope_of(&ctx.extensions)? == Scope::Aggregate
+            && let Some(tool) = self.gateway_tool(&request.name)
+        {
+            return self.call_gateway(tool, request, ctx).await;
         }
+        self.call_upstream_tool(request, ctx).await
     }
 
     async fn list_prompts(
@@ -1022,6 +1112,12 @@ impl ServerHandler for GatewayServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let scope = scope_of(&ctx.extensions)?;
+        if scope == Scope::Aggregate && super::gateway::is_gateway_uri(&request.uri) {
+            return self
+                .read_gateway_resource(&request.uri, &ctx.extensions)
+                .await
+                .map(ReadResourceResponse::Complete);
+        }
         let (route, server) = self
             .admit(ListKind::Resources, &request.uri, &ctx.extensions)
             .await?;
@@ -1035,7 +1131,7 @@ impl ServerHandler for GatewayServer {
                 result.ttl_ms.get_or_insert(0);
                 result.cache_scope.get_or_insert(CacheScope::Private);
                 // Contents name the URI the client asked for, so it can match them up.
-                if scope.is_none() {
+                if scope.server().is_none() {
                     for content in &mut result.contents {
                         rename_content_uri(content, &route.original, &exposed_uri);
                     }
@@ -1102,6 +1198,27 @@ impl ServerHandler for GatewayServer {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if scope_of(&ctx.extensions)? == Scope::Aggregate
+            && super::gateway::is_gateway_uri(&request.uri)
+        {
+            if !self
+                .gateway_resource_exists(&request.uri, &ctx.extensions)
+                .await
+            {
+                return Err(ErrorData::resource_not_found(
+                    format!("unknown resource `{}`", request.uri),
+                    Some(serde_json::json!({"uri": request.uri})),
+                ));
+            }
+            let subscriber = Subscriber {
+                session: session_of(&ctx.extensions),
+                peer: ctx.peer.clone(),
+                exposed_uri: request.uri.clone(),
+            };
+            self.runtime
+                .watch_gateway_resource(&request.uri, subscriber);
+            return Ok(());
+        }
         let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
         let subscriber = Subscriber {
             session: session_of(&ctx.extensions),
@@ -1118,6 +1235,13 @@ impl ServerHandler for GatewayServer {
         request: UnsubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        if scope_of(&ctx.extensions)? == Scope::Aggregate
+            && super::gateway::is_gateway_uri(&request.uri)
+        {
+            self.runtime
+                .unwatch_gateway_resource(&request.uri, &session_of(&ctx.extensions));
+            return Ok(());
+        }
         let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
         self.runtime
             .unsubscribe(&server, &route.original, &session_of(&ctx.extensions))
@@ -1156,6 +1280,33 @@ impl ServerHandler for GatewayServer {
         self.runtime.add_subscription(scope, context.sink().clone());
         context.cancelled().await;
         Ok(())
+    }
+}
+
+impl GatewayServer {
+    /// `tools/call` of an upstream tool on any endpoint (and of `gateway__call_tool`).
+    pub(super) async fn call_upstream_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let (route, server) = self
+            .admit(ListKind::Tools, &request.name, &ctx.extensions)
+            .await?;
+        let mut upstream = request;
+        upstream.name = route.original.into();
+        upstream.meta = upstream_meta(upstream.meta.take());
+        match self.forward_bridged(&server, &ctx, upstream).await? {
+            ServerResult::CallToolResult(mut result) => {
+                result.result_type.get_or_insert(ResultType::COMPLETE);
+                Ok(CallToolResponse::Complete(result))
+            }
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
+            ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
+            other => Err(unexpected(&server.spec.name, &other)),
+        }
     }
 }
 

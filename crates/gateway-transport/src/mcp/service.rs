@@ -34,6 +34,8 @@ pub struct McpServices {
     pub aggregate: StreamableHttpService<Audited, LocalSessionManager>,
     /// `/mcp/servers/{name}`: one upstream with its original names.
     pub per_server: StreamableHttpService<Audited, LocalSessionManager>,
+    /// `/mcp/views/{name}`: one curated view.
+    pub per_view: StreamableHttpService<Audited, LocalSessionManager>,
     /// The runtime behind both.
     pub runtime: Arc<McpRuntime>,
     /// Largest JSON-RPC body accepted (checked before rmcp sees it).
@@ -87,6 +89,7 @@ impl McpServices {
         Self {
             aggregate: build(&runtime, settings, &sessions),
             per_server: build(&runtime, settings, &sessions),
+            per_view: build(&runtime, settings, &sessions),
             runtime,
             max_body_bytes: settings.max_body_bytes,
             sessions,

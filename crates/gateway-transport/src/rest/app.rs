@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::middleware::request_context;
 use super::openapi::{ApiDoc, RouteTable};
 use super::problem::{ApiError, ProblemKind};
-use super::routes::{access, health, limits, servers, system, tools};
+use super::routes::{access, health, limits, servers, system, tools, views};
 
 /// Name and version reported by `/` and the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -36,12 +36,15 @@ pub struct ServiceInfo {
 pub struct HttpSettings {
     /// Largest accepted request body; bigger ones get 413.
     pub max_body_bytes: usize,
+    /// Cross-origin access; `None`: off.
+    pub cors: Option<super::cors::CorsSettings>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            cors: None,
         }
     }
 }
@@ -112,6 +115,7 @@ pub fn build_app(
         InitError = (),
     >,
 > {
+    let cors = super::cors::middleware(settings.cors.as_ref());
     let mut doc = ApiDoc::openapi();
     doc.info.version = state.info.version.to_owned();
     let (app, api) = App::new()
@@ -151,12 +155,19 @@ pub fn build_app(
                 .service(limits::create_rate_limit)
                 .service(limits::delete_rate_limit)
                 .service(super::audit::list_audit)
+                .service(views::list_views)
+                .service(views::get_view)
+                .service(views::create_view)
+                .service(views::replace_view)
+                .service(views::delete_view)
                 .service(tools::search_tools),
         )
         .split_for_parts();
     let mut routes = RouteTable::from_openapi(&api);
     routes.add("/openapi.json", &["GET"]);
     routes.add("/mcp", &["GET", "POST", "DELETE"]);
+    routes.add("/mcp/servers/{server}", &["GET", "POST", "DELETE"]);
+    routes.add("/mcp/views/{view}", &["GET", "POST", "DELETE"]);
     let mut app = app.app_data(Data::new(routes));
     if let Some(mcp) = mcp {
         // The per-server scope first: the `/mcp` scope would also claim its paths.
@@ -168,6 +179,11 @@ pub fn build_app(
                     .scope_with_path("/mcp/servers/{server}")
                     .wrap(from_fn(guard)),
             )
+            .service(
+                mcp.per_view
+                    .scope_with_path("/mcp/views/{view}")
+                    .wrap(from_fn(guard)),
+            )
             .service(mcp.aggregate.scope_with_path("/mcp").wrap(from_fn(guard)));
     }
     app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
@@ -177,5 +193,6 @@ pub fn build_app(
         .wrap(from_fn(super::auth::auth_gate))
         .wrap(from_fn(super::ip_limit::api_ip_limit))
         .wrap(from_fn(super::audit::audit_admin))
+        .wrap(cors)
         .wrap(from_fn(request_context))
 }

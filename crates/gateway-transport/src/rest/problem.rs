@@ -229,6 +229,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem+json body (also what the gateway's MCP tools return on failure).
+    pub fn problem(&self) -> Problem {
+        let (status, _, title) = self.kind.describe();
+        Problem {
+            kind: self.kind.type_uri(),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+            request_id: current_request_id(),
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.describe().1, self.detail)
@@ -241,15 +256,8 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, slug, title) = self.kind.describe();
-        let body = Problem {
-            kind: self.kind.type_uri(),
-            title: title.to_owned(),
-            status: status.as_u16(),
-            detail: self.detail.clone(),
-            errors: self.errors.clone(),
-            request_id: current_request_id(),
-        };
+        let (status, slug, _) = self.kind.describe();
+        let body = self.problem();
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         if let Some(allow) = self
@@ -285,6 +293,12 @@ impl From<RegistryError> for ApiError {
                 ProblemKind::NameTaken,
                 format!("a server named `{name}` already exists"),
             ),
+            error @ RegistryError::ViewNotFound(_) => {
+                Self::new(ProblemKind::NotFound, error.to_string())
+            }
+            error @ RegistryError::ViewNameTaken(_) => {
+                Self::new(ProblemKind::NameTaken, error.to_string())
+            }
             error @ RegistryError::StaleVersion { .. } => {
                 Self::new(ProblemKind::StaleVersion, error.to_string())
             }

@@ -33,7 +33,11 @@ fn recorded(server: &UpstreamServer) -> HealthView {
 }
 
 fn live(state: &ApiState, server: &UpstreamServer) -> Option<Arc<UpstreamState>> {
-    let runtime = state.mcp.as_ref()?;
+    live_in(state.mcp.as_deref(), server)
+}
+
+fn live_in(runtime: Option<&McpRuntime>, server: &UpstreamServer) -> Option<Arc<UpstreamState>> {
+    let runtime = runtime?;
     server
         .spec
         .enabled
@@ -41,8 +45,12 @@ fn live(state: &ApiState, server: &UpstreamServer) -> Option<Arc<UpstreamState>>
         .flatten()
 }
 
-fn health_view(state: &ApiState, server: &UpstreamServer) -> ServerHealthView {
-    let upstream = live(state, server);
+/// Live health of one server (what the REST API and the gateway's MCP tools show).
+pub(crate) fn health_view(
+    runtime: Option<&McpRuntime>,
+    server: &UpstreamServer,
+) -> ServerHealthView {
+    let upstream = live_in(runtime, server);
     let view = upstream.as_ref().map(|u| u.view());
     let endpoints = upstream.as_ref().map_or_else(Vec::new, |upstream| {
         upstream
@@ -93,7 +101,7 @@ pub async fn server_health(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let server = state.registry.get(&server_ref(&path)?).await?;
-    Ok(HttpResponse::Ok().json(health_view(&state, &server)))
+    Ok(HttpResponse::Ok().json(health_view(state.mcp.as_deref(), &server)))
 }
 
 /// Health of every server, with counts per state; filter by `state` or `enabled`.
@@ -180,16 +188,31 @@ pub async fn health_summary(
 
 async fn set_enabled(state: &ApiState, raw: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
     let reference = server_ref(raw)?;
+    let server = switch(&state.registry, state.mcp.as_deref(), &reference, enabled).await?;
+    Ok(super::servers::server_response(HttpResponse::Ok(), &server))
+}
+
+/// Enables or disables a server (the REST API and the gateway's MCP tools).
+pub(crate) async fn switch(
+    registry: &gateway_registry::Registry,
+    runtime: Option<&McpRuntime>,
+    reference: &gateway_registry::ServerRef,
+    enabled: bool,
+) -> Result<UpstreamServer, gateway_registry::RegistryError> {
     let changes = ServerChanges {
         enabled: Some(enabled),
         ..ServerChanges::default()
     };
-    let server = state.registry.update(&reference, None, changes).await?;
-    if enabled && let Some(runtime) = state.mcp.as_ref() {
-        // Enabling ends a drain and gives the circuits a fresh start.
-        runtime.monitor.set_draining(server.id, false);
+    let server = registry.update(reference, None, changes).await?;
+    if let Some(runtime) = runtime {
+        if enabled {
+            // Enabling ends a drain and gives the circuits a fresh start.
+            runtime.monitor.set_draining(server.id, false);
+        }
+        // The lists change before the answer: a disabled server's tools are gone.
+        runtime.rebuild().await;
     }
-    Ok(super::servers::server_response(HttpResponse::Ok(), &server))
+    Ok(server)
 }
 
 /// Enable a server: it is connected, discovered, checked and listed again; a drain
@@ -276,7 +299,7 @@ pub async fn check_server(
 ) -> Result<HttpResponse, ApiError> {
     let (server, runtime) = enabled_server(&state, &path).await?;
     runtime.check_now(&server).await;
-    Ok(HttpResponse::Ok().json(health_view(&state, &server)))
+    Ok(HttpResponse::Ok().json(health_view(state.mcp.as_deref(), &server)))
 }
 
 /// The enabled server `raw` names and the runtime tracking it (drain and check need

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod servers;
 pub mod system;
 pub mod tools;
+pub mod views;
 
 use gateway_domain::{Cursor, PageRequest};
 

@@ -117,7 +117,19 @@ pub async fn list_servers(
     state: Data<ApiState>,
     query: Query<ServerListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
+    let (filter, page) = server_listing(query.into_inner())?;
+    let found = state.registry.list(&filter, &page).await?;
+    Ok(HttpResponse::Ok().json(ServerPage {
+        items: found.items.iter().map(ServerView::from).collect(),
+        next_cursor: found.next.map(|c| c.encode()),
+    }))
+}
+
+/// The filter and page a server listing asks for (the REST list and the gateway's
+/// `list_servers` tool), every bad parameter named.
+pub(crate) fn server_listing(
+    query: ServerListQuery,
+) -> Result<(ServerFilter, gateway_domain::PageRequest), ApiError> {
     let bad = |field: &str, reason: String| {
         ApiError::new(ProblemKind::BadRequest, format!("{field}: {reason}"))
             .with_field(field, reason)
@@ -140,11 +152,7 @@ pub async fn list_servers(
         text: super::search_text(query.q)?,
     };
     let page = page_request(query.limit, query.cursor.as_deref(), 1)?;
-    let found = state.registry.list(&filter, &page).await?;
-    Ok(HttpResponse::Ok().json(ServerPage {
-        items: found.items.iter().map(ServerView::from).collect(),
-        next_cursor: found.next.map(|c| c.encode()),
-    }))
+    Ok((filter, page))
 }
 
 /// Read one server (by id or name).
