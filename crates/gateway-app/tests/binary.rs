@@ -89,11 +89,25 @@ fn configuration_layers_in_documented_order() {
 fn invalid_configuration_stops_startup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 8] = [
         (
             &["check-config"],
             &[("MCP_GATEWAY_HTTP__PORT", "eighty")],
             "http.port",
+        ),
+        (&["--workers", "0", "check-config"], &[], "http.workers"),
+        (
+            &["check-config"],
+            &[(
+                "MCP_GATEWAY_CORS__ALLOWED_ORIGINS",
+                "[\"https://app.example.com/path\"]",
+            )],
+            "cors.allowed_origins",
+        ),
+        (
+            &["check-config"],
+            &[("MCP_GATEWAY_MCP__DEFAULT_VIEW", "tiny")],
+            "default_view",
         ),
         (
             &["check-config"],
@@ -129,6 +143,17 @@ fn invalid_configuration_stops_startup_with_a_clear_message() {
     let (code, _, err) = run(gateway(dir.path()).args(["serve", "--port", "99999"]));
     assert_eq!(code, 2, "clap rejects an out-of-range port: {err}");
     assert!(err.contains("--port"), "{err}");
+    let (code, _, err) = run(gateway(dir.path()).args(["--workers", "many", "check-config"]));
+    assert_eq!(code, 2, "clap rejects a non-number: {err}");
+    assert!(err.contains("--workers"), "{err}");
+}
+
+#[test]
+fn workers_come_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, out, err) = run(gateway(dir.path()).args(["--workers", "3", "check-config"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("workers = 3"), "{out}");
 }
 
 #[test]

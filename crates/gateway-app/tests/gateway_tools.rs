@@ -428,12 +428,45 @@ async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audi
     let app = auth_gateway(&issuer).await;
     register(&app, "docs", &docs.url(), Some(ADMIN_KEY)).await;
     register(&app, "ops", &ops.url(), Some(ADMIN_KEY)).await;
-    let rule = admin_request(&app, reqwest::Method::POST, "/api/v1/policies")
-        .json(&json!({"role": "reader", "actions": ["list", "call"], "patterns": ["docs__*"]}))
-        .send()
+    for rule in [
+        json!({"role": "reader", "actions": ["list", "call", "read"], "patterns": ["docs__*", "gateway__*"]}),
+        json!({"role": "plain", "actions": ["list", "call"], "patterns": ["docs__*"]}),
+    ] {
+        let created = admin_request(&app, reqwest::Method::POST, "/api/v1/policies")
+            .json(&rule)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(created.status(), 201);
+    }
+
+    // Gateway tools are items of server `gateway` under the same default-deny rules.
+    let plain = issuer.token(AUDIENCE, &["plain"]);
+    let (plain_client, _) = connect_with_token(&app.url("/mcp"), Some(&plain))
         .await
-        .expect("sent");
-    assert_eq!(rule.status(), 201);
+        .expect("session");
+    let plain_names = tool_names(plain_client.peer()).await;
+    assert!(
+        !plain_names.iter().any(|n| n.starts_with("gateway__")),
+        "{plain_names:?}"
+    );
+    let refused = plain_client
+        .peer()
+        .call_tool(call("gateway__list_servers", json!({})))
+        .await
+        .expect_err("no rule grants it");
+    assert_eq!(mcp_error(refused).code, ErrorCode::INVALID_PARAMS);
+    let plain_resources = plain_client
+        .peer()
+        .list_all_resources()
+        .await
+        .expect("resources");
+    assert!(
+        !plain_resources
+            .iter()
+            .any(|r| r.uri.starts_with("gateway://")),
+        "{plain_resources:?}"
+    );
 
     let token = issuer.token(AUDIENCE, &["reader"]);
     let (client, _) = connect_with_token(&app.url("/mcp"), Some(&token))
@@ -811,4 +844,38 @@ async fn cors_answers_preflights_for_allowed_origins_only() {
             .get("access-control-allow-origin")
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_are_stored_and_served_on_every_backend() {
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        let Some(app) = TestApp::spawn(backend).await else {
+            eprintln!("skipping {backend:?}: TEST_DATABASE_URL is not set");
+            continue;
+        };
+        let docs = upstream().await;
+        register(&app, "docs", &docs.url(), None).await;
+        let body = json!({"name": "mini", "tools": ["docs__echo"], "overrides": {"docs__echo": {"description": "Repeat."}}});
+        assert_eq!(
+            app.post_json("/api/v1/views", &body).await.status(),
+            201,
+            "{backend:?}"
+        );
+        // Stored: a restart serves the same view.
+        let app = app.restart().await;
+        let view: Value = app
+            .get("/api/v1/views/mini")
+            .await
+            .json()
+            .await
+            .expect("view");
+        assert_eq!(
+            view["overrides"]["docs__echo"]["description"], "Repeat.",
+            "{backend:?}: {view}"
+        );
+        let (client, _) = connect(&app.url("/mcp/views/mini")).await;
+        let tools = client.peer().list_all_tools().await.expect("tools");
+        assert_eq!(tools.len(), 1, "{backend:?}");
+        assert_eq!(tools[0].description.as_deref(), Some("Repeat."));
+    }
 }

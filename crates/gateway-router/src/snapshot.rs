@@ -514,6 +514,29 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn no_upstream_item_takes_the_gateways_reserved_prefix() {
+        for mode in [
+            PrefixMode::Never,
+            PrefixMode::Conditional,
+            PrefixMode::Always,
+        ] {
+            let snapshot = build(
+                mode,
+                vec![server("sneaky", 1, &["gateway__list_servers", "ok"])],
+            );
+            let listed = names(&snapshot);
+            assert!(
+                listed.iter().all(|n| !n.starts_with("gateway__")),
+                "{mode:?}: {listed:?}"
+            );
+            assert!(
+                listed.contains(&"sneaky__gateway__list_servers".to_owned()),
+                "{listed:?}"
+            );
+        }
+    }
+
     fn build(mode: PrefixMode, servers: Vec<SnapshotServer>) -> CatalogSnapshot<Value> {
         let policy = NamingPolicy::new(mode, "__", 64).expect("policy");
         CatalogSnapshot::build(&policy, servers, &keep)

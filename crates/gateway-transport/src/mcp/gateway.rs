@@ -2,13 +2,16 @@
 //! `gateway__` (no server may be named `gateway`, and the snapshot never exposes an
 //! upstream item under the prefix).
 //!
-//! - Discovery, for every caller: `list_servers`, `get_server`, `search_tools`,
-//!   `server_health`, and for compact mode `describe_tool` and `call_tool`. Their
+//! - Discovery: `list_servers`, `get_server`, `search_tools`, `server_health`, and for
+//!   compact mode `describe_tool` and `call_tool`. They are items of the server
+//!   `gateway` for the access rules (default deny, like any upstream's), and their
 //!   results only ever show what the caller may see (tenant and access rules).
 //! - Administration, for admins only (an admin role or the admin API key; anyone when
 //!   authentication is off, as on the REST API): `register_server`,
-//!   `enable_server`, `disable_server`, `refresh_server`. To anyone else they do not
-//!   exist: not listed, and a call gets "unknown tool" (audited as denied).
+//!   `enable_server`, `disable_server`, `refresh_server`.
+//!
+//! To a caller who may not use a tool it does not exist: not listed, and a call gets
+//! "unknown tool" (audited as denied).
 //! - Resources: `gateway://servers`, `gateway://servers/{name}` and
 //!   `gateway://servers/{name}/health`, with `resources/subscribe`.
 //!
@@ -439,7 +442,11 @@ impl GatewayServer {
         }
         GatewayTool::ALL
             .into_iter()
-            .filter(|tool| tool.listed(compact) && (viewer.unrestricted || !tool.admin_only()))
+            .filter(|tool| {
+                tool.listed(compact)
+                    && (viewer.unrestricted
+                        || (!tool.admin_only() && viewer.may_gateway(Action::List, tool.name())))
+            })
             .filter_map(|tool| tool.tool(&self.runtime.settings.naming.gateway_item(tool.name())))
             .map(McpItem::Tool)
             .collect()
@@ -459,7 +466,12 @@ impl GatewayServer {
             note.resolved(gateway_domain::RESERVED_SERVER_NAME);
         }
         let viewer = self.viewer(&ctx.extensions);
-        if tool.admin_only() && !viewer.unrestricted {
+        let allowed = if tool.admin_only() {
+            viewer.unrestricted
+        } else {
+            viewer.may_gateway(Action::Call, tool.name())
+        };
+        if !allowed {
             if let Some(note) = &note {
                 note.denied
                     .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -473,12 +485,9 @@ impl GatewayServer {
             // The budgets are those of the tool called.
             self.call_any(&request, ctx, &viewer).await
         } else {
-            self.rate_limit(
-                gateway_domain::RESERVED_SERVER_NAME,
-                &exposed,
-                &ctx.extensions,
-            )
-            .await?;
+            let item = format!("{}__{}", gateway_domain::RESERVED_SERVER_NAME, tool.name());
+            self.rate_limit(gateway_domain::RESERVED_SERVER_NAME, &item, &ctx.extensions)
+                .await?;
             self.run_gateway_tool(tool, &request, &viewer).await
         };
         let outcome = match &result {
@@ -812,13 +821,21 @@ impl GatewayServer {
     }
 
     /// The gateway's resources and templates on the first page of a listing.
-    pub(super) fn gateway_listing(&self, kind: ListKind) -> Vec<McpItem> {
+    pub(super) fn gateway_listing(&self, kind: ListKind, viewer: &Viewer) -> Vec<McpItem> {
         if !self.runtime.settings.gateway_tools {
             return Vec::new();
         }
         match kind {
-            ListKind::Resources => resources().into_iter().map(McpItem::Resource).collect(),
-            ListKind::ResourceTemplates => templates().into_iter().map(McpItem::Template).collect(),
+            ListKind::Resources => resources()
+                .into_iter()
+                .filter(|r| viewer.may_gateway(Action::List, &r.uri))
+                .map(McpItem::Resource)
+                .collect(),
+            ListKind::ResourceTemplates => templates()
+                .into_iter()
+                .filter(|t| viewer.may_gateway(Action::List, &t.uri_template))
+                .map(McpItem::Template)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -843,9 +860,17 @@ impl GatewayServer {
         else {
             return Err(missing());
         };
-        self.rate_limit(gateway_domain::RESERVED_SERVER_NAME, uri, extensions)
-            .await?;
         let viewer = self.viewer(extensions);
+        if !viewer.may_gateway(Action::Read, uri) {
+            if let Some(note) = note {
+                note.denied
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Err(missing());
+        }
+        let item = format!("{}__{uri}", gateway_domain::RESERVED_SERVER_NAME);
+        self.rate_limit(gateway_domain::RESERVED_SERVER_NAME, &item, extensions)
+            .await?;
         let value = match resource {
             GatewayResource::Servers => {
                 let mut servers = self.runtime.registry().all_servers().await.map_err(|e| {
@@ -894,6 +919,9 @@ impl GatewayServer {
         extensions: &rmcp::model::Extensions,
     ) -> bool {
         let viewer = self.viewer(extensions);
+        if !viewer.may_gateway(Action::Read, uri) {
+            return false;
+        }
         match parse_resource(uri) {
             Some(GatewayResource::Servers) => self.runtime.settings.gateway_tools,
             Some(GatewayResource::Server(name) | GatewayResource::Health(name)) => {

@@ -161,6 +161,18 @@ impl Viewer {
 
     /// Whether the caller may do `action` on item `name` of `server`: the server must
     /// be shared or of the caller's tenant, and a rule must allow it.
+    /// Whether the caller may do `action` on the gateway's own item `name` (a tool, or
+    /// a `gateway://` URI): access rules over `gateway__<name>`, as for any server.
+    pub(super) fn may_gateway(&self, action: Action, name: &str) -> bool {
+        self.unrestricted
+            || self.rules.allows(
+                &self.roles,
+                action,
+                gateway_domain::RESERVED_SERVER_NAME,
+                name,
+            )
+    }
+
     pub(super) fn may(&self, action: Action, server: &UpstreamServer, name: &str) -> bool {
         if self.unrestricted {
             return true;
@@ -846,7 +858,7 @@ impl GatewayServer {
                     (Scope::Aggregate, None) if kind == ListKind::Tools => {
                         self.gateway_tools(viewer, false)
                     }
-                    (Scope::Aggregate, None) => self.gateway_listing(kind),
+                    (Scope::Aggregate, None) => self.gateway_listing(kind, viewer),
                     _ => Vec::new(),
                 };
                 let visible = items.iter().filter(|e| listable(&e.route));
