@@ -183,6 +183,8 @@ impl Application {
         let (runtime, inbox) =
             McpRuntime::new(registry.clone(), runtime_settings, queue, metrics.clone())
                 .map_err(StartupError::Mcp)?;
+        // Served from the last known catalog and views from the first request on.
+        runtime.load().await;
         let runtime_task = tokio::spawn(runtime.clone().run(work, inbox));
         let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
         let mcp_sessions = mcp.sessions.clone();

@@ -287,7 +287,8 @@ async fn gateway_tools_and_resources_serve_the_registry_through_a_real_client() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compact_mode_lists_three_tools_and_reaches_5000() {
+async fn compact_mode_reaches_5000_tools_and_a_non_admin_cannot_register() {
+    let issuer = TestIssuer::start().await;
     let big = upstream().await;
     let words = [
         "barometer",
@@ -307,10 +308,21 @@ async fn compact_mode_lists_three_tools_and_reaches_5000() {
         })
         .collect();
     big.upstream().add_tools(tools).await;
-    let app = gateway(|s| s.mcp.page_size = 1000).await;
-    register(&app, "big", &big.url(), None).await;
+    let app = auth_gateway(&issuer, |s| s.mcp.page_size = 1000).await;
+    register(&app, "big", &big.url(), Some(ADMIN_KEY)).await;
+    let rule = json!({"role": "agent", "actions": ["list", "call"], "patterns": [
+        "gateway__search_tools", "gateway__describe_tool", "gateway__call_tool", "big__*"]});
+    let created = admin_request(&app, reqwest::Method::POST, "/api/v1/policies")
+        .json(&rule)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
 
-    let (client, _) = connect(&app.url("/mcp?view=compact")).await;
+    let agent = issuer.token(AUDIENCE, &["agent"]);
+    let (client, _) = connect_with_token(&app.url("/mcp?view=compact"), Some(&agent))
+        .await
+        .expect("compact session");
     let peer = client.peer();
     let names = tool_names(peer).await;
     assert_eq!(
@@ -391,10 +403,32 @@ async fn compact_mode_lists_three_tools_and_reaches_5000() {
         .expect_err("unknown");
     assert_eq!(mcp_error(unknown).code, ErrorCode::INVALID_PARAMS);
 
+    // The same client, without the admin role, cannot register a server, and the
+    // attempt is in the audit log.
+    let attempt = peer
+        .call_tool(call(
+            "gateway__register_server",
+            json!({"name": "evil", "transport": {"type": "streamable-http", "url": "http://127.0.0.1:9/mcp"}}),
+        ))
+        .await
+        .expect_err("refused");
+    assert!(mcp_error(attempt).message.contains("unknown tool"));
+    let denied = denied_event(&app, "gateway__register_server").await;
+    assert_eq!(denied["server"], "gateway", "{denied}");
+    let exists = admin_request(&app, reqwest::Method::GET, "/api/v1/servers/evil")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(exists.status(), 404, "nothing was registered");
+
     // `?view=full` and the default both list the whole catalog.
-    let (full, _) = connect(&app.url("/mcp")).await;
-    assert!(tool_names(full.peer()).await.len() > 5_000);
-    let (odd, _) = connect(&app.url("/mcp?view=tiny")).await;
+    let (full, _) = connect_with_token(&app.url("/mcp"), Some(&agent))
+        .await
+        .expect("full");
+    assert!(tool_names(full.peer()).await.len() >= 5_000);
+    let (odd, _) = connect_with_token(&app.url("/mcp?view=tiny"), Some(&agent))
+        .await
+        .expect("odd");
     let refused = odd
         .peer()
         .list_tools(None)
@@ -409,7 +443,10 @@ fn admin_request(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest:
         .header("x-api-key", ADMIN_KEY)
 }
 
-async fn auth_gateway(issuer: &TestIssuer) -> TestApp {
+async fn auth_gateway(
+    issuer: &TestIssuer,
+    adjust: impl FnOnce(&mut Settings) + Send + 'static,
+) -> TestApp {
     let issuer_url = issuer.url.clone();
     gateway(move |s| {
         s.auth.provider = AuthProvider::Oidc;
@@ -417,15 +454,47 @@ async fn auth_gateway(issuer: &TestIssuer) -> TestApp {
         s.auth.audiences = vec![AUDIENCE.to_owned()];
         s.auth.public_url = Some("https://gateway.test".to_owned());
         s.auth.admin_api_key_sha256 = vec![format!("{:x}", Sha256::digest(ADMIN_KEY))];
+        adjust(s);
     })
     .await
+}
+
+/// The audit event of a refused `tools/call` of `target`, once the writer stored it.
+async fn denied_event(app: &TestApp, target: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page: Value = admin_request(
+            app,
+            reqwest::Method::GET,
+            "/api/v1/audit?action=tools/call&outcome=denied",
+        )
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("page");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if let Some(event) = items.into_iter().find(|e| e["target"] == target) {
+            assert!(
+                event["subject"].as_str().is_some_and(|s| !s.is_empty()),
+                "{event}"
+            );
+            return event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no denied event for {target}: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audited() {
     let issuer = TestIssuer::start().await;
     let (docs, ops) = (upstream().await, upstream().await);
-    let app = auth_gateway(&issuer).await;
+    let app = auth_gateway(&issuer, |_| {}).await;
     register(&app, "docs", &docs.url(), Some(ADMIN_KEY)).await;
     register(&app, "ops", &ops.url(), Some(ADMIN_KEY)).await;
     for rule in [
@@ -557,43 +626,41 @@ async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audi
         .expect("sent");
     assert_eq!(exists.status(), 404, "nothing was registered");
 
-    // The attempt is in the audit log, as denied.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let page: Value = admin_request(
-            &app,
-            reqwest::Method::GET,
-            "/api/v1/audit?action=tools/call&outcome=denied",
-        )
-        .send()
+    // The resources and the health tool show the reader only what it may use.
+    let registry = peer
+        .read_resource(ReadResourceRequestParams::new("gateway://servers"))
         .await
-        .expect("sent")
-        .json()
+        .expect("read");
+    let rmcp::model::ResourceContents::TextResourceContents { text, .. } = &registry.contents[0]
+    else {
+        panic!("text contents")
+    };
+    let listed: Value = serde_json::from_str(text).expect("json");
+    assert_eq!(
+        listed["servers"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["servers"][0]["name"], "docs");
+    let health = peer
+        .call_tool(call("gateway__server_health", json!({"server": "docs"})))
         .await
-        .expect("page");
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        if let Some(event) = items
-            .iter()
-            .find(|e| e["target"] == "gateway__register_server")
-        {
-            assert_eq!(event["server"], "gateway", "{event}");
-            assert!(
-                event["subject"].as_str().is_some_and(|s| !s.is_empty()),
-                "{event}"
-            );
-            let compact_attempt = items.iter().find(|e| e["target"] == "ops__echo");
-            assert!(
-                compact_attempt.is_some(),
-                "compact mode audits the tool it tried: {items:?}"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no denied event: {page}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .expect("health");
+    assert_eq!(structured(&health)["health"]["name"], "docs");
+    let hidden = peer
+        .read_resource(ReadResourceRequestParams::new(
+            "gateway://servers/ops/health",
+        ))
+        .await
+        .expect_err("invisible");
+    assert_eq!(mcp_error(hidden).code, ErrorCode::RESOURCE_NOT_FOUND);
+
+    // Both attempts are in the audit log, as denied: compact mode records the tool it
+    // tried to call.
+    let register = denied_event(&app, "gateway__register_server").await;
+    assert_eq!(register["server"], "gateway", "{register}");
+    let compact = denied_event(&app, "ops__echo").await;
+    assert_eq!(compact["server"], "ops", "{compact}");
 
     // An admin token sees and may use the admin tools.
     let admin = issuer.token(AUDIENCE, &["admin"]);

@@ -426,8 +426,18 @@ impl McpRuntime {
             .push((scope, Listener::Subscription(sink)));
     }
 
-    /// Serves the queue until the process stops: loads the stored catalogs at once
-    /// (so a restart serves the last known catalog immediately), then refreshes.
+    /// Loads the rules, the stored catalogs and the views, so the first request after
+    /// a start is served from the last known state (call before serving, then
+    /// [`McpRuntime::run`]). A database that cannot be read leaves the empty state;
+    /// `run` rebuilds again after its first discovery, and reloads the rules on its
+    /// period.
+    pub async fn load(&self) {
+        self.reload_access().await;
+        self.rebuild().await;
+    }
+
+    /// Serves the queue until the process stops: refreshes every upstream, then
+    /// serves changes (call [`McpRuntime::load`] first).
     pub async fn run(
         self: Arc<Self>,
         mut work: mpsc::UnboundedReceiver<Work>,
@@ -437,8 +447,7 @@ impl McpRuntime {
             mut upstream_events,
             mut health_changes,
         } = inbox;
-        self.reload_access().await;
-        self.rebuild().await;
+        // Rebuilds at the end, so a state `load` could not read comes in here.
         self.refresh_all().await;
         let mut tick = tokio::time::interval(self.settings.discovery_interval);
         tick.tick().await;
