@@ -189,13 +189,7 @@ async fn rules_are_managed_through_the_api_and_the_file_s_are_read_only() {
         )
         .await;
     assert_eq!(bad.status(), 422);
-    let problem: Value = bad.json().await.expect("problem");
-    let fields: Vec<&str> = problem["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(|e| e["field"].as_str())
-        .collect();
+    let fields = gateway_test_support::problem_fields(bad).await;
     assert_eq!(fields, ["scope", "matches", "rate", "period_secs", "burst"]);
     let unknown = app
         .post_json(

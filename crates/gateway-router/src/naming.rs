@@ -115,6 +115,11 @@ impl NamingPolicy {
         self.fit(&format!("{server}{}{name}", self.separator), name)
     }
 
+    /// Between a server's name and an item's.
+    pub fn separator(&self) -> &str {
+        &self.separator
+    }
+
     /// The gateway's own tools are named `gateway<sep><tool>`: no upstream item may
     /// be exposed under this prefix (server names never are `gateway`).
     pub fn reserved_prefix(&self) -> String {

@@ -378,3 +378,14 @@ macro_rules! on_every_backend {
         }
     };
 }
+
+/// The `field` of every entry of a problem+json body's `errors`, in order.
+pub async fn problem_fields(response: reqwest::Response) -> Vec<String> {
+    let problem: serde_json::Value = response.json().await.expect("a problem+json body");
+    problem["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str().map(str::to_owned))
+        .collect()
+}

@@ -429,7 +429,10 @@ impl GatewayServer {
         if !self.runtime.settings.gateway_tools {
             return None;
         }
-        let rest = name.strip_prefix(&self.runtime.settings.naming.reserved_prefix())?;
+        // On the path of every `tools/call`: no allocation.
+        let rest = name
+            .strip_prefix(gateway_domain::RESERVED_SERVER_NAME)?
+            .strip_prefix(self.runtime.settings.naming.separator())?;
         GatewayTool::ALL
             .into_iter()
             .find(|tool| tool.name() == rest)

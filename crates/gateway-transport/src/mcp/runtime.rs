@@ -405,6 +405,18 @@ impl McpRuntime {
         }
     }
 
+    /// Loads the access and rate-limit rules now and re-lists every client (whose view
+    /// may have changed). The REST API calls it before answering a rule change, so
+    /// the change is in force when the client hears back.
+    pub async fn apply_rules(&self) {
+        self.reload_access().await;
+        let current = self.current();
+        let everyone: HashSet<&ServerName> =
+            current.servers.values().map(|s| &s.spec.name).collect();
+        let views: HashSet<&ViewName> = current.views.keys().collect();
+        self.notify(&everyone, &views).await;
+    }
+
     /// Enqueues work (the REST refresh endpoint uses it).
     pub fn enqueue(&self, work: Work) {
         self.queue.push(work);
@@ -503,15 +515,7 @@ impl McpRuntime {
                 }
                 Work::Rebuild => rebuild = true,
                 Work::RefreshAll => self.refresh_all().await,
-                Work::ReloadAccess => {
-                    self.reload_access().await;
-                    // Every client's view may have changed.
-                    let current = self.current();
-                    let everyone: HashSet<&ServerName> =
-                        current.servers.values().map(|s| &s.spec.name).collect();
-                    let views: HashSet<&ViewName> = current.views.keys().collect();
-                    self.notify(&everyone, &views).await;
-                }
+                Work::ReloadAccess => self.apply_rules().await,
             }
         }
         if rebuild {

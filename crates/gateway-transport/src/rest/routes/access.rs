@@ -104,6 +104,7 @@ pub async fn create_policy(
         .registry
         .add_access_rule(&body.role, &body.actions, body.patterns, body.description)
         .await?;
+    super::rules_changed(&state).await;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/api/v1/policies/{}", rule.id)))
         .json(PolicyView::from(&rule)))
@@ -126,7 +127,10 @@ pub async fn delete_policy(
     let not_found = || ApiError::new(ProblemKind::NotFound, format!("no access rule `{path}`"));
     let id = path.parse::<Uuid>().map_err(|_| not_found())?;
     match state.registry.remove_access_rule(id).await {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Ok(()) => {
+            super::rules_changed(&state).await;
+            Ok(HttpResponse::NoContent().finish())
+        }
         Err(RegistryError::NotFound(_)) => Err(not_found()),
         Err(other) => Err(other.into()),
     }

@@ -118,6 +118,7 @@ pub async fn create_rate_limit(
     )
     .map_err(RegistryError::Invalid)?;
     let rule = state.registry.add_rate_limit_rule(rule).await?;
+    super::rules_changed(&state).await;
     Ok(HttpResponse::Created()
         .insert_header(("location", format!("/api/v1/rate-limits/{}", rule.id)))
         .json(RateLimitView::from(&rule)))
@@ -146,7 +147,10 @@ pub async fn delete_rate_limit(
     };
     let id = path.parse::<Uuid>().map_err(|_| not_found())?;
     match state.registry.remove_rate_limit_rule(id).await {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Ok(()) => {
+            super::rules_changed(&state).await;
+            Ok(HttpResponse::NoContent().finish())
+        }
         Err(RegistryError::NotFound(_)) => Err(not_found()),
         Err(other) => Err(other.into()),
     }

@@ -79,3 +79,12 @@ pub(crate) fn search_text(q: Option<String>) -> Result<Option<String>, ApiError>
         other => Ok(other),
     }
 }
+
+/// Puts changed access or rate-limit rules in force before the answer (the runtime's
+/// queue would do it a moment later), so a client that hears "created" is served by
+/// the new rules.
+pub(crate) async fn rules_changed(state: &ApiState) {
+    if let Some(runtime) = &state.mcp {
+        runtime.apply_rules().await;
+    }
+}
