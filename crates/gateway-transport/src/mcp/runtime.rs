@@ -130,6 +130,18 @@ pub enum McpItem {
     Template(ResourceTemplate),
 }
 
+impl McpItem {
+    /// Its name (tools, prompts) or URI (resources, templates).
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Tool(tool) => &tool.name,
+            Self::Prompt(prompt) => &prompt.name,
+            Self::Resource(resource) => &resource.uri,
+            Self::Template(template) => &template.uri_template,
+        }
+    }
+}
+
 /// Converts a stored descriptor into the wire type; an item the upstream described
 /// invalidly is dropped with a warning rather than breaking the whole list.
 pub(super) fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {

@@ -219,14 +219,6 @@ fn after(params: Option<&PaginatedRequestParams>) -> Result<Option<String>, Erro
     }
 }
 
-fn next_cursor<P>(page: &[Exposed<P>], more: bool) -> Option<String> {
-    more.then(|| {
-        page.last()
-            .map(|last| Cursor::after(vec![last.key.clone()]).encode())
-    })
-    .flatten()
-}
-
 /// Drops the downstream hop's own `_meta` (progress token, protocol fields); the
 /// upstream hop sets its own. Application keys pass through.
 fn upstream_meta(meta: Option<RequestMetaObject>) -> Option<RequestMetaObject> {
@@ -853,25 +845,49 @@ impl GatewayServer {
                     current
                         .snapshot
                         .page(kind, scope.server(), after.as_deref(), limit);
-                // The gateway's own items lead the first page of `/mcp`.
-                let own = match (&scope, &after) {
-                    (Scope::Aggregate, None) if kind == ListKind::Tools => {
+                // The gateway's own items take their place in the sorted listing of
+                // `/mcp`, so pages keep their size and cursors work across them.
+                let own = match scope {
+                    Scope::Aggregate if kind == ListKind::Tools => {
                         self.gateway_tools(viewer, false)
                     }
-                    (Scope::Aggregate, None) => self.gateway_listing(kind, viewer),
+                    Scope::Aggregate => self.gateway_listing(kind, viewer),
                     _ => Vec::new(),
                 };
-                let visible = items.iter().filter(|e| listable(&e.route));
-                Ok((
-                    own.iter()
-                        .filter_map(&pick)
-                        .chain(visible.filter_map(|e| pick(&e.item)))
-                        .collect(),
-                    next_cursor(items, more),
-                ))
+                let mut merged: Vec<(&str, Listed<'_>)> = items
+                    .iter()
+                    .map(|e| (e.key.as_str(), Listed::Upstream(e)))
+                    .chain(
+                        own.iter()
+                            .map(|item| (item.key(), Listed::Own(item)))
+                            .filter(|(key, _)| after.as_deref().is_none_or(|a| *key > a)),
+                    )
+                    .collect();
+                merged.sort_by(|a, b| a.0.cmp(b.0));
+                let more = more || merged.len() > limit;
+                merged.truncate(limit);
+                let cursor = more
+                    .then(|| merged.last())
+                    .flatten()
+                    .map(|(key, _)| Cursor::after(vec![(*key).to_owned()]).encode());
+                let page = merged
+                    .iter()
+                    .filter_map(|(_, entry)| match entry {
+                        Listed::Upstream(e) if listable(&e.route) => pick(&e.item),
+                        Listed::Upstream(_) => None,
+                        Listed::Own(item) => pick(item),
+                    })
+                    .collect();
+                Ok((page, cursor))
             }
         }
     }
+}
+
+/// One entry of a `/mcp` listing: an upstream's item or one of the gateway's own.
+enum Listed<'a> {
+    Upstream(&'a Exposed<McpItem>),
+    Own(&'a McpItem),
 }
 
 /// Asks a session-era client what an upstream's `input_required` result needs.
