@@ -268,6 +268,66 @@ async fn the_inspector_cli_lists_calls_reads_and_gets_prompts() {
     upstream.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_cli_finds_and_calls_a_tool_in_compact_mode() {
+    let Some(peers) = peers() else { return };
+    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("upstream");
+    let app = gateway().await;
+    register(
+        &app,
+        json!({"name": "up", "transport": {"type": "streamable-http", "url": upstream.url()}}),
+    )
+    .await;
+    let url = app.url("/mcp?view=compact");
+    let tools = inspector(&peers, &url, &["--method", "tools/list"]);
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "gateway__search_tools",
+            "gateway__describe_tool",
+            "gateway__call_tool"
+        ]
+    );
+    let found = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "gateway__search_tools",
+            "--tool-args-json",
+            r#"{"query": "echo"}"#,
+        ],
+    );
+    assert_eq!(
+        found["structuredContent"]["tools"][0]["name"], "up__echo",
+        "{found}"
+    );
+    let called = inspector(
+        &peers,
+        &url,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "gateway__call_tool",
+            "--tool-args-json",
+            r#"{"name": "up__echo", "arguments": {"text": "compact"}}"#,
+        ],
+    );
+    assert_eq!(called["content"][0]["text"], "compact", "{called}");
+    upstream.stop().await;
+}
+
 /// `Total: N passed, M failed` from a conformance run.
 fn conformance(peers: &Path, url: &str) -> (u32, u32, String) {
     let output = Command::new(node(peers))

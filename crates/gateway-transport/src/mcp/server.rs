@@ -55,6 +55,15 @@ pub mod codes {
     pub const RATE_LIMITED: ErrorCode = ErrorCode(-32038);
 }
 
+/// What the gateway tells clients about itself (`instructions`).
+const INSTRUCTIONS: &str = "MCP Registry Gateway: the tools, prompts and resources of every registered MCP server. \
+     On /mcp names carry their server (<server>__<name>); /mcp/servers/<name> serves one server as it is.";
+
+/// The same, when the gateway's own tools are on.
+const INSTRUCTIONS_WITH_GATEWAY_TOOLS: &str = "MCP Registry Gateway: the tools, prompts and resources of every registered MCP server. \
+     On /mcp names carry their server (<server>__<name>); /mcp/servers/<name> serves one server as it is. \
+     gateway__search_tools finds a tool by what it does (if your role may use it); gateway://servers describes the servers.";
+
 /// How long clients may cache a list (2026-07-28 `ttlMs`); `list_changed` still
 /// invalidates it at once. Private: lists will depend on the caller's roles.
 const LIST_TTL_MS: u64 = 60_000;
@@ -1038,11 +1047,15 @@ impl ServerHandler for GatewayServer {
             .enable_completions()
             .build();
         ServerConfig::new(capabilities)
-            .with_server_info(Implementation::new("mcp-gateway", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "MCP Registry Gateway: the tools, prompts and resources of every registered MCP server. \
-                 On /mcp names carry their server (<server>__<name>); /mcp/servers/<name> serves one server as it is.",
-            )
+            .with_server_info(Implementation::new(
+                "mcp-gateway",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(if self.runtime.settings.gateway_tools {
+                INSTRUCTIONS_WITH_GATEWAY_TOOLS
+            } else {
+                INSTRUCTIONS
+            })
     }
 
     async fn list_tools(
