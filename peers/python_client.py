@@ -21,8 +21,10 @@ async def main(url: str, mode: str, tool: str) -> dict:
         seen["call"] = [c.text for c in result.content if getattr(c, "text", None) is not None]
         resources = await client.list_resources()
         seen["resources"] = [str(r.uri) for r in resources.resources]
-        if resources.resources:
-            read = await client.read_resource(resources.resources[0].uri)
+        # The first upstream resource (the gateway lists its own `gateway://` ones too).
+        upstream = [r for r in resources.resources if not str(r.uri).startswith("gateway://")]
+        if upstream:
+            read = await client.read_resource(upstream[0].uri)
             seen["read"] = str(read.contents[0].uri)
         prompts = await client.list_prompts()
         seen["prompts"] = [p.name for p in prompts.prompts]

@@ -1067,13 +1067,20 @@ impl Settings {
                 matches!(u.scheme(), "http" | "https")
                     && u.path() == "/"
                     && u.query().is_none()
+                    && u.fragment().is_none()
                     && u.username().is_empty()
+                    && u.password().is_none()
             });
             if !valid {
                 problems.push(format!(
                     "{key}: {origin:?} must be an origin such as https://app.example.com"
                 ));
             }
+        }
+        if mcp.default_view == McpView::Compact && !mcp.gateway_tools {
+            problems.push(
+                "mcp.default_view = \"compact\" needs mcp.gateway_tools = true (compact mode lists the gateway's search, describe and call tools)".to_owned(),
+            );
         }
         let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
         for method in &self.cors.allowed_methods {

@@ -562,14 +562,15 @@ fn resilience_settings(settings: &Settings) -> ResilienceSettings {
 }
 
 /// The browser origins the operator allowed: `[cors] allowed_origins` and the older
-/// `mcp.allowed_origins` (one list: CORS and `/mcp`'s `Origin` check agree).
+/// `mcp.allowed_origins` (one list, ports explicit, so CORS and `/mcp`'s `Origin`
+/// check agree on every origin).
 fn configured_origins(settings: &Settings) -> Vec<String> {
     let mut origins: Vec<String> = settings
         .cors
         .allowed_origins
         .iter()
         .chain(&settings.mcp.allowed_origins)
-        .map(|o| o.trim_end_matches('/').to_owned())
+        .filter_map(|o| gateway_transport::rest::cors::canonical_origin(o))
         .collect();
     origins.sort();
     origins.dedup();

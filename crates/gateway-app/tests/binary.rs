@@ -89,7 +89,15 @@ fn configuration_layers_in_documented_order() {
 fn invalid_configuration_stops_startup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
+        (
+            &["check-config"],
+            &[
+                ("MCP_GATEWAY_MCP__DEFAULT_VIEW", "compact"),
+                ("MCP_GATEWAY_MCP__GATEWAY_TOOLS", "false"),
+            ],
+            "mcp.default_view",
+        ),
         (
             &["check-config"],
             &[("MCP_GATEWAY_HTTP__PORT", "eighty")],

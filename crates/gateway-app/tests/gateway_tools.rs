@@ -67,7 +67,7 @@ async fn tool_names(client: &rmcp::service::Peer<rmcp::RoleClient>) -> Vec<Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_tools_and_resources_serve_the_registry_through_a_real_client() {
     let (alpha, beta) = (upstream().await, upstream().await);
-    let app = gateway(|_| {}).await;
+    let app = gateway(|s| s.audit.record_arguments = true).await;
     register(&app, "alpha", &alpha.url(), None).await;
     let (client, mut pushed) = connect(&app.url("/mcp")).await;
     let peer = client.peer();
@@ -225,6 +225,32 @@ async fn gateway_tools_and_resources_serve_the_registry_through_a_real_client() 
     assert!(
         !structured(&registered).to_string().contains("s3cret"),
         "secrets are masked"
+    );
+    // Nor does the audit keep them: a registration's transport is reduced to its kind.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let event = loop {
+        let page: Value = app
+            .get("/api/v1/audit?tool=gateway__register_server")
+            .await
+            .json()
+            .await
+            .expect("audit page");
+        if let Some(event) = page["items"].as_array().and_then(|items| items.first()) {
+            break event.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit event: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        event["arguments"]["transport"]["type"], "streamable-http",
+        "{event}"
+    );
+    assert!(
+        !event.to_string().contains("s3cret") && !event.to_string().contains(&beta.url()),
+        "{event}"
     );
     let updated = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -403,6 +429,25 @@ async fn compact_mode_reaches_5000_tools_and_a_non_admin_cannot_register() {
         .expect_err("unknown");
     assert_eq!(mcp_error(unknown).code, ErrorCode::INVALID_PARAMS);
 
+    // The called tool's budget applies, and invalid arguments are charged too.
+    let limit = admin_request(&app, reqwest::Method::POST, "/api/v1/rate-limits")
+        .json(&json!({"scope": "tool", "matches": "big__gen_0002", "rate": 1, "period_secs": 3600, "burst": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(limit.status(), 201);
+    let limited = |arguments: Value| {
+        peer.call_tool(call(
+            "gateway__call_tool",
+            json!({"name": "big__gen_0002", "arguments": arguments}),
+        ))
+    };
+    limited(json!({"value": 1})).await.expect("within budget");
+    for arguments in [json!({"value": 2}), json!({"value": "bad"})] {
+        let refused = mcp_error(limited(arguments).await.expect_err("over budget"));
+        assert_eq!(refused.code, ErrorCode(-32038), "{refused:?}");
+    }
+
     // The same client, without the admin role, cannot register a server, and the
     // attempt is in the audit log.
     refused_registration(&app, peer).await;
@@ -505,12 +550,25 @@ async fn denied_event(app: &TestApp, target: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audited() {
     let issuer = TestIssuer::start().await;
-    let (docs, ops) = (upstream().await, upstream().await);
+    let (docs, ops, private) = (upstream().await, upstream().await, upstream().await);
     let app = auth_gateway(&issuer, |_| {}).await;
     register(&app, "docs", &docs.url(), Some(ADMIN_KEY)).await;
     register(&app, "ops", &ops.url(), Some(ADMIN_KEY)).await;
+    // Another tenant's server stays invisible even where a rule names it.
+    let body = json!({"name": "private", "tenant": "tenant-2",
+                      "transport": {"type": "streamable-http", "url": private.url()}});
+    app.register(&body, Some(ADMIN_KEY)).await;
+    let refreshed = admin_request(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/servers/private/refresh",
+    )
+    .send()
+    .await
+    .expect("sent");
+    assert_eq!(refreshed.status(), 200);
     for rule in [
-        json!({"role": "reader", "actions": ["list", "call", "read"], "patterns": ["docs__*", "gateway__*"]}),
+        json!({"role": "reader", "actions": ["list", "call", "read"], "patterns": ["docs__*", "private__*", "gateway__*"]}),
         json!({"role": "plain", "actions": ["list", "call"], "patterns": ["docs__*"]}),
     ] {
         let created = admin_request(&app, reqwest::Method::POST, "/api/v1/policies")
@@ -620,6 +678,78 @@ async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audi
 
     refused_registration(&app, peer).await;
 
+    // Pages hold only what the reader may see, and no cursor names anything else.
+    let first = peer
+        .call_tool(call("gateway__list_servers", json!({"limit": 1})))
+        .await
+        .expect("list");
+    let first = structured(&first);
+    assert_eq!(first["servers"][0]["name"], "docs", "{first}");
+    assert!(
+        first["nextCursor"].is_null(),
+        "no visible server follows: {first}"
+    );
+    for hidden in ["ops", "private"] {
+        let answer = peer
+            .call_tool(call("gateway__get_server", json!({"server": hidden})))
+            .await
+            .expect("answered");
+        assert_eq!(
+            structured(&answer)["error"]["detail"],
+            format!("no server `{hidden}`")
+        );
+        let tools = peer
+            .call_tool(call(
+                "gateway__search_tools",
+                json!({"query": "echo", "server": hidden}),
+            ))
+            .await
+            .expect("search");
+        assert_eq!(structured(&tools)["tools"], json!([]), "{hidden}");
+    }
+    let missing = peer
+        .call_tool(call("gateway__get_server", json!({"server": "nope"})))
+        .await
+        .expect("answered");
+    assert_eq!(
+        structured(&missing)["error"]["detail"],
+        "no server `nope`",
+        "same words"
+    );
+    let described = peer
+        .call_tool(call(
+            "gateway__describe_tool",
+            json!({"name": "private__echo"}),
+        ))
+        .await
+        .expect_err("invisible");
+    assert_eq!(mcp_error(described).code, ErrorCode::INVALID_PARAMS);
+
+    // A view never widens what a caller may do.
+    let view = json!({"name": "mixed", "tools": ["docs__echo", "ops__echo", "private__echo"]});
+    let created = admin_request(&app, reqwest::Method::POST, "/api/v1/views")
+        .json(&view)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201);
+    let (viewed, _) = connect_with_token(&app.url("/mcp/views/mixed"), Some(&token))
+        .await
+        .expect("view session");
+    assert_eq!(tool_names(viewed.peer()).await, ["docs__echo"]);
+    for hidden in ["ops__echo", "private__echo"] {
+        let refused = viewed
+            .peer()
+            .call_tool(call(hidden, json!({"text": "x"})))
+            .await
+            .expect_err("not the reader's");
+        assert_eq!(
+            mcp_error(refused).code,
+            ErrorCode::INVALID_PARAMS,
+            "{hidden}"
+        );
+    }
+
     // The resources and the health tool show the reader only what it may use.
     let registry = peer
         .read_resource(ReadResourceRequestParams::new("gateway://servers"))
@@ -640,7 +770,13 @@ async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audi
         .call_tool(call("gateway__server_health", json!({"server": "docs"})))
         .await
         .expect("health");
-    assert_eq!(structured(&health)["health"]["name"], "docs");
+    let health = structured(&health);
+    assert_eq!(health["health"]["name"], "docs");
+    assert!(
+        health["health"]["endpoints"][0].get("endpoint").is_none(),
+        "no endpoint address for a non-admin: {health}"
+    );
+    assert!(!health.to_string().contains(&docs.url()), "{health}");
     let hidden = peer
         .read_resource(ReadResourceRequestParams::new(
             "gateway://servers/ops/health",
@@ -801,7 +937,13 @@ async fn a_view_serves_exactly_its_subset_and_tells_its_clients_when_it_changes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_answers_preflights_for_allowed_origins_only() {
-    let app = gateway(|s| s.cors.allowed_origins = vec!["https://app.example.com".into()]).await;
+    // Case and the default port do not make another origin; the older
+    // `mcp.allowed_origins` joins the same list.
+    let app = gateway(|s| {
+        s.cors.allowed_origins = vec!["https://App.Example.com:443".into()];
+        s.mcp.allowed_origins = vec!["http://legacy.example:8080".into()];
+    })
+    .await;
     let preflight = |origin: &'static str, path: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url(path))
@@ -870,17 +1012,39 @@ async fn cors_answers_preflights_for_allowed_origins_only() {
         assert!(exposed.contains(name), "{name} exposed: {exposed}");
     }
     assert!(allowed.headers().get("mcp-session-id").is_some());
-    let refused = post("https://evil.example").await.expect("sent");
+    for origin in ["https://evil.example", "https://app.example.com:8443"] {
+        let refused = post(origin).await.expect("sent");
+        assert_eq!(
+            refused.status(),
+            403,
+            "{origin}: the Origin check refuses what CORS refuses"
+        );
+        assert!(
+            refused
+                .headers()
+                .get("access-control-allow-origin")
+                .is_none(),
+            "{origin}"
+        );
+    }
+    let legacy = post("http://legacy.example:8080").await.expect("sent");
+    assert_eq!(legacy.status(), 200);
     assert_eq!(
-        refused.status(),
-        403,
-        "the Origin check refuses what CORS refuses"
+        header(&legacy, "access-control-allow-origin"),
+        "http://legacy.example:8080"
     );
-    assert!(
-        refused
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
+    // Errors carry the CORS headers too, so a script can read them.
+    let missing = app
+        .client
+        .get(app.url("/api/v1/servers/nope"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        header(&missing, "access-control-allow-origin"),
+        "https://app.example.com"
     );
 
     // Off by default: no CORS headers at all.
@@ -933,4 +1097,31 @@ async fn views_are_stored_and_served_on_every_backend() {
         assert_eq!(tools.len(), 1, "{backend:?}");
         assert_eq!(tools[0].description.as_deref(), Some("Repeat."));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_tools_can_be_turned_off() {
+    let alpha = upstream().await;
+    let app = gateway(|s| s.mcp.gateway_tools = false).await;
+    register(&app, "alpha", &alpha.url(), None).await;
+    let (client, _) = connect(&app.url("/mcp")).await;
+    let peer = client.peer();
+    assert!(
+        !tool_names(peer)
+            .await
+            .iter()
+            .any(|n| n.starts_with("gateway__"))
+    );
+    let refused = peer
+        .call_tool(call("gateway__list_servers", json!({})))
+        .await
+        .expect_err("off");
+    assert_eq!(mcp_error(refused).code, ErrorCode::INVALID_PARAMS);
+    let resources = peer.list_all_resources().await.expect("resources");
+    assert!(!resources.iter().any(|r| r.uri.starts_with("gateway://")));
+    let (compact, _) = connect(&app.url("/mcp?view=compact")).await;
+    assert!(
+        tool_names(compact.peer()).await.is_empty(),
+        "nothing to list in compact mode"
+    );
 }

@@ -154,6 +154,11 @@ async fn server_everything_through_the_gateway_with_the_python_sdk() {
         );
         assert_eq!(strings(&seen["call"]), ["Echo: hi"], "{seen}");
         assert!(
+            tools.contains(&"gateway__search_tools".to_owned())
+                && strings(&seen["resources"]).contains(&"gateway://servers".to_owned()),
+            "the gateway's own tools and resources: {seen}"
+        );
+        assert!(
             seen["read"]
                 .as_str()
                 .is_some_and(|uri| uri.starts_with("gw+everything")),

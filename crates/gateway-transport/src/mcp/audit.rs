@@ -380,7 +380,18 @@ impl ServerHandler for Audited {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let target = Some(request.name.to_string());
-        let arguments = object(&request.arguments);
+        let mut arguments = object(&request.arguments);
+        if super::gateway::is_registration(&request.name)
+            && let Some(serde_json::Value::Object(fields)) = &mut arguments
+            && let Some(transport) = fields.get_mut("transport")
+        {
+            // A registration's transport holds the upstream's credentials (headers,
+            // environment, OAuth secret, URL): only its kind is recorded.
+            *transport = serde_json::json!({
+                "type": transport.get("type").cloned().unwrap_or_default(),
+                "details": gateway_domain::secret::MASK,
+            });
+        }
         self.audit(
             "tools/call",
             target,

@@ -275,6 +275,20 @@ impl GatewayTool {
         tool
     }
 
+    /// The compiled validator of its input schema (built once per process).
+    fn validator(self) -> Option<&'static jsonschema::Validator> {
+        static VALIDATORS: std::sync::OnceLock<Vec<Option<jsonschema::Validator>>> =
+            std::sync::OnceLock::new();
+        let all = VALIDATORS.get_or_init(|| {
+            GatewayTool::ALL
+                .iter()
+                .map(|tool| tool.tool(tool.name()).as_ref().and_then(compile_schema))
+                .collect()
+        });
+        let index = GatewayTool::ALL.iter().position(|t| *t == self)?;
+        all.get(index)?.as_ref()
+    }
+
     /// The tool as listed, under its exposed name.
     pub fn tool(self, exposed: &str) -> Option<Tool> {
         let mut definition = self.definition();
@@ -338,6 +352,13 @@ fn parse_resource(uri: &str) -> Option<GatewayResource> {
         }
         _ => None,
     }
+}
+
+/// Whether `name` is the gateway's registration tool (whatever the separator), whose
+/// arguments carry upstream credentials.
+pub fn is_registration(name: &str) -> bool {
+    name.strip_prefix(gateway_domain::RESERVED_SERVER_NAME)
+        .is_some_and(|rest| rest.ends_with(GatewayTool::RegisterServer.name()))
 }
 
 /// Whether a URI belongs to the gateway's own resources.
@@ -484,15 +505,17 @@ impl GatewayServer {
                 None,
             ));
         }
-        let result = if tool == GatewayTool::CallTool {
-            // The budgets are those of the tool called.
-            self.call_any(&request, ctx, &viewer).await
-        } else {
-            let item = format!("{}__{}", gateway_domain::RESERVED_SERVER_NAME, tool.name());
-            self.rate_limit(gateway_domain::RESERVED_SERVER_NAME, &item, &ctx.extensions)
-                .await?;
-            self.run_gateway_tool(tool, &request, &viewer).await
-        };
+        if let Some(validator) = tool.validator() {
+            check_arguments(validator, &exposed, request.arguments.as_ref())?;
+        }
+        if tool == GatewayTool::CallTool {
+            // The budgets, the metrics and the audit's target are the called tool's.
+            return self.call_any(&request, ctx).await;
+        }
+        let item = format!("{}__{}", gateway_domain::RESERVED_SERVER_NAME, tool.name());
+        self.rate_limit(gateway_domain::RESERVED_SERVER_NAME, &item, &ctx.extensions)
+            .await?;
+        let result = self.run_gateway_tool(tool, &request, &viewer).await;
         let outcome = match &result {
             Ok(CallToolResponse::Complete(done)) if done.is_error == Some(true) => "error",
             Ok(_) => "ok",
@@ -538,9 +561,11 @@ impl GatewayServer {
             }
             GatewayTool::ServerHealth => {
                 let args: ServerArgs = arguments(request, name)?;
-                done(self.visible_server(&args.server, viewer).await.map(|server| {
-                    json!({"health": crate::rest::routes::health::health_view(Some(runtime), &server)})
-                }))
+                done(
+                    self.visible_server(&args.server, viewer)
+                        .await
+                        .map(|server| json!({"health": self.health_for(&server, viewer)})),
+                )
             }
             GatewayTool::SearchTools => {
                 let args: SearchArgs = arguments(request, name)?;
@@ -625,13 +650,36 @@ impl GatewayServer {
     /// A server by name or id, if the caller may see it (404 otherwise, as for a
     /// server that does not exist).
     async fn visible_server(&self, raw: &str, viewer: &Viewer) -> Result<UpstreamServer, ApiError> {
-        let reference = crate::rest::routes::server_ref(raw)?;
-        let server = self.runtime.registry().get(&reference).await?;
+        // Both "does not exist" and "may not see" say the same thing, in the same words.
+        let reference = crate::rest::routes::server_ref(raw).map_err(|_| not_found(raw))?;
+        let server = match self.runtime.registry().get(&reference).await {
+            Err(gateway_registry::RegistryError::NotFound(_)) => return Err(not_found(raw)),
+            other => other?,
+        };
         let current = self.runtime.current();
         match self.visible_servers(viewer, &current) {
             Some(visible) if !visible.contains(&server.id) => Err(not_found(raw)),
             _ => Ok(server),
         }
+    }
+
+    /// A server's live health as the REST API shows it, for admins; for anyone else
+    /// without endpoint addresses and error texts (they can hold URLs and credentials).
+    fn health_for(&self, server: &UpstreamServer, viewer: &Viewer) -> Value {
+        let view = crate::rest::routes::health::health_view(Some(self.runtime.as_ref()), server);
+        let mut value = serde_json::to_value(&view).unwrap_or_default();
+        if viewer.unrestricted {
+            return value;
+        }
+        if let Some(recorded) = value.get_mut("recorded").and_then(Value::as_object_mut) {
+            recorded.remove("error");
+        }
+        value["endpoints"] = view
+            .endpoints
+            .iter()
+            .map(|e| json!({"state": e.state, "circuit": e.circuit, "in_flight": e.in_flight}))
+            .collect();
+        value
     }
 
     /// What an agent needs to know about a server; no URL, header or variable (they
@@ -681,16 +729,43 @@ impl GatewayServer {
                 limit: args.limit,
                 cursor: args.cursor,
             })?;
-        let found = self.runtime.registry().list(&filter, &page).await?;
+        let registry = self.runtime.registry();
         let current = self.runtime.current();
-        let visible = self.visible_servers(viewer, &current);
-        let servers: Vec<Value> = found
-            .items
-            .iter()
-            .filter(|server| visible.as_ref().is_none_or(|v| v.contains(&server.id)))
-            .map(|server| self.describe_server(server))
-            .collect();
-        Ok(json!({"servers": servers, "nextCursor": found.next.map(|c| c.encode())}))
+        let Some(visible) = self.visible_servers(viewer, &current) else {
+            let found = registry.list(&filter, &page).await?;
+            let servers: Vec<Value> = found
+                .items
+                .iter()
+                .map(|s| self.describe_server(s))
+                .collect();
+            return Ok(json!({"servers": servers, "nextCursor": found.next.map(|c| c.encode())}));
+        };
+        // A restricted caller's pages hold only servers it may see, and the cursor
+        // names the last of them: nothing tells it about the others.
+        let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
+        let mut shown: Vec<gateway_domain::UpstreamServer> = Vec::new();
+        let mut request = page;
+        let mut more = false;
+        loop {
+            let found = registry.list(&filter, &request).await?;
+            for server in found.items.into_iter().filter(|s| visible.contains(&s.id)) {
+                if shown.len() == limit {
+                    more = true;
+                    break;
+                }
+                shown.push(server);
+            }
+            match found.next {
+                Some(next) if !more => request.after = Some(next),
+                _ => break,
+            }
+        }
+        let cursor = more
+            .then(|| shown.last())
+            .flatten()
+            .map(|last| gateway_domain::Cursor::after(vec![last.spec.name.to_string()]).encode());
+        let servers: Vec<Value> = shown.iter().map(|s| self.describe_server(s)).collect();
+        Ok(json!({"servers": servers, "nextCursor": cursor}))
     }
 
     fn search(&self, args: SearchArgs, viewer: &Viewer) -> Result<Value, ApiError> {
@@ -795,7 +870,6 @@ impl GatewayServer {
         &self,
         request: &CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
-        viewer: &Viewer,
     ) -> Result<CallToolResponse, ErrorData> {
         let args: CallArgs = arguments(request, request.name.as_ref())?;
         if self.gateway_tool(&args.name).is_some() {
@@ -810,9 +884,13 @@ impl GatewayServer {
         if let Some(note) = AuditNote::of(&ctx.extensions) {
             note.retarget(&args.name);
         }
-        // Known and allowed first, so a refused caller learns nothing from the schema.
-        if let Ok((tool, _)) = self.callable_tool(&args.name, viewer) {
-            check_arguments(&tool, args.arguments.as_ref())?;
+        // Access rules and the tool's budgets first: a refused caller learns nothing
+        // from the schema, and invalid arguments are not free to send.
+        let (route, server) = self
+            .admit(ListKind::Tools, &args.name, &ctx.extensions)
+            .await?;
+        if let Some(validator) = self.runtime.current().validator(&args.name) {
+            check_arguments(&validator, &args.name, args.arguments.as_ref())?;
         }
         let mut inner = CallToolRequestParams::new(args.name);
         inner.arguments = args.arguments;
@@ -820,7 +898,7 @@ impl GatewayServer {
         // An `input_required` round of the tool comes back on this request.
         inner.input_responses = request.input_responses.clone();
         inner.request_state = request.request_state.clone();
-        self.call_upstream_tool(inner, ctx).await
+        self.send_tool(route, &server, inner, ctx).await
     }
 
     /// The gateway's resources and templates on the first page of a listing.
@@ -901,7 +979,7 @@ impl GatewayServer {
                     .visible_server(&name, &viewer)
                     .await
                     .map_err(|_| missing())?;
-                json!({"health": crate::rest::routes::health::health_view(Some(self.runtime.as_ref()), &server)})
+                json!({"health": self.health_for(&server, &viewer)})
             }
         };
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
@@ -916,41 +994,51 @@ impl GatewayServer {
     }
 
     /// Whether a gateway resource exists for the caller (for `resources/subscribe`).
-    pub(super) async fn gateway_resource_exists(
+    /// The URI under which updates of a gateway resource are announced (servers by
+    /// name, even when the client named one by id), if the caller may read it.
+    pub(super) async fn gateway_resource_watched(
         &self,
         uri: &str,
         extensions: &rmcp::model::Extensions,
-    ) -> bool {
+    ) -> Option<String> {
         let viewer = self.viewer(extensions);
-        if !viewer.may_gateway(Action::Read, uri) {
-            return false;
+        if !self.runtime.settings.gateway_tools || !viewer.may_gateway(Action::Read, uri) {
+            return None;
         }
-        match parse_resource(uri) {
-            Some(GatewayResource::Servers) => self.runtime.settings.gateway_tools,
-            Some(GatewayResource::Server(name) | GatewayResource::Health(name)) => {
-                self.runtime.settings.gateway_tools
-                    && self.visible_server(&name, &viewer).await.is_ok()
-            }
-            None => false,
+        match parse_resource(uri)? {
+            GatewayResource::Servers => Some(SERVERS_URI.to_owned()),
+            GatewayResource::Server(name) => self
+                .visible_server(&name, &viewer)
+                .await
+                .ok()
+                .map(|server| server_uri(&server.spec.name)),
+            GatewayResource::Health(name) => self
+                .visible_server(&name, &viewer)
+                .await
+                .ok()
+                .map(|server| health_uri(&server.spec.name)),
         }
     }
 }
 
-/// Checks `arguments` against the tool's input schema, naming each violation. A
-/// schema the validator cannot compile is the upstream's problem: the call goes
-/// through unchecked (and the upstream judges), with a warning.
+/// The validator of a tool's input schema; `None` when the schema cannot be
+/// compiled: that is the upstream's problem, so the call goes through unchecked (the
+/// upstream judges), with a warning.
+pub(super) fn compile_schema(tool: &Tool) -> Option<jsonschema::Validator> {
+    let schema = Value::Object(tool.input_schema.as_ref().clone());
+    jsonschema::validator_for(&schema)
+        .map_err(|error| {
+            tracing::warn!(tool = %tool.name, %error, "tool input schema cannot be compiled; arguments not checked");
+        })
+        .ok()
+}
+
+/// Checks `arguments` against a tool's input schema, naming each violation.
 fn check_arguments(
-    tool: &Tool,
+    validator: &jsonschema::Validator,
+    tool: &str,
     arguments: Option<&serde_json::Map<String, Value>>,
 ) -> Result<(), ErrorData> {
-    let schema = Value::Object(tool.input_schema.as_ref().clone());
-    let validator = match jsonschema::validator_for(&schema) {
-        Ok(validator) => validator,
-        Err(error) => {
-            tracing::warn!(tool = %tool.name, %error, "tool input schema cannot be compiled; arguments not checked");
-            return Ok(());
-        }
-    };
     let instance = Value::Object(arguments.cloned().unwrap_or_default());
     let errors: Vec<Value> = validator
         .iter_errors(&instance)
@@ -962,15 +1050,19 @@ fn check_arguments(
     }
     let first = errors
         .first()
-        .and_then(|e| e["message"].as_str())
-        .unwrap_or_default()
-        .to_owned();
+        .map(|e| {
+            let path = e["path"].as_str().unwrap_or_default();
+            let message = e["message"].as_str().unwrap_or_default();
+            if path.is_empty() {
+                message.to_owned()
+            } else {
+                format!("{path}: {message}")
+            }
+        })
+        .unwrap_or_default();
     Err(ErrorData::invalid_params(
-        format!(
-            "arguments of `{}` do not match its input schema: {first}",
-            tool.name
-        ),
-        Some(json!({"tool": tool.name, "errors": errors})),
+        format!("arguments of `{tool}` do not match its input schema: {first}"),
+        Some(json!({"tool": tool, "errors": errors})),
     ))
 }
 
@@ -1027,18 +1119,13 @@ mod tests {
             "name": "t", "inputSchema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
         }))
         .expect("tool");
-        assert!(
-            check_arguments(
-                &tool,
-                Some(&serde_json::from_value(json!({"n": 1})).expect("map"))
-            )
-            .is_ok()
-        );
-        let error = check_arguments(
-            &tool,
-            Some(&serde_json::from_value(json!({"n": "x"})).expect("map")),
-        )
-        .expect_err("wrong type");
+        let validator = compile_schema(&tool).expect("compiles");
+        let args = |value: Value| {
+            serde_json::from_value::<serde_json::Map<String, Value>>(value).expect("map")
+        };
+        assert!(check_arguments(&validator, "t", Some(&args(json!({"n": 1})))).is_ok());
+        let error = check_arguments(&validator, "t", Some(&args(json!({"n": "x"}))))
+            .expect_err("wrong type");
         assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
         assert_eq!(
             error
@@ -1048,8 +1135,16 @@ mod tests {
             Some("/n")
         );
         assert!(
-            check_arguments(&tool, None).is_err(),
+            check_arguments(&validator, "t", None).is_err(),
             "a required argument is missing"
+        );
+        let odd: Tool = serde_json::from_value(json!({
+            "name": "odd", "inputSchema": {"type": "object", "properties": {"s": {"type": "string", "pattern": "(unclosed"}}}
+        }))
+        .expect("tool");
+        assert!(
+            compile_schema(&odd).is_none(),
+            "a schema that does not compile is not checked"
         );
     }
 }

@@ -266,6 +266,33 @@ pub struct Current {
     pub views: HashMap<ViewName, Arc<super::views::ViewListing>>,
     /// Catalog hash and visibility per server, to tell which servers' lists changed.
     hashes: BTreeMap<ServerName, (String, bool)>,
+    /// Compiled input schemas of the tools `gateway__call_tool` checked, by exposed
+    /// name (`None`: the schema does not compile). Dropped with the snapshot.
+    validators: Mutex<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
+}
+
+/// Compiled schemas kept per snapshot at most (then the cache starts over).
+const MAX_VALIDATORS: usize = 4096;
+
+impl Current {
+    /// The validator of the input schema of tool `name` on `/mcp` (compiled once per
+    /// snapshot); `None` for an unknown tool or a schema that does not compile.
+    pub fn validator(&self, name: &str) -> Option<Arc<jsonschema::Validator>> {
+        if let Some(cached) = lock(&self.validators).get(name) {
+            return cached.clone();
+        }
+        let exposed = self.snapshot.route(ListKind::Tools, None, name)?;
+        let McpItem::Tool(tool) = &exposed.item else {
+            return None;
+        };
+        let compiled = super::gateway::compile_schema(tool).map(Arc::new);
+        let mut cache = lock(&self.validators);
+        if cache.len() >= MAX_VALIDATORS {
+            cache.clear();
+        }
+        cache.insert(name.to_owned(), compiled.clone());
+        compiled
+    }
 }
 
 /// The MCP runtime shared by every downstream session.
@@ -288,6 +315,9 @@ pub struct McpRuntime {
     spawner: tokio::runtime::Handle,
     /// Rebuilds one at a time, so an older view never lands after a newer one.
     rebuilding: tokio::sync::Mutex<()>,
+    /// Rule reloads one at a time, so an older read never lands after a newer one
+    /// (a revoked grant must not come back).
+    reloading_rules: tokio::sync::Mutex<()>,
     /// Sends health changes back to the loop when re-listing must be retried.
     changes: mpsc::UnboundedSender<Change>,
     current: RwLock<Arc<Current>>,
@@ -319,6 +349,7 @@ impl McpRuntime {
             servers: HashMap::new(),
             views: HashMap::new(),
             hashes: BTreeMap::new(),
+            validators: Mutex::default(),
         };
         // The configuration file's rules hold from the start, even while the database
         // cannot be read.
@@ -338,6 +369,7 @@ impl McpRuntime {
             this: this.clone(),
             spawner,
             rebuilding: tokio::sync::Mutex::new(()),
+            reloading_rules: tokio::sync::Mutex::new(()),
             changes,
             current: RwLock::new(Arc::new(empty)),
             listeners: Mutex::new(Vec::new()),
@@ -392,6 +424,7 @@ impl McpRuntime {
     /// Loads the access and rate-limit rules from the registry (each kept as it is
     /// if it cannot).
     async fn reload_access(&self) {
+        let _one_at_a_time = self.reloading_rules.lock().await;
         match self.registry.rate_limit_rules().await {
             Ok(rules) => {
                 tracing::info!(rules = rules.len(), "rate-limit rules loaded");
@@ -873,6 +906,7 @@ impl McpRuntime {
             servers: by_id,
             views,
             hashes,
+            validators: Mutex::default(),
         });
         let previous = std::mem::replace(
             &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
@@ -909,37 +943,56 @@ impl McpRuntime {
         if !changed.is_empty() || !changed_views.is_empty() {
             self.notify(&changed, &changed_views).await;
         }
-        if !changed.is_empty() || previous.servers.len() != next.servers.len() {
+        // The gateway's resources describe the servers: their specs matter too.
+        let edited: HashSet<&ServerName> = next
+            .servers
+            .values()
+            .filter(|s| {
+                previous
+                    .servers
+                    .get(&s.id)
+                    .is_none_or(|before| before.version != s.version)
+            })
+            .map(|s| &s.spec.name)
+            .chain(changed.iter().copied())
+            .collect();
+        if !edited.is_empty() || previous.servers.len() != next.servers.len() {
             let mut uris = vec![super::gateway::SERVERS_URI.to_owned()];
-            uris.extend(changed.iter().map(|name| super::gateway::server_uri(name)));
+            uris.extend(edited.iter().map(|name| super::gateway::server_uri(name)));
             self.gateway_resources_updated(&uris).await;
         }
         true
     }
 
-    /// Subscribes a session to one of the gateway's own resources.
-    pub fn watch_gateway_resource(&self, uri: &str, subscriber: Subscriber) {
+    /// Subscribes a session to one of the gateway's own resources, announced under
+    /// `watched` (the canonical URI); closed sessions are dropped on the way.
+    pub fn watch_gateway_resource(&self, watched: &str, subscriber: Subscriber) {
         let mut watches = self
             .gateway_watches
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let watchers = watches.entry(uri.to_owned()).or_default();
-        watchers.retain(|s| s.session != subscriber.session && !s.peer.is_transport_closed());
+        for watchers in watches.values_mut() {
+            watchers.retain(|s| !s.peer.is_transport_closed());
+        }
+        watches.retain(|_, watchers| !watchers.is_empty());
+        let watchers = watches.entry(watched.to_owned()).or_default();
+        watchers.retain(|s| {
+            !(s.session == subscriber.session && s.exposed_uri == subscriber.exposed_uri)
+        });
         watchers.push(subscriber);
     }
 
-    /// Ends a session's subscription to one of the gateway's own resources.
+    /// Ends a session's subscription to one of the gateway's own resources (by the
+    /// URI it subscribed with).
     pub fn unwatch_gateway_resource(&self, uri: &str, session: &str) {
         let mut watches = self
             .gateway_watches
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(watchers) = watches.get_mut(uri) {
-            watchers.retain(|s| s.session != session);
-            if watchers.is_empty() {
-                watches.remove(uri);
-            }
+        for watchers in watches.values_mut() {
+            watchers.retain(|s| !(s.session == session && s.exposed_uri == uri));
         }
+        watches.retain(|_, watchers| !watchers.is_empty());
     }
 
     /// Tells the sessions subscribed to these gateway resources that they changed.

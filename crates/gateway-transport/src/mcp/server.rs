@@ -11,7 +11,7 @@ use tracing::Instrument;
 use serde_json::Value;
 
 use gateway_domain::{AccessRules, Action, Cursor, ServerName, UpstreamServer};
-use gateway_router::snapshot::{Exposed, ListKind, Route};
+use gateway_router::snapshot::{ListKind, Route};
 use rmcp::model::{
     CacheScope, CallToolRequest, CallToolRequestParams, CallToolResponse, ClientRequest,
     CompleteRequest, CompleteRequestParams, CompleteResult, ErrorCode, ErrorData, GetPromptRequest,
@@ -364,6 +364,10 @@ impl GatewayServer {
         let note = super::audit::AuditNote::of(extensions);
         if let Some(note) = note {
             note.resolved(route.server.as_str());
+            if matches!(scope, Scope::View(_)) {
+                // A view's alias is not what the audit should name.
+                note.retarget(&super::views::item_id(&route));
+            }
         }
         let server = current
             .servers
@@ -390,7 +394,7 @@ impl GatewayServer {
 
     /// [`GatewayServer::resolve`], then the rate limits: the budgets of the caller's
     /// tenant, subject and roles, of the server and of the item must all allow it.
-    async fn admit(
+    pub(super) async fn admit(
         &self,
         kind: ListKind,
         key: &str,
@@ -828,18 +832,16 @@ impl GatewayServer {
                     .get(&route.server_id)
                     .is_some_and(|server| viewer.may(Action::List, server, &route.original))
         };
-        // What the caller may not list is left out; the cursor still follows the full
-        // listing, so pages stay consistent.
+        // What the caller may not list is skipped, and a page is filled with what it
+        // may: the cursor only ever names an item the caller was shown.
         match &scope {
             Scope::View(name) => {
                 let view = current.views.get(name).ok_or_else(|| missing_view(name))?;
-                let (items, more) = view.page(kind, after.as_deref(), limit);
-                let cursor = more
-                    .then(|| items.last())
-                    .flatten()
-                    .map(|last| Cursor::after(vec![last.key.clone()]).encode());
-                let visible = items.iter().filter(|e| listable(&e.route));
-                Ok((visible.filter_map(|e| pick(&e.item)).collect(), cursor))
+                let (rest, _) = view.page(kind, after.as_deref(), usize::MAX);
+                let entries = rest
+                    .iter()
+                    .map(|e| (e.key.as_str(), listable(&e.route), &e.item));
+                Ok(fill_page(entries, limit, pick))
             }
             Scope::Aggregate if compact && kind == ListKind::Tools => {
                 // Three tools reach the whole catalog; nothing to page.
@@ -850,53 +852,65 @@ impl GatewayServer {
                 if let Some(server) = scope.server().filter(|s| !current.snapshot.has_server(s)) {
                     return Err(self.missing_server(server));
                 }
-                let (items, more) =
+                let (rest, _) =
                     current
                         .snapshot
-                        .page(kind, scope.server(), after.as_deref(), limit);
-                // The gateway's own items take their place in the sorted listing of
-                // `/mcp`, so pages keep their size and cursors work across them.
-                let own = match scope {
+                        .page(kind, scope.server(), after.as_deref(), usize::MAX);
+                // The gateway's own items take their sorted place in `/mcp`'s listing.
+                let mut own = match scope {
                     Scope::Aggregate if kind == ListKind::Tools => {
                         self.gateway_tools(viewer, false)
                     }
                     Scope::Aggregate => self.gateway_listing(kind, viewer),
                     _ => Vec::new(),
                 };
-                let mut merged: Vec<(&str, Listed<'_>)> = items
+                own.retain(|item| after.as_deref().is_none_or(|a| item.key() > a));
+                own.sort_by(|a, b| a.key().cmp(b.key()));
+                let upstream = rest
                     .iter()
-                    .map(|e| (e.key.as_str(), Listed::Upstream(e)))
-                    .chain(
-                        own.iter()
-                            .map(|item| (item.key(), Listed::Own(item)))
-                            .filter(|(key, _)| after.as_deref().is_none_or(|a| *key > a)),
-                    )
-                    .collect();
-                merged.sort_by(|a, b| a.0.cmp(b.0));
-                let more = more || merged.len() > limit;
-                merged.truncate(limit);
-                let cursor = more
-                    .then(|| merged.last())
-                    .flatten()
-                    .map(|(key, _)| Cursor::after(vec![(*key).to_owned()]).encode());
-                let page = merged
-                    .iter()
-                    .filter_map(|(_, entry)| match entry {
-                        Listed::Upstream(e) if listable(&e.route) => pick(&e.item),
-                        Listed::Upstream(_) => None,
-                        Listed::Own(item) => pick(item),
-                    })
-                    .collect();
-                Ok((page, cursor))
+                    .map(|e| (e.key.as_str(), listable(&e.route), &e.item));
+                let own = own.iter().map(|item| (item.key(), true, item));
+                Ok(fill_page(merge_sorted(upstream, own), limit, pick))
             }
         }
     }
 }
 
-/// One entry of a `/mcp` listing: an upstream's item or one of the gateway's own.
-enum Listed<'a> {
-    Upstream(&'a Exposed<McpItem>),
-    Own(&'a McpItem),
+/// One page of a listing: the first `limit` visible entries, and the cursor after the
+/// last of them when another visible entry follows.
+fn fill_page<'a, R>(
+    entries: impl Iterator<Item = (&'a str, bool, &'a McpItem)>,
+    limit: usize,
+    pick: impl Fn(&McpItem) -> Option<R>,
+) -> (Vec<R>, Option<String>) {
+    let mut page = Vec::new();
+    let mut last = None;
+    for (key, _, item) in entries.filter(|(_, visible, _)| *visible) {
+        if page.len() == limit {
+            return (
+                page,
+                last.map(|key: &str| Cursor::after(vec![key.to_owned()]).encode()),
+            );
+        }
+        if let Some(picked) = pick(item) {
+            page.push(picked);
+            last = Some(key);
+        }
+    }
+    (page, None)
+}
+
+/// Merges two iterators sorted by key into one sorted by key.
+fn merge_sorted<'a, T: Copy>(
+    left: impl Iterator<Item = (&'a str, bool, T)>,
+    right: impl Iterator<Item = (&'a str, bool, T)>,
+) -> impl Iterator<Item = (&'a str, bool, T)> {
+    let (mut left, mut right) = (left.peekable(), right.peekable());
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (Some(l), Some(r)) if r.0 < l.0 => right.next(),
+        (Some(_), _) => left.next(),
+        (None, _) => right.next(),
+    })
 }
 
 /// Asks a session-era client what an upstream's `input_required` result needs.
@@ -1242,22 +1256,21 @@ impl ServerHandler for GatewayServer {
         if scope_of(&ctx.extensions)? == Scope::Aggregate
             && super::gateway::is_gateway_uri(&request.uri)
         {
-            if !self
-                .gateway_resource_exists(&request.uri, &ctx.extensions)
+            let Some(watched) = self
+                .gateway_resource_watched(&request.uri, &ctx.extensions)
                 .await
-            {
+            else {
                 return Err(ErrorData::resource_not_found(
                     format!("unknown resource `{}`", request.uri),
                     Some(serde_json::json!({"uri": request.uri})),
                 ));
-            }
+            };
             let subscriber = Subscriber {
                 session: session_of(&ctx.extensions),
                 peer: ctx.peer.clone(),
                 exposed_uri: request.uri.clone(),
             };
-            self.runtime
-                .watch_gateway_resource(&request.uri, subscriber);
+            self.runtime.watch_gateway_resource(&watched, subscriber);
             return Ok(());
         }
         let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
@@ -1334,10 +1347,21 @@ impl GatewayServer {
         let (route, server) = self
             .admit(ListKind::Tools, &request.name, &ctx.extensions)
             .await?;
+        self.send_tool(route, &server, request, ctx).await
+    }
+
+    /// Forwards an admitted `tools/call` to its upstream under its original name.
+    pub(super) async fn send_tool(
+        &self,
+        route: Route,
+        server: &UpstreamServer,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
-        match self.forward_bridged(&server, &ctx, upstream).await? {
+        match self.forward_bridged(server, &ctx, upstream).await? {
             ServerResult::CallToolResult(mut result) => {
                 result.result_type.get_or_insert(ResultType::COMPLETE);
                 Ok(CallToolResponse::Complete(result))

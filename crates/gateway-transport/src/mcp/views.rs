@@ -96,16 +96,31 @@ impl ViewListing {
                 lists.insert(kind, list);
                 continue;
             }
+            // Renamed items claim their names first, then the rest in key order, so who
+            // wins a clash never depends on which servers are up.
+            let mut candidates: Vec<_> = snapshot
+                .all(kind)
+                .filter_map(|(exposed, hidden)| {
+                    let id = item_id(&exposed.route);
+                    if !ViewSpec::includes(wanted, &id) {
+                        return None;
+                    }
+                    let change = matches!(kind, ListKind::Tools | ListKind::Prompts)
+                        .then(|| spec.overrides.get(&id))
+                        .flatten();
+                    Some((exposed, hidden, id, change))
+                })
+                .collect();
+            candidates.sort_by(|a, b| {
+                let renamed =
+                    |c: &Option<&gateway_domain::ItemOverride>| c.is_some_and(|c| c.name.is_some());
+                renamed(&b.3)
+                    .cmp(&renamed(&a.3))
+                    .then_with(|| a.0.key.cmp(&b.0.key))
+            });
             let mut entries: Vec<(ViewEntry, bool)> = Vec::new();
             let mut taken = std::collections::HashSet::new();
-            for (exposed, hidden) in snapshot.all(kind) {
-                let id = item_id(&exposed.route);
-                if !ViewSpec::includes(wanted, &id) {
-                    continue;
-                }
-                let change = matches!(kind, ListKind::Tools | ListKind::Prompts)
-                    .then(|| spec.overrides.get(&id))
-                    .flatten();
+            for (exposed, hidden, id, change) in candidates {
                 let key = change
                     .and_then(|c| c.name.clone())
                     .unwrap_or_else(|| exposed.key.clone());
@@ -176,8 +191,33 @@ impl ViewListing {
     /// Whether the view includes the resource `route` points to (listed, or read
     /// through one of its templates).
     pub fn includes_resource(&self, route: &Route) -> bool {
-        ViewSpec::includes(&self.resources, &item_id(route))
+        let id = item_id(route);
+        // A template's pattern (`docs__file:///kb/{id}`) also admits the URIs it expands to.
+        ViewSpec::includes(&self.resources, &id)
+            || self
+                .resources
+                .iter()
+                .filter(|pattern| pattern.contains('{'))
+                .any(|pattern| gateway_domain::access::glob_match(&template_glob(pattern), &id))
     }
+}
+
+/// A URI template as a glob: each `{…}` expression matches any run.
+fn template_glob(template: &str) -> String {
+    let mut glob = String::with_capacity(template.len());
+    let mut in_expression = false;
+    for c in template.chars() {
+        match c {
+            '{' => {
+                in_expression = true;
+                glob.push('*');
+            }
+            '}' => in_expression = false,
+            c if !in_expression => glob.push(c),
+            _ => {}
+        }
+    }
+    glob
 }
 
 #[cfg(test)]
@@ -263,5 +303,12 @@ mod tests {
         );
         let wider = ViewListing::build(&spec, &snapshot(), |_| String::new());
         assert_ne!(wider.fingerprint, view.fingerprint);
+    }
+
+    #[test]
+    fn a_template_pattern_admits_the_uris_it_expands_to() {
+        assert_eq!(template_glob("docs__file:///kb/{id}"), "docs__file:///kb/*");
+        assert_eq!(template_glob("a__x://{a}/{b}?q={c}"), "a__x://*/*?q=*");
+        assert_eq!(template_glob("a__{unclosed"), "a__*");
     }
 }

@@ -13,7 +13,7 @@ use actix_web::middleware::Condition;
 /// What the operator allowed (`[cors]`).
 #[derive(Debug, Clone, Default)]
 pub struct CorsSettings {
-    /// Exact origins (`https://app.example.com`), the gateway's own included.
+    /// Origins in [`canonical_origin`] form, the gateway's own included.
     pub origins: Vec<String>,
     /// Methods scripts may use.
     pub methods: Vec<String>,
@@ -23,8 +23,21 @@ pub struct CorsSettings {
     pub max_age_secs: u32,
 }
 
+/// An origin as `scheme://host:port`, the port always explicit (RFC 6454's tuple):
+/// how both CORS and `/mcp`'s Origin check compare origins, so `https://A.example`,
+/// `https://a.example:443` and `https://a.example` are one origin and `:8443` another.
+pub fn canonical_origin(origin: &str) -> Option<String> {
+    let url = url::Url::parse(origin.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    Some(format!("{}://{host}:{port}", url.scheme()))
+}
+
 /// Response headers a script may read.
-const EXPOSED: [&str; 11] = [
+const EXPOSED: [&str; 12] = [
     "mcp-session-id",
     "mcp-protocol-version",
     "www-authenticate",
@@ -32,6 +45,7 @@ const EXPOSED: [&str; 11] = [
     "ratelimit-limit",
     "ratelimit-remaining",
     "ratelimit-reset",
+    "ratelimit-policy",
     "etag",
     "location",
     "x-request-id",
@@ -58,7 +72,9 @@ pub fn middleware(settings: Option<&CorsSettings>) -> Condition<Cors> {
         .allowed_origin_fn(move |origin, _| {
             origin
                 .to_str()
-                .is_ok_and(|origin| origins.contains(origin.trim_end_matches('/')))
+                .ok()
+                .and_then(canonical_origin)
+                .is_some_and(|origin| origins.contains(&origin))
         })
         .allowed_methods(methods)
         .allowed_headers(headers)
