@@ -13,6 +13,7 @@ mod m20261126_000003_access_rules;
 mod m20261126_000004_rate_limits;
 mod m20261126_000005_audit;
 mod m20261126_000006_views;
+mod m20261126_000007_published_servers;
 
 /// Runs and inspects the migrations; `cargo xtask migrate` and `serve` use it.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_rate_limits::Migration),
             Box::new(m20261126_000005_audit::Migration),
             Box::new(m20261126_000006_views::Migration),
+            Box::new(m20261126_000007_published_servers::Migration),
         ]
     }
 }

@@ -137,6 +137,7 @@ impl Application {
         .with_limit_store(store_arc.clone())
         .with_audit_store(store_arc.clone())
         .with_view_store(store_arc.clone())
+        .with_published_store(store_arc.clone())
         .with_listener(Arc::new(queue.clone()));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);

@@ -53,7 +53,12 @@ impl ValidationErrors {
     /// Moves the errors of a nested input under `prefix`.
     pub fn absorb(&mut self, prefix: &str, nested: ValidationErrors) {
         for error in nested.0 {
-            self.push(format!("{prefix}.{}", error.field), error.message);
+            let field = match (prefix.is_empty(), error.field.is_empty()) {
+                (true, _) => error.field,
+                (false, true) => prefix.to_owned(),
+                (false, false) => format!("{prefix}.{}", error.field),
+            };
+            self.push(field, error.message);
         }
     }
 

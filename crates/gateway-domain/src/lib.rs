@@ -16,6 +16,7 @@ pub mod limits;
 pub mod name;
 pub mod page;
 pub mod ports;
+pub mod published;
 pub mod secret;
 pub mod server;
 pub mod view;
@@ -35,6 +36,10 @@ pub use page::{Cursor, Page, PageRequest};
 pub use ports::{
     AccessRuleRepository, CatalogRepository, PoolStats, RateLimitRuleRepository, ReadinessProbe,
     RegistryEvent, RegistryListener, ServerFilter, ServerRepository,
+};
+pub use published::{
+    PublishStatus, PublishedQuery, PublishedRepository, PublishedServer, RegistryName, ServerJson,
+    VersionFilter, latest_version,
 };
 pub use secret::Secret;
 pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};

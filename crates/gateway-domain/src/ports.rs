@@ -121,6 +121,8 @@ pub enum RegistryEvent {
     RateLimitsChanged,
     /// A curated view was created, changed or removed.
     ViewsChanged,
+    /// A published `server.json` version was imported or changed status.
+    PublishedChanged,
 }
 
 /// Told about every successful registry change. Called synchronously after the

@@ -29,6 +29,20 @@ pub enum RegistryError {
     /// The item is defined in the configuration file, which is where it changes.
     #[error("`{0}` is defined in the configuration file; change it there")]
     Configured(String),
+    /// This version of a published server exists with another document: versions
+    /// are immutable.
+    #[error(
+        "version {version} of `{name}` is already published with other content; publish a new version"
+    )]
+    VersionExists {
+        /// The server.
+        name: String,
+        /// The version.
+        version: String,
+    },
+    /// No published server (or version) matches.
+    #[error("no published server `{0}`")]
+    PublishedNotFound(String),
     /// No view has this name.
     #[error("view `{0}` not found")]
     ViewNotFound(String),

@@ -6,8 +6,10 @@
 
 mod error;
 mod input;
+mod published;
 mod service;
 
 pub use error::RegistryError;
 pub use input::{ClientCredentialsInput, RegisterServer, ServerChanges, ServerRef, TransportInput};
+pub use published::{Imported, LATEST, UpstreamChoice};
 pub use service::{MAX_QUERY_LEN, Registry, RegistryPolicy};

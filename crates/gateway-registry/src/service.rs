@@ -42,6 +42,8 @@ pub struct Registry {
     limits: Option<Arc<dyn gateway_domain::RateLimitRuleRepository>>,
     audit: Option<Arc<dyn gateway_domain::AuditRepository>>,
     views: Option<Arc<dyn gateway_domain::ViewRepository>>,
+    /// Published `server.json` versions (the `/v0.1` subregistry).
+    pub(crate) published: Option<Arc<dyn gateway_domain::PublishedRepository>>,
     policy: RegistryPolicy,
     listeners: Vec<Arc<dyn RegistryListener>>,
 }
@@ -61,6 +63,7 @@ impl Registry {
             limits: None,
             audit: None,
             views: None,
+            published: None,
             policy,
             listeners: Vec::new(),
         }
@@ -79,6 +82,16 @@ impl Registry {
     /// Reads the audit trail from `audit` (without it, there is none to read).
     pub fn with_audit_store(mut self, audit: Arc<dyn gateway_domain::AuditRepository>) -> Self {
         self.audit = Some(audit);
+        self
+    }
+
+    /// Stores published `server.json` versions in `published` (without it the
+    /// subregistry is empty and imports fail).
+    pub fn with_published_store(
+        mut self,
+        published: Arc<dyn gateway_domain::PublishedRepository>,
+    ) -> Self {
+        self.published = Some(published);
         self
     }
 
@@ -271,7 +284,7 @@ impl Registry {
         self
     }
 
-    fn announce(&self, event: RegistryEvent) {
+    pub(crate) fn announce(&self, event: RegistryEvent) {
         for listener in &self.listeners {
             listener.registry_changed(event.clone());
         }

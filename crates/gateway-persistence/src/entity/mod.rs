@@ -5,6 +5,7 @@ pub mod access_rule;
 pub mod audit_event;
 pub mod catalog_tool;
 pub mod mcp_view;
+pub mod published_server;
 pub mod rate_limit_rule;
 pub mod server_catalog;
 pub mod server_tag;

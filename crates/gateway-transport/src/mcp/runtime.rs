@@ -249,6 +249,8 @@ impl RegistryListener for WorkQueue {
             RegistryEvent::Upserted(id) => Work::Refresh(id),
             RegistryEvent::Removed(id) => Work::Forget(id),
             RegistryEvent::CatalogChanged(_) | RegistryEvent::ViewsChanged => Work::Rebuild,
+            // The subregistry is not part of what `/mcp` serves.
+            RegistryEvent::PublishedChanged => return,
             RegistryEvent::AccessRulesChanged | RegistryEvent::RateLimitsChanged => {
                 Work::ReloadAccess
             }

@@ -20,7 +20,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::middleware::request_context;
 use super::openapi::{ApiDoc, RouteTable};
 use super::problem::{ApiError, ProblemKind};
-use super::routes::{access, health, limits, servers, system, tools, views};
+use super::routes::{access, health, limits, registry, servers, system, tools, views};
 
 /// Name and version reported by `/` and the OpenAPI document.
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +133,9 @@ pub fn build_app(
         .service(super::auth::resource_metadata_for)
         .service(
             utoipa_actix_web::scope("/api/v1")
+                .service(registry::import_servers)
+                .service(registry::export_registry)
+                .service(registry::export_server)
                 .service(servers::create_server)
                 .service(servers::list_servers)
                 .service(servers::get_server)
@@ -161,6 +164,13 @@ pub fn build_app(
                 .service(views::replace_view)
                 .service(views::delete_view)
                 .service(tools::search_tools),
+        )
+        .service(
+            utoipa_actix_web::scope("/v0.1")
+                .service(registry::list_published)
+                .service(registry::published_versions)
+                .service(registry::published_version)
+                .service(registry::set_status),
         )
         .split_for_parts();
     let mut routes = RouteTable::from_openapi(&api);

@@ -24,6 +24,7 @@ use super::problem::{InvalidField, Problem};
         (name = "access", description = "Access rules (RBAC): which role may list, call, read or get which items"),
         (name = "audit", description = "The audit trail of MCP operations and admin changes (admins only)"),
         (name = "rate-limits", description = "Rate-limit rules: a budget per tenant, principal, role, server or tool"),
+        (name = "registry", description = "The private MCP subregistry: server.json import and export, and the official registry's /v0.1 API"),
         (name = "views", description = "Curated views: a chosen subset of tools, prompts and resources served at /mcp/views/{name}"),
         (name = "system", description = "Probes and service information"),
     ),

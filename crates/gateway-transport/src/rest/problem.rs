@@ -37,6 +37,8 @@ pub enum ProblemKind {
     NameTaken,
     /// The body's `version` is outdated (409).
     StaleVersion,
+    /// A published server version exists with other content; versions are immutable (409).
+    VersionExists,
     /// `If-Match` does not match the current version (412).
     PreconditionFailed,
     /// stdio upstreams are disabled by configuration (403).
@@ -81,6 +83,7 @@ impl ProblemKind {
             ),
             Self::NameTaken => (S::CONFLICT, "name-taken", "Name already taken"),
             Self::StaleVersion => (S::CONFLICT, "stale-version", "Stale version"),
+            Self::VersionExists => (S::CONFLICT, "version-exists", "Version already published"),
             Self::PreconditionFailed => (
                 S::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -293,6 +296,12 @@ impl From<RegistryError> for ApiError {
                 ProblemKind::NameTaken,
                 format!("a server named `{name}` already exists"),
             ),
+            error @ RegistryError::VersionExists { .. } => {
+                Self::new(ProblemKind::VersionExists, error.to_string())
+            }
+            error @ RegistryError::PublishedNotFound(_) => {
+                Self::new(ProblemKind::NotFound, error.to_string())
+            }
             error @ RegistryError::ViewNotFound(_) => {
                 Self::new(ProblemKind::NotFound, error.to_string())
             }

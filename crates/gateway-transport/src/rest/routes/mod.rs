@@ -3,6 +3,7 @@
 pub mod access;
 pub mod health;
 pub mod limits;
+pub mod registry;
 pub mod servers;
 pub mod system;
 pub mod tools;
