@@ -339,7 +339,17 @@ impl ServerJson {
         let document: Self = serde_path_to_error::deserialize(value.clone()).map_err(|error| {
             let path = error.path().to_string();
             let path = if path == "." { String::new() } else { path };
-            ValidationErrors::single(path, error.inner().to_string())
+            let message = error.inner().to_string();
+            // serde reports a missing field at its parent: name the field itself.
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(field, _)| field.to_owned());
+            match missing {
+                Some(field) if path.is_empty() => ValidationErrors::single(field, "required"),
+                Some(field) => ValidationErrors::single(format!("{path}.{field}"), "required"),
+                None => ValidationErrors::single(path, message),
+            }
         })?;
         let mut errors = ValidationErrors::new();
         document.check(&mut Check {
@@ -656,7 +666,10 @@ mod tests {
             fields(base(json!({"description": "x".repeat(101)}))),
             ["description"]
         );
-        assert_eq!(fields(json!({"description": "d", "version": "1"})), [""]);
+        assert_eq!(
+            fields(json!({"description": "d", "version": "1"})),
+            ["name"]
+        );
         assert_eq!(
             fields(base(
                 json!({"packages": [{"registryType": "npm", "identifier": "x", "version": "latest", "transport": {"type": "stdio"}}]})
