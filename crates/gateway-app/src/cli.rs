@@ -43,6 +43,13 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print it (secrets redacted), then exit.
     CheckConfig,
+    /// Import `server.json` documents (one, or a JSON list) from a file or an
+    /// http(s) URL into the private registry served at /v0.1, then exit.
+    Import {
+        /// A file path or an http(s) URL.
+        #[arg(value_name = "FILE|URL")]
+        source: String,
+    },
 }
 
 /// Options of `serve`.

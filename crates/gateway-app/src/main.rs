@@ -27,6 +27,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::Migrate) => migrate(&settings).await,
+        Some(Command::Import { source }) => gateway_app::import::run(&settings, &source).await,
         Some(Command::Serve) | None => serve(&settings, cli.serve.migrate).await,
     };
     telemetry.shutdown().await;

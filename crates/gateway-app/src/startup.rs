@@ -54,6 +54,37 @@ pub enum StartupError {
 
 /// Opens the store and brings or checks its schema: applies migrations when
 /// `migrate` is set, otherwise refuses an outdated schema.
+/// The registry use cases over `store`, under the configured policy (also what the
+/// `import` command uses).
+pub fn registry(settings: &Settings, store: &Arc<Store>) -> Registry {
+    Registry::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        RegistryPolicy {
+            allow_stdio: settings.upstreams.allow_stdio,
+            // Validated when the configuration was loaded.
+            configured_rules: settings
+                .auth
+                .rules
+                .iter()
+                .filter_map(|rule| rule.to_rule().ok())
+                .collect(),
+            configured_limits: settings
+                .rate_limits
+                .rules
+                .iter()
+                .filter_map(|rule| rule.to_rule().ok())
+                .collect(),
+        },
+    )
+    .with_limit_store(store.clone())
+    .with_audit_store(store.clone())
+    .with_view_store(store.clone())
+    .with_published_store(store.clone())
+}
+
+/// Opens the database (and migrates it when asked).
 pub async fn open_store(settings: &Settings, migrate: bool) -> Result<Store, StartupError> {
     tracing::info!(backend = ?settings.backend(), url = %gateway_persistence::redact_url(&settings.database.url), "opening database");
     let store = Store::connect(&settings.connect_settings())
@@ -113,32 +144,7 @@ impl Application {
         let store = open_store(settings, migrate || settings.auto_migrate()).await?;
         let store_arc = Arc::new(store.clone());
         let (queue, work) = WorkQueue::new();
-        let registry = Registry::new(
-            store_arc.clone(),
-            store_arc.clone(),
-            store_arc.clone(),
-            RegistryPolicy {
-                allow_stdio: settings.upstreams.allow_stdio,
-                // Validated when the configuration was loaded.
-                configured_rules: settings
-                    .auth
-                    .rules
-                    .iter()
-                    .filter_map(|rule| rule.to_rule().ok())
-                    .collect(),
-                configured_limits: settings
-                    .rate_limits
-                    .rules
-                    .iter()
-                    .filter_map(|rule| rule.to_rule().ok())
-                    .collect(),
-            },
-        )
-        .with_limit_store(store_arc.clone())
-        .with_audit_store(store_arc.clone())
-        .with_view_store(store_arc.clone())
-        .with_published_store(store_arc.clone())
-        .with_listener(Arc::new(queue.clone()));
+        let registry = registry(settings, &store_arc).with_listener(Arc::new(queue.clone()));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&address).map_err(|e| StartupError::Bind {

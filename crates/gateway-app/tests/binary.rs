@@ -789,3 +789,52 @@ async fn sigterm_under_load_loses_no_audit_event() {
     assert_eq!(collect_until_exit(running).0, 0);
     upstream.stop().await;
 }
+
+#[test]
+fn import_publishes_server_json_files_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = dir.path().join("servers.json");
+    std::fs::write(
+        &good,
+        r#"[{"name": "io.github.user/weather", "description": "Weather.", "version": "1.0.2"},
+            {"name": "io.github.user/tides", "description": "Tides.", "version": "0.3.0"}]"#,
+    )
+    .expect("write");
+    let (code, out, err) = run(gateway(dir.path()).args(["import", "servers.json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("created io.github.user/weather 1.0.2"),
+        "{out}"
+    );
+    assert!(out.contains("created io.github.user/tides 0.3.0"), "{out}");
+    let (code, out, _) = run(gateway(dir.path()).args(["import", "servers.json"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("unchanged io.github.user/weather 1.0.2"),
+        "{out}"
+    );
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "io.github.user/weather", "description": "Weather.", "version": "1.0.3",
+            "packages": [{"registryType": "npm", "identifier": "x", "version": "latest", "transport": {"type": "stdio"}}]}"#,
+    )
+    .expect("write");
+    for (args, expected) in [
+        (vec!["import", "bad.json"], "packages.0.version"),
+        (vec!["import", "missing.json"], "missing.json"),
+        (
+            vec!["import", "http://127.0.0.1:9/servers.json"],
+            "127.0.0.1:9",
+        ),
+    ] {
+        let (code, _, err) = run(gateway(dir.path()).args(&args));
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?} names {expected}: {err}");
+    }
+    std::fs::write(&bad, "{not json").expect("write");
+    let (code, _, err) = run(gateway(dir.path()).args(["import", "bad.json"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("not JSON"), "{err}");
+}

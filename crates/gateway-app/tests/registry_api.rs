@@ -466,3 +466,71 @@ async fn pages_and_updated_since_over_1000_servers() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_runs_only_with_stdio_allowed_and_a_known_runtime() {
+    let document = json!({
+        "name": "io.github.user/local-weather", "description": "Local weather.", "version": "1.0.0",
+        "packages": [
+            {"registryType": "npm", "identifier": "@modelcontextprotocol/server-weather", "version": "1.0.0",
+             "transport": {"type": "stdio"}, "runtimeHint": "npx"},
+            {"registryType": "oci", "identifier": "docker.io/acme/weather:1.0.0", "transport": {"type": "stdio"}}
+        ]
+    });
+    let register = |package: usize| {
+        json!({"server": document, "register": {"package": package, "enabled": false,
+               "environment": {"API_KEY": "secret-value"}}})
+    };
+    let locked = TestApp::spawn(TestBackend::Sqlite).await.expect("app");
+    let refused = import(&locked, &register(0)).await;
+    assert_eq!(refused.status(), 403, "stdio upstreams are off by default");
+    let listed = get_json(&locked, "/v0.1/servers").await;
+    assert_eq!(
+        listed["metadata"]["count"], 0,
+        "a refused import stores nothing"
+    );
+
+    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| s.upstreams.allow_stdio = true)
+        .await
+        .expect("app");
+    let answer = import(&app, &register(0)).await;
+    assert_eq!(
+        answer.status(),
+        200,
+        "{}",
+        answer.text().await.unwrap_or_default()
+    );
+    let server = get_json(&app, "/api/v1/servers/local-weather").await;
+    assert_eq!(server["transport"]["command"], "npx");
+    assert_eq!(
+        server["transport"]["args"],
+        json!(["-y", "@modelcontextprotocol/server-weather@1.0.0"])
+    );
+    assert_eq!(server["transport"]["env"]["API_KEY"], "********");
+    let unknown = import(
+        &app,
+        &json!({"server": document, "register": {"package": 1, "name": "oci-weather"}}),
+    )
+    .await;
+    assert_eq!(unknown.status(), 422);
+    assert_eq!(
+        gateway_test_support::problem_fields(unknown).await,
+        ["register.package"]
+    );
+    let both = import(
+        &app,
+        &json!({"server": document, "register": {"package": 0, "remote": 0}}),
+    )
+    .await;
+    assert_eq!(both.status(), 422);
+    let stray = import(
+        &app,
+        &json!({"server": document, "register": {"colour": "red"}}),
+    )
+    .await;
+    assert_eq!(stray.status(), 422);
+    assert_eq!(
+        gateway_test_support::problem_fields(stray).await,
+        ["register.colour"]
+    );
+}

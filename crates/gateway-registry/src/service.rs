@@ -388,7 +388,8 @@ impl Registry {
             .map_err(|e| RegistryError::from_repository(e, &id.to_string()))
     }
 
-    fn check_transport_allowed(&self, transport: &TransportInput) -> Result<(), RegistryError> {
+    /// Refuses a transport the policy does not allow (stdio, unless configured).
+    pub fn check_transport_allowed(&self, transport: &TransportInput) -> Result<(), RegistryError> {
         if transport.is_stdio() && !self.policy.allow_stdio {
             return Err(RegistryError::StdioDisabled);
         }

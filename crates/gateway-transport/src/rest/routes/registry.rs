@@ -9,9 +9,7 @@ use actix_web::http::header;
 use actix_web::web::{Data, Path, Query};
 use actix_web::{HttpRequest, HttpResponse, get, patch, post};
 use chrono::{DateTime, Utc};
-use gateway_domain::{
-    Cursor, PublishStatus, PublishedQuery, PublishedServer, ServerJson, VersionFilter,
-};
+use gateway_domain::{Cursor, PublishStatus, PublishedQuery, PublishedServer, VersionFilter};
 use gateway_registry::{Registry, RegistryError, UpstreamChoice};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -156,29 +154,52 @@ pub async fn import_servers(
             format!("import 1 to {MAX_IMPORT} documents, got {}", items.len()),
         ));
     }
-    // Every document is checked before anything is stored.
+    // Every document, and every registration asked for, is checked before anything
+    // is stored.
     let mut parsed = Vec::with_capacity(items.len());
     let mut errors = gateway_domain::ValidationErrors::new();
     for (index, item) in items.into_iter().enumerate() {
         let index = indexed.then_some(index);
+        let prefix = index.map(|i| i.to_string()).unwrap_or_default();
         let (document, register) = split_item(item, index)?;
-        match Registry::check_server_json(&document) {
-            Ok(server) => parsed.push((document, server, register)),
-            Err(problems) => match index {
-                Some(i) => errors.absorb(&i.to_string(), problems),
-                None => errors.absorb("", problems),
+        let server = match Registry::check_server_json(&document) {
+            Ok(server) => server,
+            Err(problems) => {
+                errors.absorb(&prefix, problems);
+                continue;
+            }
+        };
+        let upstream = match register {
+            Some(register) => match Registry::upstream_from(&server, &choice(register)) {
+                Ok(input) => {
+                    state.registry.check_transport_allowed(&input.transport)?;
+                    Some(input)
+                }
+                Err(RegistryError::Invalid(problems)) => {
+                    errors.absorb(&prefix, problems);
+                    continue;
+                }
+                Err(other) => return Err(other.into()),
             },
-        }
+            None => None,
+        };
+        parsed.push((document, upstream));
     }
     if !errors.is_empty() {
         return Err(RegistryError::Invalid(errors).into());
     }
     let mut imported = Vec::with_capacity(parsed.len());
-    for (document, server, register) in parsed {
+    for (document, registration) in parsed {
         let outcome = state.registry.import_server_json(&document).await?;
-        let upstream = match register {
-            Some(register) => {
-                Some(register_upstream(&state, &server, &outcome.entry, register).await?)
+        let upstream = match registration {
+            Some(input) => {
+                let upstream = state.registry.register(input).await?;
+                let entry = &outcome.entry;
+                state
+                    .registry
+                    .link_published(entry.name.as_str(), &entry.version, upstream.id)
+                    .await?;
+                Some(crate::rest::dto::ServerView::from(&upstream))
             }
             None => None,
         };
@@ -196,13 +217,8 @@ pub async fn import_servers(
     Ok(HttpResponse::Ok().json(ImportResult { imported }))
 }
 
-async fn register_upstream(
-    state: &ApiState,
-    server: &ServerJson,
-    entry: &PublishedServer,
-    register: RegisterBody,
-) -> Result<crate::rest::dto::ServerView, ApiError> {
-    let choice = UpstreamChoice {
+fn choice(register: RegisterBody) -> UpstreamChoice {
+    UpstreamChoice {
         name: register.name,
         remote: register.remote,
         package: register.package,
@@ -211,14 +227,7 @@ async fn register_upstream(
         environment: register.environment,
         tenant: register.tenant,
         enabled: register.enabled,
-    };
-    let input = Registry::upstream_from(server, &choice)?;
-    let upstream = state.registry.register(input).await?;
-    state
-        .registry
-        .link_published(entry.name.as_str(), &entry.version, upstream.id)
-        .await?;
-    Ok(crate::rest::dto::ServerView::from(&upstream))
+    }
 }
 
 /// The `server.json` a registered upstream was imported from (its latest linked
