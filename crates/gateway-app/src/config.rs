@@ -51,6 +51,35 @@ pub struct Settings {
     pub audit: AuditConfig,
     /// Cross-origin access for browser-based clients.
     pub cors: CorsConfig,
+    /// Mirroring of another registry's `/v0.1` API into this one.
+    pub registry_sync: RegistrySyncConfig,
+}
+
+/// `[registry_sync]`: pull the servers of another registry that speaks the official
+/// `/v0.1` API (a company-wide one) into this gateway's private registry. Off unless
+/// `url` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrySyncConfig {
+    /// The other registry's base URL (`https://registry.example.com`).
+    pub url: Option<String>,
+    /// Globs over server names to mirror (`io.github.acme/*`); required with `url`.
+    pub allow: Vec<String>,
+    /// Seconds between passes (each asks only for what changed since the last).
+    pub interval_secs: u64,
+    /// Longest wait for one page, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for RegistrySyncConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            allow: Vec::new(),
+            interval_secs: 3600,
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// `[cors]`: which browser origins may call `/mcp` and `/api/v1` from scripts. Off
@@ -1076,6 +1105,36 @@ impl Settings {
                     "{key}: {origin:?} must be an origin such as https://app.example.com"
                 ));
             }
+        }
+        let sync = &self.registry_sync;
+        if let Some(url) = &sync.url {
+            if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                problems.push(format!(
+                    "registry_sync.url = {url:?}: must be an http(s) URL such as https://registry.example.com"
+                ));
+            }
+            if sync.allow.is_empty() {
+                problems.push("registry_sync.allow: list the server names to mirror (globs such as io.github.acme/*)".to_owned());
+            }
+        }
+        for pattern in &sync.allow {
+            if pattern.is_empty() || pattern.chars().any(char::is_whitespace) {
+                problems.push(format!(
+                    "registry_sync.allow: {pattern:?} is not a name glob"
+                ));
+            }
+        }
+        if !(10..=604_800).contains(&sync.interval_secs) {
+            problems.push(format!(
+                "registry_sync.interval_secs = {}: must be between 10 and 604800",
+                sync.interval_secs
+            ));
+        }
+        if !(1..=600).contains(&sync.timeout_secs) {
+            problems.push(format!(
+                "registry_sync.timeout_secs = {}: must be between 1 and 600",
+                sync.timeout_secs
+            ));
         }
         if mcp.default_view == McpView::Compact && !mcp.gateway_tools {
             problems.push(

@@ -131,6 +131,8 @@ pub struct Application {
     runtime_task: tokio::task::JoinHandle<()>,
     audit: Option<(Arc<gateway_audit::AuditPipeline>, Duration)>,
     retention_task: Option<tokio::task::JoinHandle<()>>,
+    /// Mirrors another registry (`[registry_sync]`).
+    sync_task: Option<tokio::task::JoinHandle<()>>,
     /// Ends the MCP sessions at shutdown.
     mcp_sessions: tokio_util::sync::CancellationToken,
     /// Longest wait at shutdown for calls in flight before sessions are closed.
@@ -172,6 +174,7 @@ impl Application {
         });
         let retention_task = (settings.audit.enabled && settings.audit.retention_days > 0)
             .then(|| tokio::spawn(retention(store_arc.clone(), settings.audit.retention_days)));
+        let sync_task = registry_sync(settings, &registry)?;
         let mut runtime_settings = mcp_settings(settings)?;
         runtime_settings.limiter = rate_limiter(settings, &metrics)?;
         runtime_settings.audit =
@@ -241,6 +244,7 @@ impl Application {
                 (pipeline, timeout)
             }),
             retention_task,
+            sync_task,
             mcp_sessions,
             drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
         })
@@ -289,7 +293,7 @@ impl Application {
         self.runtime_task.abort();
         self.runtime.shutdown().await;
         tracing::info!("upstream sessions closed");
-        if let Some(task) = self.retention_task {
+        for task in [self.retention_task, self.sync_task].into_iter().flatten() {
             task.abort();
         }
         // Every request has ended: what the audit queue holds goes to the database
@@ -345,6 +349,31 @@ fn audit_settings(settings: &Settings) -> gateway_audit::AuditSettings {
             path => Some(gateway_audit::StreamTarget::File(path.into())),
         },
     }
+}
+
+/// The mirror of another registry, when `registry_sync.url` is set.
+fn registry_sync(
+    settings: &Settings,
+    registry: &Registry,
+) -> Result<Option<tokio::task::JoinHandle<()>>, StartupError> {
+    let sync = &settings.registry_sync;
+    let Some(url) = &sync.url else {
+        return Ok(None);
+    };
+    let mirror = gateway_transport::registry_sync::RegistrySync::new(
+        gateway_transport::registry_sync::SyncSettings {
+            base_url: url.clone(),
+            allow: sync.allow.clone(),
+            interval: Duration::from_secs(sync.interval_secs),
+            timeout: Duration::from_secs(sync.timeout_secs),
+        },
+        registry.clone(),
+    )
+    .map_err(StartupError::Mcp)?;
+    tracing::info!(source = %gateway_persistence::redact_url(url), allow = ?sync.allow, "mirroring another registry");
+    Ok(Some(tokio::spawn(
+        mirror.run(tokio_util::sync::CancellationToken::new()),
+    )))
 }
 
 /// Events deleted per statement by the retention task (small, so it never holds

@@ -89,7 +89,15 @@ fn configuration_layers_in_documented_order() {
 fn invalid_configuration_stops_startup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 9] = [
+    let cases: [Case; 10] = [
+        (
+            &["check-config"],
+            &[(
+                "MCP_GATEWAY_REGISTRY_SYNC__URL",
+                "https://registry.example.com",
+            )],
+            "registry_sync.allow",
+        ),
         (
             &["check-config"],
             &[

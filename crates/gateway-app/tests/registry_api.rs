@@ -534,3 +534,124 @@ async fn a_package_runs_only_with_stdio_allowed_and_a_known_runtime() {
         ["register.colour"]
     );
 }
+
+/// Polls `path` on `app` until `done` holds (the mirror runs in the background).
+async fn eventually(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = get_json(app, path).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never got there: {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn names_of(list: &Value) -> Vec<String> {
+    list["servers"]
+        .as_array()
+        .map(|servers| {
+            servers
+                .iter()
+                .filter_map(|s| {
+                    Some(format!(
+                        "{} {}",
+                        s["server"]["name"].as_str()?,
+                        s["server"]["version"].as_str()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_registry_is_mirrored_through_its_v01_api() {
+    let source = TestApp::spawn(TestBackend::Sqlite).await.expect("source");
+    let doc = |name: &str, version: &str, description: &str| json!({"name": name, "description": description, "version": version});
+    let first = json!([
+        doc("io.github.user/a", "1.0.0", "A."),
+        doc("io.github.user/b", "1.0.0", "B."),
+        doc("io.other/c", "1.0.0", "C."),
+    ]);
+    assert_eq!(import(&source, &first).await.status(), 200);
+
+    let base = source.url("");
+    let mirror = TestApp::spawn_with(TestBackend::Sqlite, move |s| {
+        s.registry_sync.url = Some(base.trim_end_matches('/').to_owned());
+        s.registry_sync.allow = vec!["io.github.user/*".into()];
+        s.registry_sync.interval_secs = 1;
+    })
+    .await
+    .expect("mirror");
+    // The mirror has its own version of b 1.1.0 already: a conflict keeps it.
+    assert_eq!(
+        import(&mirror, &doc("io.github.user/b", "1.1.0", "Ours."))
+            .await
+            .status(),
+        200
+    );
+
+    let listed = eventually(&mirror, "/v0.1/servers", |l| l["metadata"]["count"] == 3).await;
+    assert_eq!(
+        names_of(&listed),
+        [
+            "io.github.user/a 1.0.0",
+            "io.github.user/b 1.0.0",
+            "io.github.user/b 1.1.0"
+        ],
+        "only what the allow-list admits"
+    );
+
+    // Changes at the source arrive as deltas: a new version, a deprecation.
+    assert_eq!(
+        import(
+            &source,
+            &json!([
+                doc("io.github.user/a", "2.0.0", "A2."),
+                doc("io.github.user/b", "1.1.0", "Theirs.")
+            ])
+        )
+        .await
+        .status(),
+        200
+    );
+    let deprecated = source
+        .client
+        .patch(source.url("/v0.1/servers/io.github.user%2Fa/versions/1.0.0/status"))
+        .json(&json!({"status": "deprecated", "statusMessage": "use 2.0.0"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deprecated.status(), 200);
+    let old = eventually(
+        &mirror,
+        "/v0.1/servers/io.github.user%2Fa/versions/1.0.0",
+        |v| v["_meta"]["io.modelcontextprotocol.registry/official"]["status"] == "deprecated",
+    )
+    .await;
+    assert_eq!(
+        old["_meta"]["io.modelcontextprotocol.registry/official"]["statusMessage"],
+        "use 2.0.0"
+    );
+    let latest = eventually(
+        &mirror,
+        "/v0.1/servers/io.github.user%2Fa/versions/latest",
+        |v| v["server"]["version"] == "2.0.0",
+    )
+    .await;
+    assert_eq!(latest["server"]["description"], "A2.");
+    let ours = get_json(&mirror, "/v0.1/servers/io.github.user%2Fb/versions/1.1.0").await;
+    assert_eq!(
+        ours["server"]["description"], "Ours.",
+        "a published version is never overwritten"
+    );
+
+    // The mirror publishes; it never registers or changes an upstream.
+    let upstreams = get_json(&mirror, "/api/v1/servers").await;
+    assert_eq!(upstreams["items"], json!([]));
+}

@@ -11,5 +11,5 @@ mod service;
 
 pub use error::RegistryError;
 pub use input::{ClientCredentialsInput, RegisterServer, ServerChanges, ServerRef, TransportInput};
-pub use published::{Imported, LATEST, UpstreamChoice};
+pub use published::{Imported, LATEST, Mirrored, UpstreamChoice};
 pub use service::{MAX_QUERY_LEN, Registry, RegistryPolicy};

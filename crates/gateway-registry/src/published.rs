@@ -493,3 +493,50 @@ impl Registry {
         })
     }
 }
+
+/// What mirroring one entry of another registry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mirrored {
+    /// A new version was published here.
+    Created,
+    /// Its status (or message) was brought in line.
+    StatusChanged,
+    /// Already the same here.
+    Unchanged,
+    /// The same version is published here with other content: left as it is.
+    Conflict,
+}
+
+impl Registry {
+    /// Mirrors one entry of another registry: publishes its version if new, and
+    /// takes over its status. Never touches an upstream's runtime settings.
+    pub async fn mirror_published(
+        &self,
+        document: &Value,
+        status: PublishStatus,
+        message: Option<String>,
+    ) -> Result<Mirrored, RegistryError> {
+        let imported = match self.import_server_json(document).await {
+            Ok(imported) => imported,
+            Err(RegistryError::VersionExists { .. }) => return Ok(Mirrored::Conflict),
+            Err(other) => return Err(other),
+        };
+        let entry = &imported.entry;
+        // An active entry carries no message (the official API refuses one).
+        let message = message.filter(|_| status != PublishStatus::Active);
+        if entry.status == status && entry.status_message == message {
+            return Ok(if imported.created {
+                Mirrored::Created
+            } else {
+                Mirrored::Unchanged
+            });
+        }
+        self.set_published_status(entry.name.as_str(), &entry.version, status, message)
+            .await?;
+        Ok(if imported.created {
+            Mirrored::Created
+        } else {
+            Mirrored::StatusChanged
+        })
+    }
+}
