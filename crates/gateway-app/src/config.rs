@@ -63,6 +63,9 @@ pub struct Settings {
 pub struct RegistrySyncConfig {
     /// The other registry's base URL (`https://registry.example.com`).
     pub url: Option<String>,
+    /// A bearer token for the other registry, if it wants one (secret: never logged
+    /// or printed).
+    pub token: Option<String>,
     /// Globs over server names to mirror (`io.github.acme/*`); required with `url`.
     pub allow: Vec<String>,
     /// Seconds between passes (each asks only for what changed since the last).
@@ -75,6 +78,7 @@ impl Default for RegistrySyncConfig {
     fn default() -> Self {
         Self {
             url: None,
+            token: None,
             allow: Vec::new(),
             interval_secs: 3600,
             timeout_secs: 30,
@@ -1462,6 +1466,12 @@ impl Settings {
         }
         for key in &mut shown.secrets.previous_keys {
             *key = hidden.clone();
+        }
+        if let Some(url) = &shown.registry_sync.url {
+            shown.registry_sync.url = Some(redact_url(url));
+        }
+        if shown.registry_sync.token.is_some() {
+            shown.registry_sync.token = Some(hidden.clone());
         }
         toml_string(&shown)
     }

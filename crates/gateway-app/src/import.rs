@@ -58,11 +58,13 @@ pub async fn run(settings: &Settings, source: &str) -> Result<(), String> {
 
 async fn read(source: &str) -> Result<Vec<u8>, String> {
     if !(source.starts_with("http://") || source.starts_with("https://")) {
-        let bytes = std::fs::read(source).map_err(|e| format!("{source}: {e}"))?;
-        if bytes.len() > MAX_SOURCE_BYTES {
+        let size = std::fs::metadata(source)
+            .map_err(|e| format!("{source}: {e}"))?
+            .len();
+        if size > MAX_SOURCE_BYTES as u64 {
             return Err(format!("{source}: larger than {MAX_SOURCE_BYTES} bytes"));
         }
-        return Ok(bytes);
+        return std::fs::read(source).map_err(|e| format!("{source}: {e}"));
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()

@@ -52,8 +52,6 @@ pub enum StartupError {
     },
 }
 
-/// Opens the store and brings or checks its schema: applies migrations when
-/// `migrate` is set, otherwise refuses an outdated schema.
 /// The registry use cases over `store`, under the configured policy (also what the
 /// `import` command uses).
 pub fn registry(settings: &Settings, store: &Arc<Store>) -> Registry {
@@ -84,7 +82,8 @@ pub fn registry(settings: &Settings, store: &Arc<Store>) -> Registry {
     .with_published_store(store.clone())
 }
 
-/// Opens the database (and migrates it when asked).
+/// Opens the store and brings or checks its schema: applies migrations when
+/// `migrate` is set, otherwise refuses an outdated schema.
 pub async fn open_store(settings: &Settings, migrate: bool) -> Result<Store, StartupError> {
     tracing::info!(backend = ?settings.backend(), url = %gateway_persistence::redact_url(&settings.database.url), "opening database");
     let store = Store::connect(&settings.connect_settings())
@@ -363,6 +362,7 @@ fn registry_sync(
     let mirror = gateway_transport::registry_sync::RegistrySync::new(
         gateway_transport::registry_sync::SyncSettings {
             base_url: url.clone(),
+            token: sync.token.clone(),
             allow: sync.allow.clone(),
             interval: Duration::from_secs(sync.interval_secs),
             timeout: Duration::from_secs(sync.timeout_secs),

@@ -337,7 +337,11 @@ async fn versions_statuses_and_the_latest_follow_semver() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(active_with_message.status(), 422);
+    assert_eq!(
+        active_with_message.status(),
+        400,
+        "as the official API answers"
+    );
     let unknown_status = app
         .client
         .patch(app.url("/v0.1/servers/io.github.acme%2Ftool/versions/1.9.0/status"))
@@ -345,13 +349,52 @@ async fn versions_statuses_and_the_latest_follow_semver() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(unknown_status.status(), 422);
+    assert_eq!(unknown_status.status(), 400);
+    assert_eq!(
+        gateway_test_support::problem_fields(unknown_status).await,
+        ["status"]
+    );
     assert_eq!(
         app.get("/v0.1/servers/nobody%2Fnothing/versions")
             .await
             .status(),
         404
     );
+    assert_eq!(
+        app.get("/v0.1/servers/io.github.acme%2Ftool/versions/%+A")
+            .await
+            .status(),
+        400,
+        "only hex digits after %"
+    );
+
+    // A build version travels percent-encoded; the status change is audited.
+    assert_eq!(import(&app, &doc("2.0.0+build.7")).await.status(), 200);
+    let build = get_json(
+        &app,
+        "/v0.1/servers/io.github.acme%2Ftool/versions/2.0.0%2Bbuild.7",
+    )
+    .await;
+    assert_eq!(build["server"]["version"], "2.0.0+build.7");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = get_json(&app, "/api/v1/audit?limit=50").await;
+        let audited = events["items"].as_array().is_some_and(|items| {
+            items.iter().any(|e| {
+                e["action"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("PATCH /v0.1/servers/"))
+            })
+        });
+        if audited {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status change is not audited: {events}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         app.get("/v0.1/servers/bad%zzname/versions").await.status(),
         400
@@ -517,6 +560,20 @@ async fn a_package_runs_only_with_stdio_allowed_and_a_known_runtime() {
         gateway_test_support::problem_fields(unknown).await,
         ["register.package"]
     );
+    // A document cannot smuggle runtime options in as a package name.
+    let mut sneaky = document.clone();
+    sneaky["packages"][0]["identifier"] = json!("--call=touch /tmp/pwned");
+    sneaky["version"] = json!("1.0.1");
+    let refused = import(
+        &app,
+        &json!({"server": sneaky, "register": {"package": 0, "name": "sneaky"}}),
+    )
+    .await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(
+        gateway_test_support::problem_fields(refused).await,
+        ["register.package"]
+    );
     let both = import(
         &app,
         &json!({"server": document, "register": {"package": 0, "remote": 0}}),
@@ -651,7 +708,100 @@ async fn another_registry_is_mirrored_through_its_v01_api() {
         "a published version is never overwritten"
     );
 
+    // A deletion at the source is mirrored, and stays so across a restart (whose first
+    // pass reads everything, deleted entries included).
+    let deleted = source
+        .client
+        .patch(source.url("/v0.1/servers/io.github.user%2Fb/versions/1.0.0/status"))
+        .json(&json!({"status": "deleted"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(deleted.status(), 200);
+    eventually(
+        &mirror,
+        "/v0.1/servers/io.github.user%2Fb/versions/1.0.0?include_deleted=true",
+        |v| v["_meta"]["io.modelcontextprotocol.registry/official"]["status"] == "deleted",
+    )
+    .await;
+    let mirror = mirror.restart().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = get_json(
+        &mirror,
+        "/v0.1/servers/io.github.user%2Fb/versions/1.0.0?include_deleted=true",
+    )
+    .await;
+    assert_eq!(
+        after["_meta"]["io.modelcontextprotocol.registry/official"]["status"],
+        "deleted"
+    );
+
     // The mirror publishes; it never registers or changes an upstream.
     let upstreams = get_json(&mirror, "/api/v1/servers").await;
     assert_eq!(upstreams["items"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_imports_leave_exactly_one_latest() {
+    for backend in [TestBackend::Sqlite, TestBackend::Postgres] {
+        let Some(app) = TestApp::spawn(backend).await else {
+            eprintln!("skipping {backend:?}: TEST_DATABASE_URL is not set");
+            continue;
+        };
+        let doc = |version: String| json!({"name": "io.github.acme/racy", "description": "Racy.", "version": version});
+        // Ten new versions and ten copies of one document, all at once.
+        let documents: Vec<Value> = (0..10)
+            .map(|i| doc(format!("1.{i}.0")))
+            .chain((0..10).map(|_| doc("0.1.0".into())))
+            .collect();
+        let answers =
+            futures_util::future::join_all(documents.iter().map(|d| import(&app, d))).await;
+        for answer in answers {
+            assert_eq!(answer.status(), 200, "{backend:?}");
+        }
+        let latest = get_json(&app, "/v0.1/servers?version=latest&search=racy").await;
+        assert_eq!(
+            latest["metadata"]["count"], 1,
+            "{backend:?}: exactly one latest: {latest}"
+        );
+        assert_eq!(latest["servers"][0]["server"]["version"], "1.9.0");
+        let all = get_json(&app, "/v0.1/servers/io.github.acme%2Fracy/versions").await;
+        assert_eq!(all["metadata"]["count"], 11, "{backend:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_registration_stores_nothing_and_deltas_round_trip() {
+    let app = TestApp::spawn(TestBackend::Sqlite).await.expect("app");
+    let document = json!({"name": "io.github.acme/remote", "description": "Remote.", "version": "1.0.0",
+        "remotes": [{"type": "streamable-http", "url": "https://remote.example/mcp"}]});
+    let refused = import(
+        &app,
+        &json!({"server": document, "register": {"name": "Bad Name"}}),
+    )
+    .await;
+    assert_eq!(refused.status(), 422);
+    assert_eq!(
+        gateway_test_support::problem_fields(refused).await,
+        ["register.name"]
+    );
+    let taken = app
+        .post_json("/api/v1/servers", &json!({"name": "remote", "transport": {"type": "streamable-http", "url": "https://remote.example/mcp"}}))
+        .await;
+    assert_eq!(taken.status(), 201);
+    let clash = import(&app, &json!({"server": document, "register": {}})).await;
+    assert_eq!(clash.status(), 409, "the upstream name is taken");
+    let listed = get_json(&app, "/v0.1/servers").await;
+    assert_eq!(listed["metadata"]["count"], 0, "nothing was published");
+
+    // A client that sends back the newest updatedAt it saw gets nothing new.
+    assert_eq!(import(&app, &document).await.status(), 200);
+    let listed = get_json(&app, "/v0.1/servers").await;
+    let updated =
+        listed["servers"][0]["_meta"]["io.modelcontextprotocol.registry/official"]["updatedAt"]
+            .as_str()
+            .expect("updatedAt")
+            .replace('+', "%2B");
+    let delta = get_json(&app, &format!("/v0.1/servers?updated_since={updated}")).await;
+    assert_eq!(delta["metadata"]["count"], 0, "{delta}");
 }

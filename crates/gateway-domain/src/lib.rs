@@ -39,7 +39,7 @@ pub use ports::{
 };
 pub use published::{
     PublishStatus, PublishedQuery, PublishedRepository, PublishedServer, RegistryName, ServerJson,
-    VersionFilter, latest_version,
+    StatusChange, VersionFilter, latest_version,
 };
 pub use secret::Secret;
 pub use server::{ServerId, ServerSpec, Transport, TransportKind, UpstreamServer};

@@ -70,7 +70,10 @@ impl std::fmt::Display for RegistryName {
 /// Unknown fields of an object, kept for the round trip.
 type Extra = Map<String, Value>;
 
-/// A user input (argument value, header, environment variable, URL variable).
+/// A user input (argument, header, environment variable, URL variable): the fields
+/// every kind of input declares. What only some kinds declare (`name`, `type`,
+/// `valueHint`, `isRepeated`, `variables`) stays in `extra` and is checked where it is
+/// declared, so an undeclared field of any type is accepted, as the schema does.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Input {
@@ -98,45 +101,64 @@ pub struct Input {
     /// The allowed values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<String>>,
-    /// Variables of `value`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variables: Option<BTreeMap<String, Input>>,
-    /// The name (headers and environment variables).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `positional` or `named` (arguments).
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// A hint of a positional argument's value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_hint: Option<String>,
-    /// Whether an argument may repeat.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub is_repeated: Option<bool>,
     /// Unknown fields.
     #[serde(flatten)]
     pub extra: Extra,
 }
 
-/// How a package or a remote is reached.
+impl Input {
+    /// A field only some kinds of input declare.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.extra.get(name)
+    }
+
+    /// `name`, when it is text (headers, environment variables, named arguments).
+    pub fn name(&self) -> Option<&str> {
+        self.field("name").and_then(Value::as_str)
+    }
+
+    /// The `variables` of this input, when they parse.
+    pub fn variables(&self) -> BTreeMap<String, Input> {
+        self.field("variables")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// How a package or a remote is reached. `url` and `headers` are declared by the
+/// HTTP transports, `variables` by remotes; they stay in `extra` for the others.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransportJson {
     /// `stdio`, `streamable-http` or `sse`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The endpoint (HTTP transports).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Headers to send (HTTP transports).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<Vec<Input>>,
-    /// Variables of `url` (remotes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variables: Option<BTreeMap<String, Input>>,
-    /// Unknown fields.
+    /// Unknown fields, and those only some transports declare.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl TransportJson {
+    /// The endpoint of an HTTP transport.
+    pub fn url(&self) -> Option<&str> {
+        self.extra.get("url").and_then(Value::as_str)
+    }
+
+    /// The headers of an HTTP transport, when they parse.
+    pub fn headers(&self) -> Vec<Input> {
+        self.extra
+            .get("headers")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// The URL variables of a remote, when they parse.
+    pub fn variables(&self) -> BTreeMap<String, Input> {
+        self.extra
+            .get("variables")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// A package the server is distributed as (npm, PyPI, OCI, MCPB, …).
@@ -253,6 +275,7 @@ impl Check<'_> {
         }
     }
 
+    /// An `Input` (the base fields are typed by serde already): its `format`.
     fn input(&mut self, path: &str, input: &Input) {
         if let Some(format) = &input.format
             && !matches!(
@@ -265,30 +288,69 @@ impl Check<'_> {
                 "must be one of string, number, boolean, filepath",
             );
         }
-        for (name, variable) in input.variables.iter().flatten() {
-            self.input(&format!("{path}.variables.{name}"), variable);
+    }
+
+    /// A value that must parse as `T` (each error names its path).
+    fn typed<T: serde::de::DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(parsed) => Some(parsed),
+            Err(error) => {
+                let inner = error.path().to_string();
+                let at = if inner == "." {
+                    path.to_owned()
+                } else {
+                    format!("{path}.{inner}")
+                };
+                self.push(&at, error.inner().to_string());
+                None
+            }
         }
     }
 
+    /// `variables` of an input with variables: a map of inputs.
+    fn variables(&mut self, path: &str, value: Option<&Value>) {
+        let Some(value) = value else { return };
+        let path = format!("{path}.variables");
+        if let Some(map) = self.typed::<BTreeMap<String, Input>>(&path, value) {
+            for (name, variable) in &map {
+                self.input(&format!("{path}.{name}"), variable);
+            }
+        }
+    }
+
+    /// A header or environment variable: an input with a `name` and `variables`.
     fn key_value(&mut self, path: &str, input: &Input) {
-        if input.name.as_deref().is_none_or(str::is_empty) {
-            self.push(&format!("{path}.name"), "required");
+        match input.field("name") {
+            Some(Value::String(_)) => {}
+            Some(_) => self.push(&format!("{path}.name"), "must be a string"),
+            None => self.push(&format!("{path}.name"), "required"),
         }
         self.input(path, input);
+        self.variables(path, input.field("variables"));
     }
 
     fn argument(&mut self, path: &str, argument: &Input) {
-        match argument.kind.as_deref() {
+        let text = |field: &str| argument.field(field).map(Value::is_string);
+        if argument
+            .field("isRepeated")
+            .is_some_and(|v| !v.is_boolean())
+        {
+            self.push(&format!("{path}.isRepeated"), "must be a boolean");
+        }
+        match argument.field("type").and_then(Value::as_str) {
             Some("positional") => {
-                if argument.value_hint.is_none() && argument.value.is_none() {
+                if text("valueHint") == Some(false) {
+                    self.push(&format!("{path}.valueHint"), "must be a string");
+                }
+                if argument.field("valueHint").is_none() && argument.value.is_none() {
                     self.push(path, "a positional argument needs `valueHint` or `value`");
                 }
             }
-            Some("named") => {
-                if argument.name.as_deref().is_none_or(str::is_empty) {
-                    self.push(&format!("{path}.name"), "a named argument needs `name`");
-                }
-            }
+            Some("named") => match text("name") {
+                Some(true) => {}
+                Some(false) => self.push(&format!("{path}.name"), "must be a string"),
+                None => self.push(&format!("{path}.name"), "a named argument needs `name`"),
+            },
             Some(other) => self.push(
                 &format!("{path}.type"),
                 format!("`{}` is not `positional` or `named`", other.escape_debug()),
@@ -296,14 +358,26 @@ impl Check<'_> {
             None => self.push(&format!("{path}.type"), "required: `positional` or `named`"),
         }
         self.input(path, argument);
+        self.variables(path, argument.field("variables"));
     }
 
     fn transport(&mut self, path: &str, transport: &TransportJson, remote: bool) {
         match transport.kind.as_str() {
-            "streamable-http" | "sse" => match &transport.url {
-                Some(url) => self.http_url(&format!("{path}.url"), url),
-                None => self.push(&format!("{path}.url"), "required"),
-            },
+            "streamable-http" | "sse" => {
+                match transport.extra.get("url") {
+                    Some(Value::String(url)) => self.http_url(&format!("{path}.url"), url),
+                    Some(_) => self.push(&format!("{path}.url"), "must be a string"),
+                    None => self.push(&format!("{path}.url"), "required"),
+                }
+                if let Some(headers) = transport.extra.get("headers") {
+                    let at = format!("{path}.headers");
+                    if let Some(list) = self.typed::<Vec<Input>>(&at, headers) {
+                        for (index, header) in list.iter().enumerate() {
+                            self.key_value(&format!("{at}.{index}"), header);
+                        }
+                    }
+                }
+            }
             "stdio" if !remote => {}
             other => {
                 let allowed = if remote {
@@ -317,13 +391,128 @@ impl Check<'_> {
                 );
             }
         }
-        for (index, header) in transport.headers.iter().flatten().enumerate() {
-            self.key_value(&format!("{path}.headers.{index}"), header);
-        }
-        for (name, variable) in transport.variables.iter().flatten() {
-            self.input(&format!("{path}.variables.{name}"), variable);
+        if remote {
+            self.variables(path, transport.extra.get("variables"));
         }
     }
+}
+
+/// Fields the schema declares (on some object); an explicit `null` in one of them is
+/// not valid (leave the field out instead). `_meta` and unknown fields may hold
+/// anything.
+const DECLARED: &[&str] = &[
+    "$schema",
+    "name",
+    "description",
+    "version",
+    "title",
+    "websiteUrl",
+    "repository",
+    "icons",
+    "packages",
+    "remotes",
+    "url",
+    "source",
+    "id",
+    "subfolder",
+    "src",
+    "mimeType",
+    "sizes",
+    "theme",
+    "registryType",
+    "identifier",
+    "transport",
+    "registryBaseUrl",
+    "fileSha256",
+    "runtimeHint",
+    "runtimeArguments",
+    "packageArguments",
+    "environmentVariables",
+    "type",
+    "headers",
+    "variables",
+    "isRequired",
+    "format",
+    "value",
+    "isSecret",
+    "default",
+    "placeholder",
+    "choices",
+    "valueHint",
+    "isRepeated",
+];
+
+/// Refuses `null` in declared fields, and NUL characters in any text (no database
+/// stores them), naming the path.
+fn check_values(path: &str, value: &Value, check: &mut Check<'_>) {
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            check.push(path, "must not contain a NUL character");
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                check_values(&format!("{path}.{index}"), item, check);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let at = format!("{path}.{key}");
+                if key == "_meta" {
+                    check_text_only(&at, item, check);
+                } else if DECLARED.contains(&key.as_str()) {
+                    if item.is_null() {
+                        check.push(&at, "must not be null; leave the field out");
+                    } else {
+                        check_values(&at, item, check);
+                    }
+                } else {
+                    check_text_only(&at, item, check);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// NUL characters anywhere below `value` (keys included).
+fn check_text_only(path: &str, value: &Value, check: &mut Check<'_>) {
+    match value {
+        Value::String(text) if text.contains('\0') => {
+            check.push(path, "must not contain a NUL character");
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                check_text_only(&format!("{path}.{index}"), item, check);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                if key.contains('\0') {
+                    check.push(path, "keys must not contain a NUL character");
+                }
+                check_text_only(&format!("{path}.{key}"), item, check);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Version strings no client could address or that the schema's text forbids:
+/// empty, the reserved word `latest`, and ranges (`^1.2`, `~1`, `>=1`, `1.x`, `*`).
+fn version_problem(version: &str) -> Option<&'static str> {
+    if version.is_empty() {
+        return Some("must not be empty");
+    }
+    if version == "latest" {
+        return Some("`latest` is reserved for the newest version; give a specific version");
+    }
+    let range = version.starts_with(['^', '~', '>', '<', '=', '*'])
+        || version.contains("||")
+        || version.contains(char::is_whitespace)
+        || version
+            .split('.')
+            .any(|part| part == "x" || part == "X" || part == "*");
+    range.then_some("must be one specific version, not a range")
 }
 
 impl ServerJson {
@@ -352,9 +541,11 @@ impl ServerJson {
             }
         })?;
         let mut errors = ValidationErrors::new();
-        document.check(&mut Check {
+        let mut check = Check {
             errors: &mut errors,
-        });
+        };
+        check_values("", value, &mut check);
+        document.check(&mut check);
         errors.into_result(|| document)
     }
 
@@ -367,6 +558,9 @@ impl ServerJson {
         }
         check.length("description", &self.description, 1, Some(100));
         check.length("version", &self.version, 0, Some(255));
+        if let Some(problem) = version_problem(&self.version) {
+            check.push("version", problem);
+        }
         if let Some(title) = &self.title {
             check.length("title", title, 1, Some(100));
         }
@@ -374,6 +568,11 @@ impl ServerJson {
             check.uri("websiteUrl", url);
         }
         if let Some(repository) = &self.repository {
+            for field in ["id", "subfolder"] {
+                if repository.get(field).is_some_and(|v| !v.is_string()) {
+                    check.push(&format!("repository.{field}"), "must be a string");
+                }
+            }
             for field in ["url", "source"] {
                 match repository.get(field) {
                     Some(Value::String(text)) if field == "url" => {
@@ -434,6 +633,17 @@ impl ServerJson {
                     );
                 }
             }
+        }
+        if let Some(provided) = self
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.get("io.modelcontextprotocol.registry/publisher-provided"))
+            && !provided.is_object()
+        {
+            check.push(
+                "_meta.io.modelcontextprotocol.registry/publisher-provided",
+                "must be an object",
+            );
         }
         for (index, package) in self.packages.iter().flatten().enumerate() {
             let path = format!("packages.{index}");
@@ -569,12 +779,25 @@ pub struct PublishedQuery {
     pub limit: u64,
 }
 
-/// Stores published entries.
+/// A status change of one published version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    /// The new status.
+    pub status: PublishStatus,
+    /// Why (deprecated or deleted only).
+    pub message: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Stores published entries. Every write recomputes which version of the server is
+/// the latest ([`latest_version`]) inside its own transaction, with concurrent writers
+/// of the same server excluded, so exactly one version (or none) is the latest.
 #[async_trait::async_trait]
 pub trait PublishedRepository: Send + Sync {
-    /// Stores a new version and makes `latest` the server's latest version, in one
-    /// transaction; `Duplicate` if the version exists.
-    async fn publish(&self, entry: &PublishedServer, latest: &str) -> Result<(), RepositoryError>;
+    /// Stores a new version (with the status it carries); `Duplicate` if the version
+    /// exists. Returns it as stored (`is_latest` set).
+    async fn publish(&self, entry: &PublishedServer) -> Result<PublishedServer, RepositoryError>;
     /// One version, if stored.
     async fn find(
         &self,
@@ -585,12 +808,21 @@ pub trait PublishedRepository: Send + Sync {
     async fn versions(&self, name: &str) -> Result<Vec<PublishedServer>, RepositoryError>;
     /// A page of entries in (name, version) order.
     async fn list(&self, query: &PublishedQuery) -> Result<Vec<PublishedServer>, RepositoryError>;
-    /// Changes a version's status, message, times and upstream link, and makes
-    /// `latest` the server's latest version (`None`: none is), in one transaction.
+    /// Changes a version's status (only its status columns); `NotFound` if none.
+    /// Returns it as stored.
     async fn set_status(
         &self,
-        entry: &PublishedServer,
-        latest: Option<&str>,
+        name: &str,
+        version: &str,
+        change: &StatusChange,
+    ) -> Result<PublishedServer, RepositoryError>;
+    /// Links a version to the upstream registered from it (only that column).
+    async fn link(
+        &self,
+        name: &str,
+        version: &str,
+        upstream: ServerId,
+        at: DateTime<Utc>,
     ) -> Result<(), RepositoryError>;
 }
 
@@ -699,6 +931,67 @@ mod tests {
                 json!({"icons": [{"src": "https://x/i.png", "sizes": ["big"]}]})
             )),
             ["icons.0.sizes"]
+        );
+    }
+
+    #[test]
+    fn nulls_nul_characters_and_unaddressable_versions_are_refused() {
+        let base = |extra: Value| {
+            let mut doc = json!({"name": "a.b/c", "description": "d", "version": "1.0.0"});
+            if let (Value::Object(d), Value::Object(e)) = (&mut doc, extra) {
+                d.extend(e);
+            }
+            doc
+        };
+        assert_eq!(fields(base(json!({"title": null}))), ["title"]);
+        assert_eq!(
+            fields(base(
+                json!({"packages": [{"registryType": "npm", "identifier": "x", "version": null, "transport": {"type": "stdio"}}]})
+            )),
+            ["packages.0.version"]
+        );
+        assert_eq!(
+            fields(base(json!({"description": "a\u{0}b"}))),
+            ["description"]
+        );
+        for version in ["", "latest", "^1.2.3", "~1", ">=1.0", "1.x", "*", "1 || 2"] {
+            assert_eq!(
+                fields(base(json!({"version": version}))),
+                ["version"],
+                "{version:?}"
+            );
+        }
+        assert_eq!(
+            fields(base(
+                json!({"_meta": {"io.modelcontextprotocol.registry/publisher-provided": 3}})
+            )),
+            ["_meta.io.modelcontextprotocol.registry/publisher-provided"]
+        );
+        assert_eq!(
+            fields(base(
+                json!({"repository": {"url": "https://x/y", "source": "github", "id": 7}})
+            )),
+            ["repository.id"]
+        );
+    }
+
+    #[test]
+    fn what_a_kind_of_input_does_not_declare_may_be_anything() {
+        let document = json!({"name": "a.b/c", "description": "d", "version": "1.0.0",
+            "packages": [{"registryType": "npm", "identifier": "x", "transport": {"type": "stdio", "variables": "free", "url": 1},
+                "environmentVariables": [{"name": "", "type": 1, "valueHint": false}],
+                "packageArguments": [{"type": "named", "name": "--x", "variables": {"v": {"default": "1"}}}]}],
+            "remotes": [{"type": "sse", "url": "https://x/{v}", "headers": [{"name": "A", "extra": null}], "variables": {"v": {"default": "a"}}}],
+            "_meta": {"com.example": null}, "future": null});
+        assert!(
+            ServerJson::parse(&document).is_ok(),
+            "{:?}",
+            ServerJson::parse(&document).err()
+        );
+        assert_eq!(
+            fields(json!({"name": "a.b/c", "description": "d", "version": "1",
+                "remotes": [{"type": "sse", "url": "https://x", "headers": [{"name": 5}], "variables": {"v": {"isSecret": "yes"}}}]})),
+            ["remotes.0.headers.0.name", "remotes.0.variables.v.isSecret"]
         );
     }
 

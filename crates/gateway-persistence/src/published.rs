@@ -5,15 +5,15 @@ use async_trait::async_trait;
 use chrono::SubsecRound;
 use gateway_domain::{
     PublishStatus, PublishedQuery, PublishedRepository, PublishedServer, RegistryName,
-    RepositoryError, ServerId, VersionFilter,
+    RepositoryError, ServerId, StatusChange, VersionFilter, latest_version,
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 
-use crate::connect::Store;
+use crate::connect::{Backend, Store};
 use crate::entity::published_server::{self, Column, Entity};
 use crate::error::map_db_err;
 use crate::servers::{contains_pattern, lower_like};
@@ -39,13 +39,93 @@ fn to_domain(row: published_server::Model) -> Result<PublishedServer, Repository
     })
 }
 
+/// Excludes other writers of the same server until `txn` ends. SQLite's write
+/// transactions (`BEGIN IMMEDIATE`) are one at a time already; PostgreSQL takes a
+/// transaction-scoped advisory lock on the name.
+async fn lock_server(
+    store: &Store,
+    txn: &sea_orm::DatabaseTransaction,
+    name: &str,
+) -> Result<(), RepositoryError> {
+    if store.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [format!("published_server:{name}").into()],
+    ))
+    .await
+    .map_err(map_db_err)?;
+    Ok(())
+}
+
+/// Recomputes which version of `name` is the latest, inside `txn`; entries whose
+/// flag changes count as updated (for `updated_since`). Returns the latest version.
+async fn refresh_latest(
+    txn: &sea_orm::DatabaseTransaction,
+    name: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, RepositoryError> {
+    let rows = Entity::find()
+        .filter(Column::Name.eq(name))
+        .all(txn)
+        .await
+        .map_err(map_db_err)?;
+    let statuses: Vec<(String, chrono::DateTime<chrono::Utc>, PublishStatus)> = rows
+        .iter()
+        .map(|row| {
+            let status = row.status.parse().unwrap_or(PublishStatus::Active);
+            (row.version.clone(), row.published_at, status)
+        })
+        .collect();
+    let latest =
+        latest_version(statuses.iter().map(|(v, at, s)| (v.as_str(), *at, *s))).map(str::to_owned);
+    for row in rows {
+        let flag = latest.as_deref() == Some(row.version.as_str());
+        if row.is_latest != flag {
+            Entity::update_many()
+                .col_expr(Column::IsLatest, Expr::value(flag))
+                .col_expr(Column::UpdatedAt, Expr::value(at.trunc_subsecs(6)))
+                .filter(Column::Id.eq(row.id))
+                .exec(txn)
+                .await
+                .map_err(map_db_err)?;
+        }
+    }
+    Ok(latest)
+}
+
+async fn find_in<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    name: &str,
+    version: &str,
+) -> Result<Option<PublishedServer>, RepositoryError> {
+    Entity::find()
+        .filter(Column::Name.eq(name))
+        .filter(Column::Version.eq(version))
+        .one(db)
+        .await
+        .map_err(map_db_err)?
+        .map(to_domain)
+        .transpose()
+}
+
 #[async_trait]
 impl PublishedRepository for Store {
-    async fn publish(&self, entry: &PublishedServer, latest: &str) -> Result<(), RepositoryError> {
+    async fn publish(&self, entry: &PublishedServer) -> Result<PublishedServer, RepositoryError> {
         let txn = self.begin_write().await?;
+        let name = entry.name.as_str();
+        lock_server(self, &txn, name).await?;
+        if find_in(&txn, name, &entry.version).await?.is_some() {
+            return Err(RepositoryError::Duplicate(format!(
+                "{name} {}",
+                entry.version
+            )));
+        }
         published_server::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
-            name: Set(entry.name.as_str().to_owned()),
+            name: Set(name.to_owned()),
             version: Set(entry.version.clone()),
             document: Set(entry.document.clone()),
             status: Set(entry.status.as_str().to_owned()),
@@ -60,12 +140,16 @@ impl PublishedRepository for Store {
         .await
         .map_err(|error| match map_db_err(error) {
             RepositoryError::Duplicate(_) => {
-                RepositoryError::Duplicate(format!("{} {}", entry.name, entry.version))
+                RepositoryError::Duplicate(format!("{name} {}", entry.version))
             }
             other => other,
         })?;
-        set_latest(&txn, entry.name.as_str(), latest, entry.updated_at).await?;
-        txn.commit().await.map_err(map_db_err)
+        refresh_latest(&txn, name, entry.updated_at).await?;
+        let stored = find_in(&txn, name, &entry.version)
+            .await?
+            .ok_or(RepositoryError::NotFound)?;
+        txn.commit().await.map_err(map_db_err)?;
+        Ok(stored)
     }
 
     async fn find(
@@ -73,14 +157,7 @@ impl PublishedRepository for Store {
         name: &str,
         version: &str,
     ) -> Result<Option<PublishedServer>, RepositoryError> {
-        Entity::find()
-            .filter(Column::Name.eq(name))
-            .filter(Column::Version.eq(version))
-            .one(&self.db)
-            .await
-            .map_err(map_db_err)?
-            .map(to_domain)
-            .transpose()
+        find_in(&self.db, name, version).await
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<PublishedServer>, RepositoryError> {
@@ -138,82 +215,60 @@ impl PublishedRepository for Store {
 
     async fn set_status(
         &self,
-        entry: &PublishedServer,
-        latest: Option<&str>,
-    ) -> Result<(), RepositoryError> {
+        name: &str,
+        version: &str,
+        change: &StatusChange,
+    ) -> Result<PublishedServer, RepositoryError> {
         let txn = self.begin_write().await?;
-        let updated = Entity::update_many()
-            .col_expr(Column::Status, Expr::value(entry.status.as_str()))
-            .col_expr(
-                Column::StatusMessage,
-                Expr::value(entry.status_message.clone()),
-            )
-            .col_expr(
+        lock_server(self, &txn, name).await?;
+        let current = find_in(&txn, name, version)
+            .await?
+            .ok_or(RepositoryError::NotFound)?;
+        let mut update = Entity::update_many()
+            .col_expr(Column::Status, Expr::value(change.status.as_str()))
+            .col_expr(Column::StatusMessage, Expr::value(change.message.clone()))
+            .col_expr(Column::UpdatedAt, Expr::value(change.at.trunc_subsecs(6)));
+        if current.status != change.status {
+            update = update.col_expr(
                 Column::StatusChangedAt,
-                Expr::value(entry.status_changed_at.trunc_subsecs(6)),
-            )
-            .col_expr(
-                Column::UpdatedAt,
-                Expr::value(entry.updated_at.trunc_subsecs(6)),
-            )
+                Expr::value(change.at.trunc_subsecs(6)),
+            );
+        }
+        update
+            .filter(Column::Name.eq(name))
+            .filter(Column::Version.eq(version))
+            .exec(&txn)
+            .await
+            .map_err(map_db_err)?;
+        refresh_latest(&txn, name, change.at).await?;
+        let stored = find_in(&txn, name, version)
+            .await?
+            .ok_or(RepositoryError::NotFound)?;
+        txn.commit().await.map_err(map_db_err)?;
+        Ok(stored)
+    }
+
+    async fn link(
+        &self,
+        name: &str,
+        version: &str,
+        upstream: ServerId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), RepositoryError> {
+        let updated = Entity::update_many()
             .col_expr(
                 Column::UpstreamServerId,
-                Expr::value(entry.upstream.map(|id| id.as_uuid())),
+                Expr::value(Some(upstream.as_uuid())),
             )
-            .filter(Column::Name.eq(entry.name.as_str()))
-            .filter(Column::Version.eq(entry.version.as_str()))
-            .exec(&txn)
+            .col_expr(Column::UpdatedAt, Expr::value(at.trunc_subsecs(6)))
+            .filter(Column::Name.eq(name))
+            .filter(Column::Version.eq(version))
+            .exec(&self.db)
             .await
             .map_err(map_db_err)?;
         if updated.rows_affected == 0 {
             return Err(RepositoryError::NotFound);
         }
-        match latest {
-            Some(latest) => set_latest(&txn, entry.name.as_str(), latest, entry.updated_at).await?,
-            None => clear_latest(&txn, entry.name.as_str(), entry.updated_at).await?,
-        }
-        txn.commit().await.map_err(map_db_err)
+        Ok(())
     }
-}
-
-/// No version is the latest (every one is deleted).
-async fn clear_latest(
-    txn: &sea_orm::DatabaseTransaction,
-    name: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), RepositoryError> {
-    Entity::update_many()
-        .col_expr(Column::IsLatest, Expr::value(false))
-        .col_expr(Column::UpdatedAt, Expr::value(at.trunc_subsecs(6)))
-        .filter(Column::Name.eq(name))
-        .filter(Column::IsLatest.eq(true))
-        .exec(txn)
-        .await
-        .map_err(map_db_err)?;
-    Ok(())
-}
-
-/// Marks `latest` as the server's latest version and every other version not;
-/// entries whose flag changes count as updated (for `updated_since`).
-async fn set_latest(
-    txn: &sea_orm::DatabaseTransaction,
-    name: &str,
-    latest: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), RepositoryError> {
-    for (flag, versions) in [
-        (false, Column::Version.ne(latest)),
-        (true, Column::Version.eq(latest)),
-    ] {
-        Entity::update_many()
-            .col_expr(Column::IsLatest, Expr::value(flag))
-            .col_expr(Column::UpdatedAt, Expr::value(at.trunc_subsecs(6)))
-            .filter(Column::Name.eq(name))
-            .filter(versions)
-            .filter(Column::IsLatest.ne(flag))
-            .exec(txn)
-            .await
-            .map_err(map_db_err)?;
-    }
-    Ok(())
 }

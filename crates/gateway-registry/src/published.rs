@@ -5,7 +5,7 @@
 use chrono::Utc;
 use gateway_domain::{
     PublishStatus, PublishedQuery, PublishedServer, RegistryEvent, RepositoryError, ServerId,
-    ServerJson, ValidationErrors, latest_version,
+    ServerJson, ValidationErrors,
 };
 use serde_json::Value;
 
@@ -42,63 +42,78 @@ impl Registry {
     /// Publishes one `server.json` version. The same document again changes nothing;
     /// other content under an existing version is refused (versions are immutable).
     pub async fn import_server_json(&self, document: &Value) -> Result<Imported, RegistryError> {
+        self.publish_version(document, PublishStatus::Active, None)
+            .await
+    }
+
+    async fn publish_version(
+        &self,
+        document: &Value,
+        status: PublishStatus,
+        message: Option<String>,
+    ) -> Result<Imported, RegistryError> {
         let parsed = Self::check_server_json(document)?;
         let name = parsed
             .registry_name()
             .map_err(|e| RegistryError::Invalid(ValidationErrors::single("name", e)))?;
         let store = self.published_store()?;
-        let unavailable = |e: RepositoryError| RegistryError::from_repository(e, name.as_str());
+        let same_or_conflict = |existing: PublishedServer| {
+            if existing.document == *document {
+                Ok(Imported {
+                    entry: existing,
+                    created: false,
+                })
+            } else {
+                Err(RegistryError::VersionExists {
+                    name: name.to_string(),
+                    version: parsed.version.clone(),
+                })
+            }
+        };
+        let read = |e: RepositoryError| RegistryError::from_repository(e, name.as_str());
         if let Some(existing) = store
             .find(name.as_str(), &parsed.version)
             .await
-            .map_err(unavailable)?
+            .map_err(read)?
         {
-            if existing.document == *document {
-                return Ok(Imported {
-                    entry: existing,
-                    created: false,
-                });
-            }
-            return Err(RegistryError::VersionExists {
-                name: name.to_string(),
-                version: parsed.version,
-            });
+            return same_or_conflict(existing);
         }
         let now = Utc::now();
-        let mut entry = PublishedServer {
+        let entry = PublishedServer {
             name: name.clone(),
             version: parsed.version.clone(),
             document: document.clone(),
-            status: PublishStatus::Active,
-            status_message: None,
+            status,
+            status_message: message.filter(|_| status != PublishStatus::Active),
             status_changed_at: now,
             published_at: now,
             updated_at: now,
             is_latest: false,
             upstream: None,
         };
-        let versions = store.versions(name.as_str()).await.map_err(unavailable)?;
-        let latest = latest_version(
-            versions
-                .iter()
-                .map(|v| (v.version.as_str(), v.published_at, v.status))
-                .chain(std::iter::once((entry.version.as_str(), now, entry.status))),
-        )
-        .unwrap_or(entry.version.as_str())
-        .to_owned();
-        entry.is_latest = latest == entry.version;
-        store.publish(&entry, &latest).await.map_err(|e| match e {
-            RepositoryError::Duplicate(_) => RegistryError::VersionExists {
-                name: name.to_string(),
-                version: entry.version.clone(),
-            },
-            other => RegistryError::from_repository(other, name.as_str()),
-        })?;
-        self.announce(RegistryEvent::PublishedChanged);
-        Ok(Imported {
-            entry,
-            created: true,
-        })
+        match store.publish(&entry).await {
+            Ok(stored) => {
+                self.announce(RegistryEvent::PublishedChanged);
+                Ok(Imported {
+                    entry: stored,
+                    created: true,
+                })
+            }
+            // Published by a concurrent import meanwhile: the same answer as above.
+            Err(RepositoryError::Duplicate(_)) => {
+                match store
+                    .find(name.as_str(), &parsed.version)
+                    .await
+                    .map_err(read)?
+                {
+                    Some(existing) => same_or_conflict(existing),
+                    None => Err(RegistryError::Unavailable(
+                        "the version vanished while being published".into(),
+                    )),
+                }
+            }
+            Err(other) => Err(read(other)),
+        }
     }
 
     /// A page of published entries (the store returns at most `query.limit` rows).
@@ -166,8 +181,9 @@ impl Registry {
             .ok_or_else(missing)
     }
 
-    /// Changes a version's status (a message only with `deprecated` or `deleted`),
-    /// and which version is the latest.
+    /// Changes a version's status (a message only with `deprecated` or `deleted`);
+    /// which version is the latest follows. Asking for the status it has already
+    /// changes nothing.
     pub async fn set_published_status(
         &self,
         name: &str,
@@ -187,15 +203,26 @@ impl Registry {
                 "at most 500 characters",
             )));
         }
-        let mut entry = self.published_version(name, version, true).await?;
-        let now = Utc::now();
-        if entry.status != status {
-            entry.status_changed_at = now;
+        let current = self.published_version(name, version, true).await?;
+        if current.status == status && current.status_message == message {
+            return Ok(current);
         }
-        entry.status = status;
-        entry.status_message = message;
-        entry.updated_at = now;
-        self.store_status(entry).await
+        let missing = || RegistryError::PublishedNotFound(format!("{name} {version}"));
+        let change = gateway_domain::StatusChange {
+            status,
+            message,
+            at: Utc::now(),
+        };
+        let stored = self
+            .published_store()?
+            .set_status(current.name.as_str(), &current.version, &change)
+            .await
+            .map_err(|e| match e {
+                RepositoryError::NotFound => missing(),
+                other => RegistryError::from_repository(other, name),
+            })?;
+        self.announce(RegistryEvent::PublishedChanged);
+        Ok(stored)
     }
 
     /// Records that `upstream` was registered from this version.
@@ -204,39 +231,18 @@ impl Registry {
         name: &str,
         version: &str,
         upstream: ServerId,
-    ) -> Result<PublishedServer, RegistryError> {
-        let mut entry = self.published_version(name, version, true).await?;
-        entry.upstream = Some(upstream);
-        entry.updated_at = Utc::now();
-        self.store_status(entry).await
-    }
-
-    async fn store_status(
-        &self,
-        mut entry: PublishedServer,
-    ) -> Result<PublishedServer, RegistryError> {
-        let store = self.published_store()?;
-        let name = entry.name.as_str().to_owned();
-        let versions = store
-            .versions(&name)
+    ) -> Result<(), RegistryError> {
+        self.published_store()?
+            .link(name, version, upstream, Utc::now())
             .await
-            .map_err(|e| RegistryError::from_repository(e, &name))?;
-        let latest = latest_version(versions.iter().map(|v| {
-            let status = if v.version == entry.version {
-                entry.status
-            } else {
-                v.status
-            };
-            (v.version.as_str(), v.published_at, status)
-        }))
-        .map(str::to_owned);
-        entry.is_latest = latest.as_deref() == Some(entry.version.as_str());
-        store
-            .set_status(&entry, latest.as_deref())
-            .await
-            .map_err(|e| RegistryError::from_repository(e, &name))?;
+            .map_err(|e| match e {
+                RepositoryError::NotFound => {
+                    RegistryError::PublishedNotFound(format!("{name} {version}"))
+                }
+                other => RegistryError::from_repository(other, name),
+            })?;
         self.announce(RegistryEvent::PublishedChanged);
-        Ok(entry)
+        Ok(())
     }
 
     /// The latest published version linked to an upstream, for its `server.json`.
@@ -293,19 +299,68 @@ pub struct UpstreamChoice {
 }
 
 /// The package runtimes a published package may be run with, and how a package of
-/// each registry type is named to it.
-fn package_command(package: &gateway_domain::published::Package) -> Option<(String, Vec<String>)> {
+/// each registry type is named to it. The identifier and version must be plain names
+/// (no option such as `--call=…`, no `file:` or `git+` spec) so the document cannot make
+/// the runtime do anything but fetch and run that package.
+fn package_command(
+    package: &gateway_domain::published::Package,
+) -> Result<(String, Vec<String>), String> {
+    let word = |text: &str, extra: &str| {
+        text.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    if let Some(version) = &package.version
+        && !word(version, ".+_-")
+    {
+        return Err(format!(
+            "version `{}` is not a plain version",
+            version.escape_debug()
+        ));
+    }
     let versioned = |separator: &str| match &package.version {
         Some(version) => format!("{}{separator}{version}", package.identifier),
         None => package.identifier.clone(),
     };
+    let identifier = package.identifier.as_str();
     match (
         package.registry_type.as_str(),
         package.runtime_hint.as_deref(),
     ) {
-        ("npm", None | Some("npx")) => Some(("npx".into(), vec!["-y".into(), versioned("@")])),
-        ("pypi", None | Some("uvx")) => Some(("uvx".into(), vec![versioned("==")])),
-        _ => None,
+        ("npm", None | Some("npx")) => {
+            let (scope, name) = match identifier.strip_prefix('@') {
+                Some(scoped) => match scoped.split_once('/') {
+                    Some((scope, name)) => (Some(scope), name),
+                    None => (None, ""),
+                },
+                None => (None, identifier),
+            };
+            let lower =
+                |text: &str| word(text, "._~-") && !text.chars().any(|c| c.is_ascii_uppercase());
+            if !lower(name) || scope.is_some_and(|s| !lower(s)) {
+                return Err(format!(
+                    "`{}` is not an npm package name",
+                    identifier.escape_debug()
+                ));
+            }
+            Ok(("npx".into(), vec!["-y".into(), versioned("@")]))
+        }
+        ("pypi", None | Some("uvx")) => {
+            if !word(identifier, "._-") || identifier.ends_with(['.', '_', '-']) {
+                return Err(format!(
+                    "`{}` is not a PyPI project name",
+                    identifier.escape_debug()
+                ));
+            }
+            Ok(("uvx".into(), vec![versioned("==")]))
+        }
+        (kind, runtime) => Err(format!(
+            "a `{kind}` package (runtime `{}`) cannot be run: only npm with npx and pypi with uvx",
+            runtime.unwrap_or("none")
+        )),
     }
 }
 
@@ -396,18 +451,11 @@ impl Registry {
                     None
                 }
                 Some(package) => match package_command(package) {
-                    None => {
-                        errors.push(
-                            "register.package",
-                            format!(
-                                "a `{}` package (runtime `{}`) cannot be run: only npm with npx and pypi with uvx",
-                                package.registry_type,
-                                package.runtime_hint.as_deref().unwrap_or("none")
-                            ),
-                        );
+                    Err(reason) => {
+                        errors.push("register.package", reason);
                         None
                     }
-                    Some((command, args)) => Some(crate::input::TransportInput::Stdio {
+                    Ok((command, args)) => Some(crate::input::TransportInput::Stdio {
                         command,
                         args,
                         env: choice
@@ -434,14 +482,16 @@ impl Registry {
                         None
                     }
                     Some(remote) => {
+                        let declared = remote.variables();
                         let url = expand(
-                            remote.url.as_deref().unwrap_or_default(),
+                            remote.url().unwrap_or_default(),
                             &choice.variables,
-                            remote.variables.as_ref(),
+                            Some(&declared),
                             &mut errors,
                         );
-                        for header in remote.headers.iter().flatten() {
-                            let name = header.name.clone().unwrap_or_default();
+                        let remote_headers = remote.headers();
+                        for header in &remote_headers {
+                            let name = header.name().unwrap_or_default().to_owned();
                             if header.is_required == Some(true)
                                 && header.value.is_none()
                                 && !choice.headers.contains_key(&name)
@@ -452,11 +502,9 @@ impl Registry {
                                 );
                             }
                         }
-                        let fixed = remote
-                            .headers
+                        let fixed = remote_headers
                             .iter()
-                            .flatten()
-                            .filter_map(|h| Some((h.name.clone()?, h.value.clone()?)));
+                            .filter_map(|h| Some((h.name()?.to_owned(), h.value.clone()?)));
                         let headers = fixed
                             .chain(choice.headers.clone())
                             .map(|(k, v)| (k, gateway_domain::Secret::new(v)))
@@ -516,14 +564,19 @@ impl Registry {
         status: PublishStatus,
         message: Option<String>,
     ) -> Result<Mirrored, RegistryError> {
-        let imported = match self.import_server_json(document).await {
+        // An active entry carries no message (the official API refuses one).
+        let message = message.filter(|_| status != PublishStatus::Active);
+        // A new version is published with the source's status at once (never briefly
+        // active and latest when the source has deleted it).
+        let imported = match self
+            .publish_version(document, status, message.clone())
+            .await
+        {
             Ok(imported) => imported,
             Err(RegistryError::VersionExists { .. }) => return Ok(Mirrored::Conflict),
             Err(other) => return Err(other),
         };
         let entry = &imported.entry;
-        // An active entry carries no message (the official API refuses one).
-        let message = message.filter(|_| status != PublishStatus::Active);
         if entry.status == status && entry.status_message == message {
             return Ok(if imported.created {
                 Mirrored::Created

@@ -396,8 +396,8 @@ impl Registry {
         Ok(())
     }
 
-    /// Registers a new server at version 1.
-    pub async fn register(&self, input: RegisterServer) -> Result<UpstreamServer, RegistryError> {
+    /// A registration's spec, every field checked (nothing stored).
+    fn registration_spec(&self, input: RegisterServer) -> Result<ServerSpec, RegistryError> {
         self.check_transport_allowed(&input.transport)?;
         let mut errors = ValidationErrors::new();
         let name = errors.check("name", ServerName::parse(&input.name));
@@ -436,6 +436,23 @@ impl Registry {
             input.enabled,
         )?;
         spec.request_timeout_ms = input.request_timeout_ms;
+        Ok(spec)
+    }
+
+    /// Checks a registration as `register` would, name availability included, without
+    /// storing anything (for imports that register several upstreams at once).
+    pub async fn check_registration(&self, input: &RegisterServer) -> Result<(), RegistryError> {
+        let spec = self.registration_spec(input.clone())?;
+        match self.servers.get_by_name(&spec.name).await {
+            Ok(_) => Err(RegistryError::NameTaken(spec.name.to_string())),
+            Err(RepositoryError::NotFound) => Ok(()),
+            Err(other) => Err(RegistryError::from_repository(other, spec.name.as_str())),
+        }
+    }
+
+    /// Registers a new server at version 1.
+    pub async fn register(&self, input: RegisterServer) -> Result<UpstreamServer, RegistryError> {
+        let spec = self.registration_spec(input)?;
         let server = self
             .servers
             .insert(ServerId::generate(), &spec)

@@ -20,12 +20,19 @@ const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// a pass going for ever.
 const MAX_PAGES: usize = 1000;
 
+/// How far before the newest `updatedAt` seen the next pass starts: entries the
+/// source stamped earlier but committed later are read again (mirroring is
+/// idempotent), and the two clocks are never compared.
+const OVERLAP: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// What to mirror and how often.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// The other registry's base URL (`https://registry.example.com`); `/v0.1/servers`
     /// is appended.
     pub base_url: String,
+    /// A bearer token for it, if it wants one.
+    pub token: Option<String>,
     /// Globs over server names (`io.github.acme/*`); only matching ones are mirrored.
     pub allow: Vec<String>,
     /// Time between passes.
@@ -47,14 +54,17 @@ pub struct SyncReport {
     pub status_changed: usize,
     /// Versions published here with other content (left as they are).
     pub conflicts: usize,
-    /// Entries that could not be mirrored (invalid documents).
+    /// Entries that could not be mirrored (malformed entries, invalid documents).
     pub failed: usize,
+    /// The newest `updatedAt` the source reported in this pass.
+    pub newest: Option<DateTime<Utc>>,
 }
 
 #[derive(Deserialize)]
 struct Page {
+    /// Each entry is read on its own: one malformed entry does not stall the sync.
     #[serde(default)]
-    servers: Vec<Entry>,
+    servers: Vec<Value>,
     #[serde(default)]
     metadata: Option<Metadata>,
 }
@@ -114,12 +124,13 @@ impl RegistrySync {
     pub async fn run(self, stop: tokio_util::sync::CancellationToken) {
         let mut since: Option<DateTime<Utc>> = None;
         loop {
-            let started = Utc::now();
             match self.pass(since).await {
                 Ok(report) => {
                     tracing::info!(source = %self.source, ?report, "registry mirrored");
-                    // Entries updated while the pass ran are read again next time.
-                    since = Some(started);
+                    // The source's own clock decides where the next pass starts.
+                    if let Some(newest) = report.newest {
+                        since = Some(newest - OVERLAP);
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(source = %self.source, %error, "registry sync failed; retrying at the next interval");
@@ -132,8 +143,8 @@ impl RegistrySync {
         }
     }
 
-    /// One pass: everything (not deleted) when `since` is `None`, else what changed
-    /// after it.
+    /// One pass: everything when `since` is `None`, else what changed after it;
+    /// deleted entries included, so a deletion at the source is mirrored too.
     pub async fn pass(&self, since: Option<DateTime<Utc>>) -> Result<SyncReport, String> {
         let mut report = SyncReport::default();
         let mut cursor: Option<String> = None;
@@ -141,7 +152,13 @@ impl RegistrySync {
             let page = self.page(since, cursor.as_deref()).await?;
             for entry in page.servers {
                 report.seen += 1;
-                self.mirror(entry, &mut report).await?;
+                match serde_json::from_value::<Entry>(entry) {
+                    Ok(entry) => self.mirror(entry, &mut report).await?,
+                    Err(error) => {
+                        report.failed += 1;
+                        tracing::warn!(source = %self.source, %error, "malformed entry skipped");
+                    }
+                }
             }
             match page
                 .metadata
@@ -171,6 +188,14 @@ impl RegistrySync {
             return Ok(());
         }
         let official = entry.meta.get("io.modelcontextprotocol.registry/official");
+        if let Some(updated) = official
+            .and_then(|o| o.get("updatedAt"))
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        {
+            let updated = updated.with_timezone(&Utc);
+            report.newest = Some(report.newest.map_or(updated, |n| n.max(updated)));
+        }
         let status = official
             .and_then(|o| o.get("status"))
             .and_then(Value::as_str)
@@ -216,6 +241,7 @@ impl RegistrySync {
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("limit", "100");
+            query.append_pair("include_deleted", "true");
             if let Some(since) = since {
                 query.append_pair(
                     "updated_since",
@@ -226,23 +252,33 @@ impl RegistrySync {
                 query.append_pair("cursor", cursor);
             }
         }
-        let mut response = self
-            .client
-            .get(url.clone())
-            .header("accept", "application/json")
+        // Errors name the page without the URL's credentials (reqwest's own messages
+        // carry the URL too, so they are not repeated).
+        let shown = redacted(url.as_str());
+        let mut request = self.client.get(url).header("accept", "application/json");
+        if let Some(token) = &self.settings.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("{shown}: {}", e.without_url()))?;
         if !response.status().is_success() {
-            return Err(format!("{url}: HTTP {}", response.status()));
+            return Err(format!("{shown}: HTTP {}", response.status()));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("{shown}: {}", e.without_url()))?
+        {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_PAGE_BYTES {
-                return Err(format!("{url}: a page larger than {MAX_PAGE_BYTES} bytes"));
+                return Err(format!(
+                    "{shown}: a page larger than {MAX_PAGE_BYTES} bytes"
+                ));
             }
         }
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: not a server list: {e}"))
+        serde_json::from_slice(&body).map_err(|e| format!("{shown}: not a server list: {e}"))
     }
 }

@@ -19,7 +19,12 @@ use super::auth::Caller;
 use super::problem::{ApiError, Problem, ProblemKind};
 use crate::mcp::audit::{PendingEvent, caller_fields};
 
-/// Records an audit event for each admin change on `/api/v1`.
+/// Whether a path belongs to the REST APIs (`/api/v1`, and the registry API `/v0.1`).
+pub(crate) fn is_api(path: &str) -> bool {
+    path.starts_with("/api/v1") || path.starts_with("/v0.1")
+}
+
+/// Records an audit event for each admin change on `/api/v1` and `/v0.1`.
 pub(crate) async fn audit_admin(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -27,7 +32,7 @@ pub(crate) async fn audit_admin(
     let changes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    ) && request.match_info().as_str().starts_with("/api/v1");
+    ) && is_api(request.match_info().as_str());
     let state = request.app_data::<Data<ApiState>>().cloned();
     let Some((state, sink)) = state
         .filter(|_| changes)
@@ -56,7 +61,8 @@ pub(crate) async fn audit_admin(
             server: path
                 .strip_prefix("/api/v1/servers/")
                 .and_then(|rest| rest.split('/').next())
-                .filter(|name| !name.is_empty())
+                // `POST /api/v1/servers/import` names no server.
+                .filter(|name| !name.is_empty() && *name != "import")
                 .map(str::to_owned),
             target: Some(path.clone()),
             // What a handling dropped before its answer records.

@@ -210,13 +210,13 @@ pub(crate) fn too_many(quota: Quota, wait: Duration, what: &str) -> HttpResponse
     response
 }
 
-/// Limits `/api/v1` requests per client address (before authentication, so the
-/// limit also shields it).
+/// Limits `/api/v1` and `/v0.1` requests per client address (before authentication,
+/// so the limit also shields it).
 pub(crate) async fn api_ip_limit(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let api = request.match_info().as_str().starts_with("/api/v1");
+    let api = crate::rest::audit::is_api(request.match_info().as_str());
     let refusal = request
         .app_data::<Data<ApiState>>()
         .filter(|_| api)

@@ -157,6 +157,7 @@ pub async fn import_servers(
     // Every document, and every registration asked for, is checked before anything
     // is stored.
     let mut parsed = Vec::with_capacity(items.len());
+    let mut upstream_names = std::collections::HashSet::new();
     let mut errors = gateway_domain::ValidationErrors::new();
     for (index, item) in items.into_iter().enumerate() {
         let index = indexed.then_some(index);
@@ -172,7 +173,23 @@ pub async fn import_servers(
         let upstream = match register {
             Some(register) => match Registry::upstream_from(&server, &choice(register)) {
                 Ok(input) => {
-                    state.registry.check_transport_allowed(&input.transport)?;
+                    // As `register` will judge it (name taken included), now.
+                    match state.registry.check_registration(&input).await {
+                        Ok(()) => {}
+                        Err(RegistryError::Invalid(problems)) => {
+                            let at = if prefix.is_empty() {
+                                "register".to_owned()
+                            } else {
+                                format!("{prefix}.register")
+                            };
+                            errors.absorb(&at, problems);
+                            continue;
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                    if !upstream_names.insert(input.name.clone()) {
+                        return Err(RegistryError::NameTaken(input.name).into());
+                    }
                     Some(input)
                 }
                 Err(RegistryError::Invalid(problems)) => {
@@ -336,7 +353,7 @@ pub struct ServerList {
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn response(state: &ApiState, entry: PublishedServer) -> ServerResponse {
@@ -395,6 +412,9 @@ fn percent_decode(raw: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = raw.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -411,9 +431,9 @@ fn raw_param<'a>(req: &'a HttpRequest, name: &str) -> &'a str {
     req.match_info().get(name).unwrap_or_default()
 }
 
-/// Query of `GET /v0.1/servers`.
+/// Query of `GET /v0.1/servers` (unknown parameters are ignored, as the official
+/// registry does: the API only grows).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `metadata.nextCursor` of the previous page, as received.
@@ -432,7 +452,6 @@ pub struct ListQuery {
 
 /// Query of the single-server reads.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct IncludeDeleted {
     /// Include deleted versions.
@@ -630,13 +649,21 @@ pub async fn set_status(
     let name = segment(raw_param(&req, "serverName"), "serverName")?;
     let version = segment(raw_param(&req, "version"), "version")?;
     let JsonBody(body) = body;
-    let status: PublishStatus = body.status.parse().map_err(|reason: String| {
-        ApiError::new(ProblemKind::Validation, format!("status: {reason}"))
-            .with_field("status", reason)
-    })?;
+    // The official API answers a bad status change with 400.
+    let status: PublishStatus = body
+        .status
+        .parse()
+        .map_err(|reason: String| bad("status", reason))?;
     let entry = state
         .registry
         .set_published_status(&name, &version, status, body.status_message)
-        .await?;
+        .await
+        .map_err(|error| match error {
+            RegistryError::Invalid(errors) => errors.errors().first().map_or_else(
+                || bad("status", "invalid"),
+                |e| bad(&e.field, e.message.clone()),
+            ),
+            other => other.into(),
+        })?;
     Ok(HttpResponse::Ok().json(response(&state, entry)))
 }
