@@ -769,13 +769,51 @@ impl Default for LogConfig {
 }
 
 /// `[upstreams]`: what may be registered and how calls are spread.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamsConfig {
     /// Allow stdio upstreams, which run a command on this host. Off by default.
     pub allow_stdio: bool,
     /// How calls are spread over a server's endpoints: `round-robin` or `least-in-flight`.
     pub load_balancing: gateway_router::Balance,
+    /// Networks upstream URLs may never reach (SSRF protection); by default cloud
+    /// metadata services and link-local networks.
+    pub denied_networks: Vec<String>,
+    /// When not empty, the only networks upstream connections may reach.
+    pub allowed_networks: Vec<String>,
+    /// When not empty, the only host names upstream URLs may use (globs).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for UpstreamsConfig {
+    fn default() -> Self {
+        Self {
+            allow_stdio: false,
+            load_balancing: gateway_router::Balance::default(),
+            denied_networks: gateway_domain::egress::DEFAULT_DENIED
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect(),
+            allowed_networks: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+impl UpstreamsConfig {
+    /// The egress policy these settings describe (validated at load).
+    pub fn egress(&self) -> gateway_domain::EgressPolicy {
+        let parse = |list: &[String]| {
+            list.iter()
+                .filter_map(|n| gateway_domain::Network::parse(n).ok())
+                .collect()
+        };
+        gateway_domain::EgressPolicy {
+            denied: parse(&self.denied_networks),
+            allowed: parse(&self.allowed_networks),
+            hosts: self.allowed_hosts.clone(),
+        }
+    }
 }
 
 /// Values given on the command line; they override every other source.
@@ -1107,6 +1145,26 @@ impl Settings {
             if !valid {
                 problems.push(format!(
                     "{key}: {origin:?} must be an origin such as https://app.example.com"
+                ));
+            }
+        }
+        for (key, list) in [
+            ("upstreams.denied_networks", &self.upstreams.denied_networks),
+            (
+                "upstreams.allowed_networks",
+                &self.upstreams.allowed_networks,
+            ),
+        ] {
+            for network in list {
+                if let Err(error) = gateway_domain::Network::parse(network) {
+                    problems.push(format!("{key}: {error}"));
+                }
+            }
+        }
+        for host in &self.upstreams.allowed_hosts {
+            if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+                problems.push(format!(
+                    "upstreams.allowed_hosts: {host:?} is not a host name glob"
                 ));
             }
         }

@@ -61,6 +61,7 @@ pub fn registry(settings: &Settings, store: &Arc<Store>) -> Registry {
         store.clone(),
         RegistryPolicy {
             allow_stdio: settings.upstreams.allow_stdio,
+            egress: settings.upstreams.egress(),
             // Validated when the configuration was loaded.
             configured_rules: settings
                 .auth
@@ -421,6 +422,7 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
             connect_timeout: Duration::from_millis(mcp.connect_timeout_ms),
             max_response_bytes: mcp.max_response_bytes,
             tokens: Some(Arc::new(tokens)),
+            egress: Arc::new(settings.upstreams.egress()),
             ..UpstreamSettings::default()
         },
         resilience: resilience_settings(settings),

@@ -89,7 +89,15 @@ fn configuration_layers_in_documented_order() {
 fn invalid_configuration_stops_startup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 10] = [
+    let cases: [Case; 11] = [
+        (
+            &["check-config"],
+            &[(
+                "MCP_GATEWAY_UPSTREAMS__DENIED_NETWORKS",
+                "[\"10.0.0.0/40\"]",
+            )],
+            "upstreams.denied_networks",
+        ),
         (
             &["check-config"],
             &[(

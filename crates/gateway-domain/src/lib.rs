@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod catalog;
 pub mod credentials;
+pub mod egress;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -26,6 +27,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditOutcome, AuditRepository, AuditSin
 pub use auth::{AuthError, Principal, TokenVerifier};
 pub use catalog::{Catalog, Descriptor, ToolHit};
 pub use credentials::{ClientCredentials, UpstreamTokenSource};
+pub use egress::{EgressPolicy, Network};
 pub use error::{FieldError, RepositoryError, ValidationErrors};
 pub use health::{HealthState, HealthStatus};
 pub use limits::{

@@ -24,6 +24,8 @@ pub struct RegistryPolicy {
     pub configured_rules: Vec<gateway_domain::AccessRule>,
     /// Rate-limit rules from the configuration file, likewise.
     pub configured_limits: Vec<gateway_domain::RateLimitRule>,
+    /// Where upstream URLs may point (SSRF protection).
+    pub egress: gateway_domain::EgressPolicy,
 }
 
 /// How many times an update without a client-supplied version re-reads and retries
@@ -401,7 +403,7 @@ impl Registry {
         self.check_transport_allowed(&input.transport)?;
         let mut errors = ValidationErrors::new();
         let name = errors.check("name", ServerName::parse(&input.name));
-        let transport = validate_transport(input.transport, &mut errors);
+        let transport = validate_transport(input.transport, &self.policy.egress, &mut errors);
         let tags = parse_tags(&input.tags, &mut errors);
         let tenant = parse_tenant(input.tenant.as_deref(), &mut errors);
         ServerSpec::check_text(
@@ -507,7 +509,7 @@ impl Registry {
                     current: current.version,
                 });
             }
-            let spec = apply_changes(&current, changes.clone())?;
+            let spec = apply_changes(&current, changes.clone(), &self.policy.egress)?;
             if spec == current.spec {
                 return Ok(current);
             }
@@ -622,9 +624,25 @@ fn check_query(text: Option<&str>) -> Result<(), RegistryError> {
     }
 }
 
-fn validate_transport(input: TransportInput, errors: &mut ValidationErrors) -> Option<Transport> {
+fn validate_transport(
+    input: TransportInput,
+    egress: &gateway_domain::EgressPolicy,
+    errors: &mut ValidationErrors,
+) -> Option<Transport> {
     match input.validate() {
-        Ok(transport) => Some(transport),
+        Ok(transport) => {
+            let before = errors.errors().len();
+            for (index, url) in transport.endpoints().into_iter().enumerate() {
+                if let Err(reason) = egress.check_url(url) {
+                    let field = match index {
+                        0 => "transport.url".to_owned(),
+                        n => format!("transport.replicas.{}", n - 1),
+                    };
+                    errors.push(field, reason);
+                }
+            }
+            (errors.errors().len() == before).then_some(transport)
+        }
         Err(nested) => {
             errors.absorb("transport", nested);
             None
@@ -636,6 +654,7 @@ fn validate_transport(input: TransportInput, errors: &mut ValidationErrors) -> O
 fn apply_changes(
     current: &UpstreamServer,
     changes: ServerChanges,
+    egress: &gateway_domain::EgressPolicy,
 ) -> Result<ServerSpec, RegistryError> {
     let mut errors = ValidationErrors::new();
     let spec = &current.spec;
@@ -644,7 +663,7 @@ fn apply_changes(
         None => Some(spec.name.clone()),
     };
     let transport = match changes.transport {
-        Some(input) => validate_transport(input, &mut errors).map(|mut transport| {
+        Some(input) => validate_transport(input, egress, &mut errors).map(|mut transport| {
             transport.keep_masked_secrets_from(&spec.transport);
             for key in transport.masked_keys() {
                 errors.push(

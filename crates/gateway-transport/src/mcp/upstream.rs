@@ -48,6 +48,68 @@ pub struct UpstreamSettings {
     /// Obtains the gateway's own access tokens for upstreams registered with OAuth
     /// client credentials; without it, such upstreams cannot be reached.
     pub tokens: Option<Arc<dyn gateway_domain::UpstreamTokenSource>>,
+    /// Where upstream connections may go, checked on every address a name resolves
+    /// to (so DNS rebinding cannot reach a refused address) and on IP literals.
+    pub egress: Arc<gateway_domain::EgressPolicy>,
+}
+
+/// An error with its causes (`error sending request: …: resolves to no allowed
+/// address`), so the recorded health says why, not only what failed. Causes already
+/// in the message are not repeated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The addresses `host` resolves to that the egress policy allows; an error naming
+/// the refusal when there is none.
+async fn allowed_addresses(
+    policy: &gateway_domain::EgressPolicy,
+    host: &str,
+) -> Result<Vec<std::net::SocketAddr>, String> {
+    let found = tokio::net::lookup_host((host, 0))
+        .await
+        .map_err(|e| format!("cannot resolve `{host}`: {e}"))?;
+    let mut refusal = None;
+    let allowed: Vec<std::net::SocketAddr> = found
+        .filter(|address| match policy.check_ip(address.ip()) {
+            Ok(()) => true,
+            Err(reason) => {
+                refusal.get_or_insert(reason);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        let reason = refusal.unwrap_or_else(|| "no address".to_owned());
+        return Err(format!("`{host}` resolves to no allowed address: {reason}"));
+    }
+    Ok(allowed)
+}
+
+/// Resolves upstream host names for reqwest, dropping every address the egress policy
+/// refuses: what a connection uses is what was checked, whatever DNS answers later.
+struct EgressResolver(Arc<gateway_domain::EgressPolicy>);
+
+impl reqwest::dns::Resolve for EgressResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let allowed = allowed_addresses(&policy, &host).await?;
+            let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addresses)
+        })
+    }
 }
 
 impl std::fmt::Debug for UpstreamSettings {
@@ -57,6 +119,7 @@ impl std::fmt::Debug for UpstreamSettings {
             .field("reconnect_backoff", &self.reconnect_backoff)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("tokens", &self.tokens.is_some())
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -68,6 +131,7 @@ impl Default for UpstreamSettings {
             reconnect_backoff: Duration::from_millis(500),
             max_response_bytes: 16 * 1024 * 1024,
             tokens: None,
+            egress: Arc::default(),
         }
     }
 }
@@ -702,6 +766,7 @@ impl UpstreamPool {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
+            .dns_resolver(Arc::new(EgressResolver(settings.egress.clone())))
             .pool_idle_timeout(Duration::from_secs(90))
             // Static credentials must never follow a redirect to another origin.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
@@ -861,6 +926,13 @@ impl UpstreamPool {
                 let url = endpoints
                     .get(endpoint)
                     .ok_or_else(|| format!("server has no endpoint #{endpoint}"))?;
+                // IP literals never reach the resolver: they are checked here. A name is
+                // checked here too, for a clear reason (the resolver guards the
+                // connection itself).
+                self.settings.egress.check_url(url)?;
+                if let Some(url::Host::Domain(host)) = url.host() {
+                    allowed_addresses(&self.settings.egress, host).await?;
+                }
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(header_map(headers)?)
                     .max_json_response_size(self.settings.max_response_bytes);
@@ -877,7 +949,7 @@ impl UpstreamPool {
                     return client
                         .serve_with_lifecycle(transport, lifecycle)
                         .await
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| error_chain(&e));
                 };
                 let tokens = self.settings.tokens.clone().ok_or(
                     "this upstream uses OAuth client credentials, but this gateway has no token source",
@@ -901,7 +973,7 @@ impl UpstreamPool {
                 client
                     .serve_with_lifecycle(transport, lifecycle)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| error_chain(&e))
             }
             Transport::Stdio {
                 command,
@@ -942,7 +1014,7 @@ impl UpstreamPool {
                 client
                     .serve_with_lifecycle(transport, lifecycle)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| error_chain(&e))
             }
         }
     }
