@@ -774,6 +774,9 @@ impl Default for LogConfig {
 pub struct UpstreamsConfig {
     /// Allow stdio upstreams, which run a command on this host. Off by default.
     pub allow_stdio: bool,
+    /// With `allow_stdio`: the executables stdio upstreams may run (`npx`, `uvx`,
+    /// `/opt/mcp/bin/server`; `*` for any). Required with `allow_stdio`.
+    pub stdio_commands: Vec<String>,
     /// How calls are spread over a server's endpoints: `round-robin` or `least-in-flight`.
     pub load_balancing: gateway_router::Balance,
     /// Networks upstream URLs may never reach (SSRF protection); by default cloud
@@ -789,6 +792,7 @@ impl Default for UpstreamsConfig {
     fn default() -> Self {
         Self {
             allow_stdio: false,
+            stdio_commands: Vec::new(),
             load_balancing: gateway_router::Balance::default(),
             denied_networks: gateway_domain::egress::DEFAULT_DENIED
                 .iter()
@@ -1159,6 +1163,14 @@ impl Settings {
                 if let Err(error) = gateway_domain::Network::parse(network) {
                     problems.push(format!("{key}: {error}"));
                 }
+            }
+        }
+        if self.upstreams.allow_stdio && self.upstreams.stdio_commands.is_empty() {
+            problems.push("upstreams.allow_stdio = true needs upstreams.stdio_commands: the executables stdio upstreams may run (such as [\"npx\", \"uvx\"]; \"*\" for any)".to_owned());
+        }
+        for command in &self.upstreams.stdio_commands {
+            if command.trim().is_empty() {
+                problems.push("upstreams.stdio_commands: an entry is empty".to_owned());
             }
         }
         for host in &self.upstreams.allowed_hosts {

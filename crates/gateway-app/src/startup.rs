@@ -61,6 +61,7 @@ pub fn registry(settings: &Settings, store: &Arc<Store>) -> Registry {
         store.clone(),
         RegistryPolicy {
             allow_stdio: settings.upstreams.allow_stdio,
+            stdio_commands: settings.upstreams.stdio_commands.clone(),
             egress: settings.upstreams.egress(),
             // Validated when the configuration was loaded.
             configured_rules: settings

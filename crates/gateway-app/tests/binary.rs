@@ -61,6 +61,7 @@ fn configuration_layers_in_documented_order() {
         .arg("check-config")
         .env("MCP_GATEWAY_HTTP__PORT", "9002")
         .env("MCP_GATEWAY_UPSTREAMS__ALLOW_STDIO", "true")
+        .env("MCP_GATEWAY_UPSTREAMS__STDIO_COMMANDS", "[\"npx\"]")
         .env("DATABASE_URL", "postgres://gw:hunter2@db.internal/gateway"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("port = 9002"), "env beats the file: {out}");
@@ -89,7 +90,12 @@ fn configuration_layers_in_documented_order() {
 fn invalid_configuration_stops_startup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
+        (
+            &["check-config"],
+            &[("MCP_GATEWAY_UPSTREAMS__ALLOW_STDIO", "true")],
+            "upstreams.stdio_commands",
+        ),
         (
             &["check-config"],
             &[(

@@ -65,9 +65,15 @@ async fn wait_for_port(port: u16) {
 }
 
 async fn gateway() -> TestApp {
-    TestApp::spawn_with(TestBackend::Sqlite, |s| s.upstreams.allow_stdio = true)
-        .await
-        .expect("sqlite app")
+    TestApp::spawn_with(TestBackend::Sqlite, |s| {
+        s.upstreams.allow_stdio = true;
+        // The pinned Node of the peers runs the reference servers.
+        s.upstreams.stdio_commands = peers()
+            .map(|peers| vec![node(&peers).to_string_lossy().into_owned()])
+            .unwrap_or_default();
+    })
+    .await
+    .expect("sqlite app")
 }
 
 async fn register(app: &TestApp, body: Value) {

@@ -23,6 +23,7 @@ async fn gateway() -> TestApp {
         s.mcp.request_timeout_ms = 5_000;
         s.mcp.connect_timeout_ms = 2_000;
         s.upstreams.allow_stdio = true;
+        s.upstreams.stdio_commands = vec![upstream_binary().to_string_lossy().into_owned()];
     })
     .await
     .expect("sqlite app")

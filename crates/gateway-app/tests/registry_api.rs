@@ -533,9 +533,12 @@ async fn a_package_runs_only_with_stdio_allowed_and_a_known_runtime() {
         "a refused import stores nothing"
     );
 
-    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| s.upstreams.allow_stdio = true)
-        .await
-        .expect("app");
+    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| {
+        s.upstreams.allow_stdio = true;
+        s.upstreams.stdio_commands = vec!["npx".into(), "uvx".into()];
+    })
+    .await
+    .expect("app");
     let answer = import(&app, &register(0)).await;
     assert_eq!(
         answer.status(),

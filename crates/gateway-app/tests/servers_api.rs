@@ -406,9 +406,26 @@ async fn stdio_is_refused_unless_allowed(app: TestApp) {
     )
     .await;
 
-    let allowed = TestApp::spawn_with(app.backend, |s| s.upstreams.allow_stdio = true)
-        .await
-        .expect("backend available");
+    // Allowed, but only the executables listed.
+    let allowed = TestApp::spawn_with(app.backend, |s| {
+        s.upstreams.allow_stdio = true;
+        s.upstreams.stdio_commands = vec!["npx".into()];
+    })
+    .await
+    .expect("backend available");
+    let shell = json!({"name": "shell", "transport": {"type": "stdio", "command": "/bin/sh", "args": ["-c", "id"]}});
+    let refused = problem(
+        allowed.post_json("/api/v1/servers", &shell).await,
+        StatusCode::FORBIDDEN,
+        "stdio-disabled",
+    )
+    .await;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("stdio_commands")),
+        "{refused}"
+    );
     let server = register(&allowed, stdio).await;
     assert_eq!(server["transport"]["type"], "stdio");
     assert_eq!(server["transport"]["env"]["API_KEY"], "********");

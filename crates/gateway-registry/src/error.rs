@@ -26,6 +26,11 @@ pub enum RegistryError {
     /// Registering stdio servers (running host commands) is disabled by configuration.
     #[error("stdio upstreams are disabled; set upstreams.allow_stdio = true to allow them")]
     StdioDisabled,
+    /// The stdio command is not among the executables the operator allowed.
+    #[error(
+        "`{0}` is not among the executables stdio upstreams may run (upstreams.stdio_commands)"
+    )]
+    StdioCommand(String),
     /// The item is defined in the configuration file, which is where it changes.
     #[error("`{0}` is defined in the configuration file; change it there")]
     Configured(String),

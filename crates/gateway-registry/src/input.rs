@@ -68,10 +68,6 @@ pub enum TransportInput {
 }
 
 impl TransportInput {
-    pub(crate) fn is_stdio(&self) -> bool {
-        matches!(self, Self::Stdio { .. })
-    }
-
     pub(crate) fn validate(self) -> Result<Transport, ValidationErrors> {
         match self {
             Self::StreamableHttp {

@@ -26,6 +26,10 @@ pub struct RegistryPolicy {
     pub configured_limits: Vec<gateway_domain::RateLimitRule>,
     /// Where upstream URLs may point (SSRF protection).
     pub egress: gateway_domain::EgressPolicy,
+    /// The executables stdio upstreams may run: a bare name matches that command
+    /// given as it is (found on `PATH`), a path matches that path exactly, and `*`
+    /// matches any. Empty: none, even with `allow_stdio`.
+    pub stdio_commands: Vec<String>,
 }
 
 /// How many times an update without a client-supplied version re-reads and retries
@@ -392,8 +396,19 @@ impl Registry {
 
     /// Refuses a transport the policy does not allow (stdio, unless configured).
     pub fn check_transport_allowed(&self, transport: &TransportInput) -> Result<(), RegistryError> {
-        if transport.is_stdio() && !self.policy.allow_stdio {
+        let TransportInput::Stdio { command, .. } = transport else {
+            return Ok(());
+        };
+        if !self.policy.allow_stdio {
             return Err(RegistryError::StdioDisabled);
+        }
+        let listed = self
+            .policy
+            .stdio_commands
+            .iter()
+            .any(|allowed| allowed == "*" || allowed == command.trim());
+        if !listed {
+            return Err(RegistryError::StdioCommand(command.clone()));
         }
         Ok(())
     }
@@ -809,8 +824,18 @@ mod tests {
             denied.register(stdio.clone()).await,
             Err(RegistryError::StdioDisabled)
         );
+        let unlisted = registry(RegistryPolicy {
+            allow_stdio: true,
+            ..RegistryPolicy::default()
+        })
+        .await;
+        assert!(matches!(
+            unlisted.register(stdio.clone()).await,
+            Err(RegistryError::StdioCommand(_))
+        ));
         let allowed = registry(RegistryPolicy {
             allow_stdio: true,
+            stdio_commands: vec!["*".into()],
             ..RegistryPolicy::default()
         })
         .await;

@@ -311,7 +311,7 @@ impl From<RegistryError> for ApiError {
             error @ RegistryError::StaleVersion { .. } => {
                 Self::new(ProblemKind::StaleVersion, error.to_string())
             }
-            error @ RegistryError::StdioDisabled => {
+            error @ (RegistryError::StdioDisabled | RegistryError::StdioCommand(_)) => {
                 Self::new(ProblemKind::StdioDisabled, error.to_string())
             }
             error @ RegistryError::Configured(_) => {
