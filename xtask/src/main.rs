@@ -99,8 +99,9 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs exactly the versions pinned in peers/package-lock.json and
-/// peers/requirements.txt, so every machine tests against the same peers.
+/// Installs exactly the versions pinned in peers/package-lock.json,
+/// peers/requirements.txt and peers/schemathesis.txt, so every machine tests against
+/// the same peers.
 fn peers() -> anyhow::Result<()> {
     let root = root();
     let pinned = root.join("peers");
@@ -112,13 +113,15 @@ fn peers() -> anyhow::Result<()> {
     run(Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
         .current_dir(&node_dir))?;
-    let venv = root.join(".peers/py");
-    if !venv.join("bin/python").exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    for (venv, requirements) in [("py", "requirements.txt"), ("st", "schemathesis.txt")] {
+        let venv = root.join(".peers").join(venv);
+        if !venv.join("bin/python").exists() {
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(pinned.join(requirements)))?;
     }
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(pinned.join("requirements.txt")))?;
     println!(
         "peers installed; run the interop tests with TEST_PEERS_DIR={}",
         root.join(".peers").display()

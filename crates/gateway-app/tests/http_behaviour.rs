@@ -542,3 +542,48 @@ async fn a_lost_database_is_a_503_not_a_crash() {
     );
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
 }
+
+/// Found by schemathesis: serde fills a struct from a JSON array, and an empty
+/// `If-Match` was taken for a failed precondition. Both are malformed requests.
+#[tokio::test]
+async fn array_bodies_and_empty_preconditions_are_malformed_requests() {
+    let app = sqlite_app().await;
+    let (status, problem) =
+        problem_type(app.post_json("/api/v1/servers", &json!([null, null])).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("object")),
+        "{problem}"
+    );
+    app.register(&http_server_body("target"), None).await;
+    let patched = app
+        .client
+        .patch(app.url("/api/v1/servers/target"))
+        .header("content-type", "application/merge-patch+json")
+        .body("[null, null]")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(problem_type(patched).await.0, StatusCode::BAD_REQUEST);
+    let empty_precondition = app
+        .client
+        .patch(app.url("/api/v1/servers/target"))
+        .header("if-match", "")
+        .json(&json!({"title": "T"}))
+        .send()
+        .await
+        .expect("sent");
+    let (status, problem) = problem_type(empty_precondition).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["errors"][0]["field"], "If-Match");
+    // A list stays welcome where the endpoint takes one.
+    let listed = app
+        .post_json(
+            "/api/v1/servers/import",
+            &json!([{"name": "io.github.x/y", "description": "Y.", "version": "1.0.0"}]),
+        )
+        .await;
+    assert_eq!(listed.status(), StatusCode::OK);
+}

@@ -339,6 +339,47 @@ async fn the_inspector_cli_finds_and_calls_a_tool_in_compact_mode() {
     upstream.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_contract_violation() {
+    let Some(peers) = peers() else { return };
+    let app = gateway().await;
+    // Property-based requests against the live /openapi.json: no 5xx, every status
+    // and body as documented, schema-invalid requests refused, problem+json errors.
+    // (Stricter validation than the schema can say, such as unique names, is not a
+    // violation, so "schema-valid request rejected" is left out.)
+    let url = app.url("/openapi.json");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(peers.join("st/bin/schemathesis"))
+            .args([
+                "run",
+                &url,
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "30",
+                "--seed",
+                "20261126",
+                "--workers",
+                "1",
+                "--no-color",
+            ])
+            .env("SCHEMATHESIS_HOOKS", "")
+            .output()
+            .expect("schemathesis runs")
+    })
+    .await
+    .expect("joined");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Fuzzing"), "{stdout}");
+}
+
 /// `Total: N passed, M failed` from a conformance run.
 fn conformance(peers: &Path, url: &str) -> (u32, u32, String) {
     let output = Command::new(node(peers))

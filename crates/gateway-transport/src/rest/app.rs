@@ -173,6 +173,8 @@ pub fn build_app(
                 .service(registry::set_status),
         )
         .split_for_parts();
+    let mut api = api;
+    super::openapi::document_common_errors(&mut api);
     let mut routes = RouteTable::from_openapi(&api);
     routes.add("/openapi.json", &["GET"]);
     routes.add("/mcp", &["GET", "POST", "DELETE"]);

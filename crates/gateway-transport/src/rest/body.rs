@@ -89,6 +89,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     "the request body is empty; send a JSON object",
                 ));
             }
+            // serde would fill a struct from an array, field by field: a body is an
+            // object unless the endpoint takes any JSON.
+            let array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+            if array && std::any::TypeId::of::<T>() != std::any::TypeId::of::<serde_json::Value>() {
+                return Err(ApiError::new(
+                    ProblemKind::MalformedBody,
+                    "the request body must be a JSON object, not an array",
+                ));
+            }
             decode(&body).map(JsonBody)
         })
     }

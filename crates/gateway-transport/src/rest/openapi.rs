@@ -88,3 +88,62 @@ fn methods(item: &PathItem) -> Vec<&'static str> {
     }
     methods
 }
+
+/// Documents on every API operation the problem+json answers any of them can give,
+/// besides its own: a malformed request (400) where there are parameters or a body,
+/// a body too large or not JSON (413, 415), missing or insufficient credentials (401,
+/// 403), the per-address and per-principal budgets (429), the database down (503) and
+/// the unexpected (500). Clients and contract tests then find every status documented.
+pub fn document_common_errors(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !(path.starts_with("/api/v1") || path.starts_with("/v0.1")) {
+            continue;
+        }
+        let operations = [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.patch.as_mut(),
+        ];
+        for operation in operations.into_iter().flatten() {
+            let has_body = operation.request_body.is_some();
+            let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut common = vec![
+                ("401", "No valid credentials (with [auth])"),
+                ("403", "Not allowed"),
+                ("429", "Too many requests"),
+                ("500", "Internal error"),
+                ("503", "The database is unavailable"),
+            ];
+            if has_body || has_parameters {
+                common.push(("400", "Malformed request"));
+            }
+            if has_body {
+                common.push(("413", "Body too large"));
+                common.push(("415", "Not JSON"));
+            }
+            for (status, description) in common {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem(description));
+            }
+        }
+    }
+}

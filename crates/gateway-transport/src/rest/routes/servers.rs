@@ -35,6 +35,13 @@ fn if_match(req: &HttpRequest) -> Result<IfMatch, ApiError> {
     if text == "*" {
         return Ok(IfMatch::Any);
     }
+    if text.is_empty() {
+        return Err(ApiError::new(
+            ProblemKind::BadRequest,
+            "If-Match: empty; send the server's ETag, or leave the header out",
+        )
+        .with_field("If-Match", "empty"));
+    }
     if text.contains(',') {
         return Err(ApiError::new(
             ProblemKind::BadRequest,
