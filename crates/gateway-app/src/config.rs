@@ -1580,7 +1580,42 @@ pub fn config_path(flag: Option<PathBuf>) -> Option<PathBuf> {
 mod tests {
     use std::io::Write;
 
+    use proptest::strategy::Strategy;
+
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any file body, TOML or not: settings or an error naming the problem, never
+        /// a panic.
+        #[test]
+        fn any_config_file_gets_an_answer(body in "\\PC{0,200}") {
+            if let Err(error) = load_with(Some(&body), &Overrides::default()) {
+                proptest::prop_assert!(!error.to_string().is_empty());
+            }
+        }
+
+        /// Known keys with values of any type: the same.
+        #[test]
+        fn any_value_of_a_known_key_gets_an_answer(
+            key in proptest::sample::select(vec![
+                "http.port", "http.workers", "mcp.page_size", "mcp.separator", "mcp.default_view",
+                "cors.allowed_origins", "upstreams.denied_networks", "upstreams.stdio_commands",
+                "registry_sync.url", "rate_limits.failure_mode", "audit.queue_capacity",
+            ]),
+            value in proptest::prop_oneof![
+                "\\PC{0,20}".prop_map(|s| format!("{s:?}")),
+                proptest::prelude::any::<i64>().prop_map(|n| n.to_string()),
+                proptest::prelude::Just("[\"a\", 1]".to_owned()),
+                proptest::prelude::Just("{x = 1}".to_owned()),
+            ],
+        ) {
+            let (section, name) = key.split_once('.').unwrap_or(("http", key));
+            let body = format!("[{section}]\n{name} = {value}\n");
+            let _ = load_with(Some(&body), &Overrides::default());
+        }
+    }
 
     /// Loads from an optional file body and flags, with no environment variables
     /// (the environment layer is exercised end to end through the binary).

@@ -194,6 +194,28 @@ mod tests {
         assert!(policy.check_url(&url("file:///etc/passwd")).is_err());
     }
 
+    proptest::proptest! {
+        /// Any URL or network text: an answer, never a panic.
+        #[test]
+        fn any_input_gets_an_answer(text in "\\PC{0,80}") {
+            let _ = Network::parse(&text);
+            if let Ok(parsed) = Url::parse(&text) {
+                let _ = EgressPolicy::default().check_url(&parsed);
+            }
+        }
+
+        /// Every address in a denied network is refused, however it is spelled.
+        #[test]
+        fn link_local_is_refused_in_every_form(last in 0u8..=255, third in 0u8..=255) {
+            let v4 = std::net::Ipv4Addr::new(169, 254, third, last);
+            let policy = EgressPolicy::default();
+            proptest::prop_assert!(policy.check_ip(IpAddr::V4(v4)).is_err());
+            proptest::prop_assert!(policy.check_ip(IpAddr::V6(v4.to_ipv6_mapped())).is_err());
+            let decimal = format!("http://{}/", u32::from(v4));
+            proptest::prop_assert!(policy.check_url(&url(&decimal)).is_err());
+        }
+    }
+
     #[test]
     fn an_operator_can_confine_upstreams_to_networks_and_hosts() {
         let policy = EgressPolicy {

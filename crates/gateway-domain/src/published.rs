@@ -995,6 +995,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any JSON document: parsed or refused with named fields, never a panic.
+        #[test]
+        fn any_document_gets_an_answer(text in "\\PC{0,400}") {
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                let _ = ServerJson::parse(&value);
+            }
+        }
+
+        /// Documents close to valid ones, with any strings in the checked fields.
+        #[test]
+        fn any_field_values_get_an_answer(
+            name in "\\PC{0,60}",
+            version in "\\PC{0,20}",
+            url in "\\PC{0,60}",
+            kind in "\\PC{0,15}",
+        ) {
+            let document = json!({"name": name, "description": "d", "version": version,
+                "remotes": [{"type": kind, "url": url, "variables": {"v": {"format": kind}}}],
+                "packages": [{"registryType": "npm", "identifier": "x", "version": version,
+                    "transport": {"type": kind, "url": url},
+                    "packageArguments": [{"type": kind, "name": name}]}]});
+            if let Err(errors) = ServerJson::parse(&document) {
+                proptest::prop_assert!(!errors.errors().is_empty());
+            }
+        }
+    }
+
     #[test]
     fn the_latest_version_is_the_highest_semver_not_deleted() {
         let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).expect("time");

@@ -180,6 +180,16 @@ mod tests {
         assert!(names("zebra", &docs).is_empty());
     }
 
+    proptest::proptest! {
+        /// Any query and any tool text: an answer, never a panic.
+        #[test]
+        fn any_text_gets_an_answer(query in "\\PC{0,100}", name in "\\PC{0,40}", description in "\\PC{0,200}") {
+            if let Some(query) = SearchQuery::parse(&query) {
+                let _ = query.score(&doc(&name, &description));
+            }
+        }
+    }
+
     #[test]
     fn queries_without_words_are_refused_and_ties_are_stable() {
         assert!(SearchQuery::parse("  --- ").is_none());

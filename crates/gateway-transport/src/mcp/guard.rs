@@ -216,6 +216,68 @@ mod tests {
         }
     }
 
+    /// Any JSON value, nested a few levels.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            "\\PC{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("jsonrpc".to_owned()),
+                        Just("id".to_owned()),
+                        Just("method".to_owned()),
+                        Just("params".to_owned()),
+                        Just("name".to_owned()),
+                        "[a-z]{1,6}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Bytes of any kind, valid UTF-8 or not: an answer, never a panic, and a
+        /// rejection is one of the documented codes.
+        #[test]
+        fn any_bytes_get_an_answer(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Err(rejection) = check(&body) {
+                proptest::prop_assert!([-32700, -32600, -32602].contains(&rejection.code));
+            }
+        }
+
+        /// Any JSON shaped like a message: the same.
+        #[test]
+        fn any_json_gets_an_answer(value in json_value()) {
+            let body = serde_json::to_vec(&value).expect("serialises");
+            if let Err(rejection) = check(&body) {
+                proptest::prop_assert!([-32700, -32600, -32602].contains(&rejection.code));
+            }
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(check(deep.as_bytes()).err().map(|r| r.code), Some(-32700));
+        let params = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{}{}}}}}"#,
+            "{\"a\":".repeat(50_000),
+            "}".repeat(50_000)
+        );
+        assert_eq!(check(params.as_bytes()).err().map(|r| r.code), Some(-32700));
+    }
+
     #[test]
     fn the_id_is_echoed_when_readable() {
         let rejection = check(br#"{"jsonrpc":"2.0","id":"req-7","method":"prompts/get"}"#)
