@@ -2,6 +2,7 @@
 //! (a temporary SQLite file, or a PostgreSQL database of its own when
 //! `TEST_DATABASE_URL` is set), so integration tests exercise real HTTP and real SQL.
 
+pub mod fault;
 pub mod mcp;
 pub mod oidc;
 
