@@ -686,6 +686,9 @@ pub struct HttpConfig {
     pub workers: Option<usize>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest time a request body may take to arrive, in seconds; a body trickling
+    /// in slower (slowloris) gets 408.
+    pub body_timeout_secs: u64,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_timeout_secs: u64,
     /// Allow a non-loopback `host` without authentication (`--insecure`): anyone who
@@ -700,6 +703,7 @@ impl Default for HttpConfig {
             port: 8000,
             workers: None,
             max_body_bytes: 1024 * 1024,
+            body_timeout_secs: 30,
             shutdown_timeout_secs: 30,
             insecure: false,
         }
@@ -942,6 +946,12 @@ impl Settings {
             problems.push(format!(
                 "http.max_body_bytes = {}: must be between 1024 and 268435456 (256 MiB)",
                 self.http.max_body_bytes
+            ));
+        }
+        if !(1..=3600).contains(&self.http.body_timeout_secs) {
+            problems.push(format!(
+                "http.body_timeout_secs = {}: must be between 1 and 3600",
+                self.http.body_timeout_secs
             ));
         }
         if self.http.shutdown_timeout_secs > 3600 {

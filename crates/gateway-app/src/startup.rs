@@ -215,6 +215,7 @@ impl Application {
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
+            body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
             cors: cors_settings(settings, port),
         };
         let mut server = HttpServer::new(move || {
@@ -658,6 +659,7 @@ fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
         allowed_hosts,
         allowed_origins,
         max_body_bytes: settings.http.max_body_bytes,
+        body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
         trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
     }
 }

@@ -587,3 +587,41 @@ async fn array_bodies_and_empty_preconditions_are_malformed_requests() {
         .await;
     assert_eq!(listed.status(), StatusCode::OK);
 }
+
+/// A body that trickles in (slowloris) is cut off at `http.body_timeout_secs` with
+/// 408, on the REST API and on `/mcp`, instead of holding the connection for ever.
+#[tokio::test]
+async fn slow_bodies_time_out_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| s.http.body_timeout_secs = 1)
+        .await
+        .expect("app");
+    let address = app
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    for path in ["/api/v1/servers", "/mcp"] {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{{\"na"
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let started = std::time::Instant::now();
+        let mut answer = vec![0u8; 4096];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+                .await
+                .expect("an answer, not a hang")
+                .expect("read");
+        let text = String::from_utf8_lossy(&answer[..read]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{path}"
+        );
+    }
+}

@@ -129,6 +129,7 @@ pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     if req.method() != Method::POST {
         return next
@@ -138,8 +139,25 @@ pub async fn guard(
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // A body trickling in (slowloris) ends at the deadline.
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Ok(Some(chunk)) => chunk?,
+            Ok(None) => break,
+            Err(_) => {
+                let mut rejection = Rejection::new(
+                    -32600,
+                    format!(
+                        "Invalid Request: the body did not arrive within {} s",
+                        timeout.as_secs()
+                    ),
+                    Value::Null,
+                );
+                rejection.status = StatusCode::REQUEST_TIMEOUT;
+                return Ok(req.into_response(rejection.response()));
+            }
+        };
         if body.len() + chunk.len() > limit {
             let mut rejection = Rejection::new(
                 -32600,

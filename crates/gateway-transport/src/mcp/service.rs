@@ -13,7 +13,7 @@ use super::runtime::McpRuntime;
 use super::server::GatewayServer;
 
 /// What the operator controls about the MCP endpoint's HTTP side.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct McpHttpSettings {
     /// `Host` values accepted (DNS-rebinding protection); `None` keeps rmcp's
     /// loopback-only default.
@@ -23,11 +23,26 @@ pub struct McpHttpSettings {
     pub allowed_origins: Vec<String>,
     /// Largest JSON-RPC request body.
     pub max_body_bytes: usize,
+    /// Longest time a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
     /// Take the client address (for the audit) from `Forwarded` / `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
 }
 
-/// The two MCP services, built once and cloned into every HTTP worker.
+impl Default for McpHttpSettings {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: None,
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            body_timeout: std::time::Duration::from_secs(30),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// The MCP services (aggregate, per server, per view), built once and cloned into
+/// every HTTP worker.
 #[derive(Clone)]
 pub struct McpServices {
     /// `/mcp`: every enabled upstream.
@@ -40,6 +55,8 @@ pub struct McpServices {
     pub runtime: Arc<McpRuntime>,
     /// Largest JSON-RPC body accepted (checked before rmcp sees it).
     pub max_body_bytes: usize,
+    /// Longest time a body may take to arrive (slow bodies get 408).
+    pub body_timeout: std::time::Duration,
     /// Ends every MCP session of both services when cancelled (at shutdown, once the
     /// calls in flight are done, so open SSE streams do not hold the server up).
     pub sessions: tokio_util::sync::CancellationToken,
@@ -92,6 +109,7 @@ impl McpServices {
             per_view: build(&runtime, settings, &sessions),
             runtime,
             max_body_bytes: settings.max_body_bytes,
+            body_timeout: settings.body_timeout,
             sessions,
         }
     }

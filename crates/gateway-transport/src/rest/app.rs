@@ -36,6 +36,8 @@ pub struct ServiceInfo {
 pub struct HttpSettings {
     /// Largest accepted request body; bigger ones get 413.
     pub max_body_bytes: usize,
+    /// Longest time a request body may take to arrive (slow bodies get 408).
+    pub body_timeout: Duration,
     /// Cross-origin access; `None`: off.
     pub cors: Option<super::cors::CorsSettings>,
 }
@@ -44,6 +46,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             cors: None,
         }
     }
@@ -184,7 +187,8 @@ pub fn build_app(
     if let Some(mcp) = mcp {
         // The per-server scope first: the `/mcp` scope would also claim its paths.
         let limit = mcp.max_body_bytes;
-        let guard = move |req, next| crate::mcp::guard::guard(req, next, limit);
+        let timeout = mcp.body_timeout;
+        let guard = move |req, next| crate::mcp::guard::guard(req, next, limit, timeout);
         app = app
             .service(
                 mcp.per_server

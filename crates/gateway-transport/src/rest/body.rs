@@ -50,9 +50,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<Data<HttpSettings>>()
-            .map_or(HttpSettings::default().max_body_bytes, |s| s.max_body_bytes);
+        let (limit, timeout) = req.app_data::<Data<HttpSettings>>().map_or_else(
+            || {
+                let defaults = HttpSettings::default();
+                (defaults.max_body_bytes, defaults.body_timeout)
+            },
+            |s| (s.max_body_bytes, s.body_timeout),
+        );
         let json = is_json(req);
         let declared: Option<usize> = req
             .headers()
@@ -71,7 +75,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 return Err(too_large(limit));
             }
             let mut body = BytesMut::new();
-            while let Some(chunk) = payload.next().await {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                // A body trickling in (slowloris) ends at the deadline.
+                let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => break,
+                    Err(_) => {
+                        return Err(ApiError::new(
+                            ProblemKind::RequestTimeout,
+                            format!(
+                                "the request body did not arrive within {} s (http.body_timeout_secs)",
+                                timeout.as_secs()
+                            ),
+                        ));
+                    }
+                };
                 let chunk = chunk.map_err(|e| {
                     ApiError::new(
                         ProblemKind::BadRequest,

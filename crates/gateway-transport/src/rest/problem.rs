@@ -29,6 +29,8 @@ pub enum ProblemKind {
     UnsupportedMediaType,
     /// The body exceeds the configured limit (413).
     PayloadTooLarge,
+    /// The body did not arrive within the configured time (408).
+    RequestTimeout,
     /// No such resource or route (404).
     NotFound,
     /// The route exists but not for this method (405).
@@ -69,6 +71,11 @@ impl ProblemKind {
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
+            ),
+            Self::RequestTimeout => (
+                S::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request body too slow",
             ),
             Self::PayloadTooLarge => (
                 S::PAYLOAD_TOO_LARGE,
