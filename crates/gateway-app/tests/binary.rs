@@ -867,7 +867,15 @@ fn import_publishes_server_json_files_and_names_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_survives_sigkill_during_writes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut running = start(dir.path(), &[]);
+    // The per-address API budget would refuse this many writes from one address.
+    let unlimited = |dir: &std::path::Path| {
+        spawn_and_wait(
+            gateway(dir)
+                .env("MCP_GATEWAY_RATE_LIMITS__API_PER_ADDRESS__RATE", "0")
+                .args(["--log-format", "json", "serve", "--port", "0"]),
+        )
+    };
+    let mut running = unlimited(dir.path());
     let base = format!("http://127.0.0.1:{}", running.port);
     let client = gateway_test_support::http_client();
     // Four writers register servers as fast as they can; the process is killed under them.
@@ -906,7 +914,7 @@ async fn sqlite_survives_sigkill_during_writes() {
     }
     assert!(!acknowledged.is_empty(), "writes happened before the kill");
 
-    let restarted = start(dir.path(), &[]);
+    let restarted = unlimited(dir.path());
     let base = format!("http://127.0.0.1:{}", restarted.port);
     assert_eq!(
         client
