@@ -642,6 +642,13 @@ pub struct McpConfig {
     /// What `/mcp` lists when the URL does not say (`?view=full|compact`): `full`
     /// (every tool) or `compact` (search, describe and call tools only).
     pub default_view: McpView,
+    /// MCP sessions open at once, all callers together (more are 503).
+    pub max_sessions: usize,
+    /// MCP sessions open at once per caller (token subject, admin key or client
+    /// address; more are 429).
+    pub max_sessions_per_caller: usize,
+    /// A session idle this long (seconds) is ended and its resources freed.
+    pub session_idle_secs: u64,
 }
 
 /// The two forms of `/mcp`.
@@ -670,6 +677,9 @@ impl Default for McpConfig {
             allowed_hosts: Vec::new(),
             gateway_tools: true,
             default_view: McpView::Full,
+            max_sessions: 10_000,
+            max_sessions_per_caller: 100,
+            session_idle_secs: 300,
         }
     }
 }
@@ -1218,6 +1228,24 @@ impl Settings {
             problems.push(format!(
                 "registry_sync.timeout_secs = {}: must be between 1 and 600",
                 sync.timeout_secs
+            ));
+        }
+        if !(1..=1_000_000).contains(&mcp.max_sessions) {
+            problems.push(format!(
+                "mcp.max_sessions = {}: must be between 1 and 1000000",
+                mcp.max_sessions
+            ));
+        }
+        if !(1..=mcp.max_sessions.max(1)).contains(&mcp.max_sessions_per_caller) {
+            problems.push(format!(
+                "mcp.max_sessions_per_caller = {}: must be between 1 and mcp.max_sessions",
+                mcp.max_sessions_per_caller
+            ));
+        }
+        if !(1..=86_400).contains(&mcp.session_idle_secs) {
+            problems.push(format!(
+                "mcp.session_idle_secs = {}: must be between 1 and 86400",
+                mcp.session_idle_secs
             ));
         }
         if mcp.default_view == McpView::Compact && !mcp.gateway_tools {

@@ -660,6 +660,11 @@ fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
         allowed_origins,
         max_body_bytes: settings.http.max_body_bytes,
         body_timeout: Duration::from_secs(settings.http.body_timeout_secs),
+        session_limits: gateway_transport::mcp::sessions::SessionLimits {
+            total: settings.mcp.max_sessions,
+            per_caller: settings.mcp.max_sessions_per_caller,
+        },
+        session_idle: Duration::from_secs(settings.mcp.session_idle_secs),
         trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
     }
 }

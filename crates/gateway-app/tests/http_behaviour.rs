@@ -625,3 +625,101 @@ async fn slow_bodies_time_out_with_408() {
         );
     }
 }
+
+async fn initialize(app: &TestApp) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "greedy", "version": "1"}}});
+    app.client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// A greedy client cannot hold every session: past the per-caller cap a new session
+/// is 429 with JSON-RPC `-32039`, past the total cap 503; ending a session, or
+/// letting one go idle, frees its place.
+#[tokio::test]
+async fn sessions_are_capped_per_caller_and_in_total_and_idle_ones_end() {
+    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| {
+        s.mcp.max_sessions_per_caller = 2;
+        s.mcp.max_sessions = 3;
+        s.mcp.session_idle_secs = 2;
+    })
+    .await
+    .expect("app");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let opened = initialize(&app).await;
+        assert_eq!(opened.status(), StatusCode::OK);
+        ids.push(
+            opened.headers()["mcp-session-id"]
+                .to_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let refused = initialize(&app).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_some());
+    let error: Value = refused.json().await.expect("json-rpc error");
+    assert_eq!(error["error"]["code"], -32039, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_sessions_per_caller"))
+    );
+
+    // Ending one frees its place.
+    let ended = app
+        .client
+        .delete(app.url("/mcp"))
+        .header("mcp-session-id", &ids[0])
+        .send()
+        .await
+        .expect("sent");
+    assert!(ended.status().is_success(), "{}", ended.status());
+    assert_eq!(initialize(&app).await.status(), StatusCode::OK);
+
+    // Idle sessions end by themselves.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let stale = app
+        .client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &ids[1])
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        stale.status(),
+        StatusCode::NOT_FOUND,
+        "an idle session is gone"
+    );
+    assert_eq!(
+        initialize(&app).await.status(),
+        StatusCode::OK,
+        "its place is free"
+    );
+
+    let full = TestApp::spawn_with(TestBackend::Sqlite, |s| {
+        s.mcp.max_sessions = 1;
+        s.mcp.max_sessions_per_caller = 5;
+    })
+    .await
+    .expect("app");
+    assert_eq!(initialize(&full).await.status(), StatusCode::OK);
+    let refused = initialize(&full).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = refused.json().await.expect("json-rpc error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mcp.max_sessions")),
+        "{error}"
+    );
+}

@@ -54,6 +54,24 @@ impl Rejection {
     }
 }
 
+/// Who is opening a session, for the per-caller cap: the token's subject, the admin
+/// key, or else the client's address.
+fn caller_key(req: &ServiceRequest, trust_forwarded_for: bool) -> String {
+    use actix_web::HttpMessage;
+    match req.extensions().get::<crate::rest::auth::Caller>() {
+        Some(crate::rest::auth::Caller::Token(principal)) => {
+            format!("subject:{}", principal.subject)
+        }
+        Some(crate::rest::auth::Caller::ApiKey) => "admin-api-key".to_owned(),
+        None => format!(
+            "address:{}",
+            crate::rest::ip_limit::client_address(req.request(), trust_forwarded_for)
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        ),
+    }
+}
+
 /// Checks one JSON-RPC message body; `Ok` lets it through.
 pub fn check(body: &[u8]) -> Result<(), Rejection> {
     let value: Value = serde_json::from_slice(body)
@@ -130,6 +148,8 @@ pub async fn guard(
     next: Next<impl MessageBody + 'static>,
     limit: usize,
     timeout: std::time::Duration,
+    book: std::sync::Arc<super::sessions::SessionBook>,
+    trust_forwarded_for: bool,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     if req.method() != Method::POST {
         return next
@@ -173,10 +193,57 @@ pub async fn guard(
     if let Err(rejection) = check(&body) {
         return Ok(req.into_response(rejection.response()));
     }
+    // A new session (an `initialize` without a session id) must fit under the caps.
+    let opens_session = !req.headers().contains_key("mcp-session-id")
+        && serde_json::from_slice::<Value>(&body)
+            .ok()
+            .is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
+    let caller = opens_session.then(|| caller_key(&req, trust_forwarded_for));
+    if let Some(caller) = &caller
+        && let Err(refusal) = book.admit(caller).await
+    {
+        let id = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|m| m.get("id").cloned())
+            .unwrap_or(Value::Null);
+        let (status, message, limit) = match refusal {
+            super::sessions::SessionRefusal::Total { limit } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the gateway holds {limit} MCP sessions, its limit (mcp.max_sessions); retry later"
+                ),
+                limit,
+            ),
+            super::sessions::SessionRefusal::PerCaller { limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "you hold {limit} MCP sessions, the limit per caller (mcp.max_sessions_per_caller); end one (DELETE) or let one go idle"
+                ),
+                limit,
+            ),
+        };
+        let body = json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": super::sessions::TOO_MANY_SESSIONS, "message": message, "data": {"limit": limit}}});
+        let response = HttpResponse::build(status)
+            .content_type("application/json")
+            .insert_header(("retry-after", "5"))
+            .body(body.to_string());
+        return Ok(req.into_response(response));
+    }
     req.set_payload(Payload::from(body));
-    next.call(req)
+    let response = next
+        .call(req)
         .await
-        .map(ServiceResponse::map_into_boxed_body)
+        .map(ServiceResponse::map_into_boxed_body)?;
+    if let Some(caller) = caller
+        && let Some(id) = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        book.opened(caller, id.to_owned());
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod monitor;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod sessions;
 pub mod upstream;
 pub mod views;
 

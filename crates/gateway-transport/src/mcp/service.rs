@@ -27,6 +27,10 @@ pub struct McpHttpSettings {
     pub body_timeout: std::time::Duration,
     /// Take the client address (for the audit) from `Forwarded` / `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Caps on sessions, in total and per caller.
+    pub session_limits: super::sessions::SessionLimits,
+    /// A session idle this long is ended.
+    pub session_idle: std::time::Duration,
 }
 
 impl Default for McpHttpSettings {
@@ -37,6 +41,11 @@ impl Default for McpHttpSettings {
             max_body_bytes: 1024 * 1024,
             body_timeout: std::time::Duration::from_secs(30),
             trust_forwarded_for: false,
+            session_limits: super::sessions::SessionLimits {
+                total: 10_000,
+                per_caller: 100,
+            },
+            session_idle: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -57,6 +66,10 @@ pub struct McpServices {
     pub max_body_bytes: usize,
     /// Longest time a body may take to arrive (slow bodies get 408).
     pub body_timeout: std::time::Duration,
+    /// The open sessions of all three services, under their caps.
+    pub book: Arc<super::sessions::SessionBook>,
+    /// Take the client address from `Forwarded` / `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
     /// Ends every MCP session of both services when cancelled (at shutdown, once the
     /// calls in flight are done, so open SSE streams do not hold the server up).
     pub sessions: tokio_util::sync::CancellationToken,
@@ -66,6 +79,7 @@ fn build(
     runtime: &Arc<McpRuntime>,
     settings: &McpHttpSettings,
     sessions: &tokio_util::sync::CancellationToken,
+    manager: Arc<LocalSessionManager>,
 ) -> StreamableHttpService<Audited, LocalSessionManager> {
     let factory_runtime = runtime.clone();
     let trust_forwarded_for = settings.trust_forwarded_for;
@@ -76,7 +90,7 @@ fn build(
                 factory_runtime.settings.audit.clone(),
             ))
         }))
-        .session_manager(Arc::new(LocalSessionManager::default()))
+        .session_manager(manager)
         .stateful_mode(true)
         .cancellation_token(sessions.child_token())
         .maybe_allowed_hosts(settings.allowed_hosts.clone())
@@ -103,13 +117,29 @@ impl McpServices {
     /// Builds both services over `runtime`.
     pub fn new(runtime: Arc<McpRuntime>, settings: &McpHttpSettings) -> Self {
         let sessions = tokio_util::sync::CancellationToken::new();
+        let managers: Vec<Arc<LocalSessionManager>> = (0..3)
+            .map(|_| {
+                let mut manager = LocalSessionManager::default();
+                // Idle sessions end, and their place is free again.
+                manager.session_config.keep_alive = Some(settings.session_idle);
+                Arc::new(manager)
+            })
+            .collect();
+        let book = Arc::new(super::sessions::SessionBook::new(
+            managers.clone(),
+            settings.session_limits,
+        ));
+        let [aggregate, per_server, per_view] =
+            [0, 1, 2].map(|i| build(&runtime, settings, &sessions, managers[i].clone()));
         Self {
-            aggregate: build(&runtime, settings, &sessions),
-            per_server: build(&runtime, settings, &sessions),
-            per_view: build(&runtime, settings, &sessions),
+            aggregate,
+            per_server,
+            per_view,
             runtime,
             max_body_bytes: settings.max_body_bytes,
             body_timeout: settings.body_timeout,
+            book,
+            trust_forwarded_for: settings.trust_forwarded_for,
             sessions,
         }
     }

@@ -188,17 +188,21 @@ pub fn build_app(
         // The per-server scope first: the `/mcp` scope would also claim its paths.
         let limit = mcp.max_body_bytes;
         let timeout = mcp.body_timeout;
-        let guard = move |req, next| crate::mcp::guard::guard(req, next, limit, timeout);
+        let book = mcp.book.clone();
+        let trust = mcp.trust_forwarded_for;
+        let guard = move |req, next| {
+            crate::mcp::guard::guard(req, next, limit, timeout, book.clone(), trust)
+        };
         app = app
             .service(
                 mcp.per_server
                     .scope_with_path("/mcp/servers/{server}")
-                    .wrap(from_fn(guard)),
+                    .wrap(from_fn(guard.clone())),
             )
             .service(
                 mcp.per_view
                     .scope_with_path("/mcp/views/{view}")
-                    .wrap(from_fn(guard)),
+                    .wrap(from_fn(guard.clone())),
             )
             .service(mcp.aggregate.scope_with_path("/mcp").wrap(from_fn(guard)));
     }
