@@ -348,8 +348,12 @@ async fn schemathesis_finds_no_server_error_and_no_contract_violation() {
     // (Stricter validation than the schema can say, such as unique names, is not a
     // violation, so "schema-valid request rejected" is left out.)
     let url = app.url("/openapi.json");
+    // Its cache goes to a directory of its own, not into the source tree.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let cwd = scratch.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(peers.join("st/bin/schemathesis"))
+            .current_dir(cwd)
             .args([
                 "run",
                 &url,
