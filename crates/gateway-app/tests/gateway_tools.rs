@@ -338,12 +338,7 @@ async fn compact_mode_reaches_5000_tools_and_a_non_admin_cannot_register() {
     register(&app, "big", &big.url(), Some(ADMIN_KEY)).await;
     let rule = json!({"role": "agent", "actions": ["list", "call"], "patterns": [
         "gateway__search_tools", "gateway__describe_tool", "gateway__call_tool", "big__*"]});
-    let created = admin_request(&app, reqwest::Method::POST, "/api/v1/policies")
-        .json(&rule)
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(created.status(), 201);
+    grant(&app, &rule).await;
 
     let agent = issuer.token(AUDIENCE, &["agent"]);
     let (client, _) = connect_with_token(&app.url("/mcp?view=compact"), Some(&agent))
@@ -490,6 +485,16 @@ async fn auth_gateway(
     .await
 }
 
+/// Adds an access rule with the admin key.
+async fn grant(app: &TestApp, rule: &Value) {
+    let created = admin_request(app, reqwest::Method::POST, "/api/v1/policies")
+        .json(rule)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 201, "{rule}");
+}
+
 /// A non-admin's `gateway__register_server`: refused as an unknown tool, nothing
 /// registered, and recorded in the audit log as denied.
 async fn refused_registration(app: &TestApp, peer: &rmcp::service::Peer<rmcp::RoleClient>) {
@@ -571,12 +576,7 @@ async fn without_the_admin_role_admin_tools_do_not_exist_and_the_attempt_is_audi
         json!({"role": "reader", "actions": ["list", "call", "read"], "patterns": ["docs__*", "private__*", "gateway__*"]}),
         json!({"role": "plain", "actions": ["list", "call"], "patterns": ["docs__*"]}),
     ] {
-        let created = admin_request(&app, reqwest::Method::POST, "/api/v1/policies")
-            .json(&rule)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(created.status(), 201);
+        grant(&app, &rule).await;
     }
 
     // Gateway tools are items of server `gateway` under the same default-deny rules.
