@@ -649,6 +649,9 @@ pub struct McpConfig {
     pub max_sessions_per_caller: usize,
     /// A session idle this long (seconds) is ended and its resources freed.
     pub session_idle_secs: u64,
+    /// Tools (and prompts, resources, templates) one upstream may list at most; a
+    /// bigger catalog is refused and the last known one kept.
+    pub max_items_per_upstream: usize,
 }
 
 /// The two forms of `/mcp`.
@@ -680,6 +683,7 @@ impl Default for McpConfig {
             max_sessions: 10_000,
             max_sessions_per_caller: 100,
             session_idle_secs: 300,
+            max_items_per_upstream: 10_000,
         }
     }
 }
@@ -1240,6 +1244,12 @@ impl Settings {
             problems.push(format!(
                 "mcp.max_sessions_per_caller = {}: must be between 1 and mcp.max_sessions",
                 mcp.max_sessions_per_caller
+            ));
+        }
+        if !(1..=1_000_000).contains(&mcp.max_items_per_upstream) {
+            problems.push(format!(
+                "mcp.max_items_per_upstream = {}: must be between 1 and 1000000",
+                mcp.max_items_per_upstream
             ));
         }
         if !(1..=86_400).contains(&mcp.session_idle_secs) {

@@ -434,6 +434,7 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
         audit: None,
         gateway_tools: mcp.gateway_tools,
         compact_by_default: mcp.default_view == crate::config::McpView::Compact,
+        max_items_per_upstream: mcp.max_items_per_upstream,
     })
 }
 

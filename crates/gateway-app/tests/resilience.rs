@@ -971,3 +971,68 @@ async fn an_edit_that_keeps_the_endpoints_keeps_the_live_health() {
             .any(|n| n.starts_with("victim__"))
     );
 }
+
+/// An upstream that lists more than `mcp.max_items_per_upstream` items cannot fill the
+/// gateway's memory or its clients' lists: the catalog is refused, the last known one
+/// is kept, and the reason is recorded as the server's health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_listing_too_many_items_keeps_its_last_known_catalog() {
+    let upstream =
+        gateway_test_upstream::serve_http(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("upstream");
+    let app =
+        gateway_test_support::TestApp::spawn_with(gateway_test_support::TestBackend::Sqlite, |s| {
+            s.mcp.max_items_per_upstream = 100;
+        })
+        .await
+        .expect("app");
+    let body = serde_json::json!({"name": "greedy", "transport": {"type": "streamable-http", "url": upstream.url()}});
+    app.register(&body, None).await;
+    let refresh = || {
+        app.client
+            .post(app.url("/api/v1/servers/greedy/refresh"))
+            .send()
+    };
+    let first: serde_json::Value = refresh()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("catalog");
+    let before = first["tools"].as_array().map(Vec::len).unwrap_or_default();
+    assert!(before > 0 && before <= 100, "{before}");
+
+    let flood: Vec<(String, String, serde_json::Value)> = (0..150)
+        .map(|i| {
+            (
+                format!("flood_{i}"),
+                "More.".to_owned(),
+                serde_json::json!({"type": "object"}),
+            )
+        })
+        .collect();
+    upstream.upstream().add_tools(flood).await;
+    let after: serde_json::Value = refresh()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("catalog");
+    assert_eq!(
+        after["tools"].as_array().map(Vec::len),
+        Some(before),
+        "the last known catalog stays"
+    );
+    let health: serde_json::Value = app
+        .get("/api/v1/servers/greedy/health")
+        .await
+        .json()
+        .await
+        .expect("health");
+    assert!(
+        health.to_string().contains("max_items_per_upstream"),
+        "the reason is recorded: {health}"
+    );
+    upstream.stop().await;
+}

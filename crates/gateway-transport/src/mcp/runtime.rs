@@ -70,6 +70,9 @@ pub struct McpSettings {
     pub gateway_tools: bool,
     /// `/mcp` lists only the search/describe/call tools unless `?view=full`.
     pub compact_by_default: bool,
+    /// Tools (and prompts, resources, templates) one upstream may list at most; a
+    /// catalog over it is refused and the last known one kept.
+    pub max_items_per_upstream: usize,
 }
 
 /// The rate limiter the runtime asks (a newtype so the settings stay `Debug`).
@@ -113,6 +116,7 @@ impl Default for McpSettings {
             audit: None,
             gateway_tools: true,
             compact_by_default: false,
+            max_items_per_upstream: 10_000,
         }
     }
 }
@@ -665,7 +669,8 @@ impl McpRuntime {
         let mut backoff = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
-            let error = match tokio::time::timeout(limit, fetch_catalog(&peer)).await {
+            let cap = self.settings.max_items_per_upstream;
+            let error = match tokio::time::timeout(limit, fetch_catalog(&peer, cap)).await {
                 Ok(Ok(catalog)) => return Ok((catalog, version)),
                 Ok(Err(error)) => error,
                 Err(_) => {
@@ -1213,41 +1218,74 @@ impl McpRuntime {
     }
 }
 
-/// Fetches every page of every list the upstream declared.
-async fn fetch_catalog(peer: &Peer<rmcp::RoleClient>) -> Result<Catalog, String> {
+/// Pages of one list an upstream may answer with at most (an upstream that keeps
+/// handing out cursors, empty pages or not, cannot keep discovery going for ever).
+const MAX_LIST_PAGES: usize = 10_000;
+
+/// Every page of one list, page by page, refusing an upstream that lists more than
+/// `cap` items (so one upstream cannot fill the gateway's memory or its clients'
+/// lists) or repeats a cursor.
+macro_rules! collect_pages {
+    ($peer:expr, $method:ident, $field:ident, $cap:expr, $what:literal) => {{
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen_cursors = std::collections::HashSet::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            if pages > MAX_LIST_PAGES {
+                break Err(format!("{}: more than {MAX_LIST_PAGES} pages", $what));
+            }
+            let request = cursor
+                .take()
+                .map(|c| rmcp::model::PaginatedRequestParams::default().with_cursor(Some(c)));
+            let page = match $peer.$method(request).await {
+                Ok(page) => page,
+                Err(e) => break Err(format!("{}: {e}", $what)),
+            };
+            items.extend(descriptors(page.$field));
+            if items.len() > $cap {
+                break Err(format!(
+                    "{}: more than {} items, the limit per upstream (mcp.max_items_per_upstream)",
+                    $what, $cap
+                ));
+            }
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(next) if !seen_cursors.insert(next.clone()) => {
+                    break Err(format!("{}: the upstream repeated a cursor", $what));
+                }
+                Some(next) => cursor = Some(next),
+                None => break Ok(items),
+            }
+        }
+    }};
+}
+
+/// Fetches every page of every list the upstream declared, at most `cap` items of
+/// each kind.
+async fn fetch_catalog(peer: &Peer<rmcp::RoleClient>, cap: usize) -> Result<Catalog, String> {
     let capabilities = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
         .unwrap_or_default();
-    let describe = |what: &'static str| move |e: rmcp::ServiceError| format!("{what}: {e}");
     let tools = match capabilities.tools {
-        Some(_) => descriptors(
-            peer.list_all_tools()
-                .await
-                .map_err(describe("tools/list"))?,
-        ),
+        Some(_) => collect_pages!(peer, list_tools, tools, cap, "tools/list")?,
         None => Vec::new(),
     };
     let prompts = match capabilities.prompts {
-        Some(_) => descriptors(
-            peer.list_all_prompts()
-                .await
-                .map_err(describe("prompts/list"))?,
-        ),
+        Some(_) => collect_pages!(peer, list_prompts, prompts, cap, "prompts/list")?,
         None => Vec::new(),
     };
     let (resources, templates) = match capabilities.resources {
         Some(_) => (
-            descriptors(
-                peer.list_all_resources()
-                    .await
-                    .map_err(describe("resources/list"))?,
-            ),
-            descriptors(
-                peer.list_all_resource_templates()
-                    .await
-                    .map_err(describe("resources/templates/list"))?,
-            ),
+            collect_pages!(peer, list_resources, resources, cap, "resources/list")?,
+            collect_pages!(
+                peer,
+                list_resource_templates,
+                resource_templates,
+                cap,
+                "resources/templates/list"
+            )?,
         ),
         None => (Vec::new(), Vec::new()),
     };
