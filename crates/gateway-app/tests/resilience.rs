@@ -1036,3 +1036,74 @@ async fn an_upstream_listing_too_many_items_keeps_its_last_known_catalog() {
     );
     upstream.stop().await;
 }
+
+/// A hostile upstream breaks the protocol in every way it can: each call gets a
+/// JSON-RPC error within its timeout, the gateway stays up, and a well-behaved upstream
+/// beside it is never affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_upstream_gets_errors_not_the_gateway_down() {
+    use gateway_test_support::hostile::{HostileUpstream, TOOLS};
+    use gateway_test_support::mcp::{call, connect, text_of};
+    let hostile = HostileUpstream::start(4 * 1024 * 1024);
+    let good = gateway_test_upstream::serve_http(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("upstream");
+    let app =
+        gateway_test_support::TestApp::spawn_with(gateway_test_support::TestBackend::Sqlite, |s| {
+            s.mcp.request_timeout_ms = 1_500;
+            s.mcp.max_response_bytes = 1024 * 1024;
+            // Every breakage counts as a failure: keep the circuit closed for this test.
+            s.circuit_breaker.consecutive_failures = 1000;
+            s.circuit_breaker.min_calls = 100_000;
+        })
+        .await
+        .expect("app");
+    for (name, url) in [("hostile", hostile.url.clone()), ("good", good.url())] {
+        let body =
+            serde_json::json!({"name": name, "transport": {"type": "streamable-http", "url": url}});
+        app.register(&body, None).await;
+        let refreshed = app
+            .client
+            .post(app.url(&format!("/api/v1/servers/{name}/refresh")))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(refreshed.status(), 200, "{name}");
+    }
+    let (client, _) = connect(&app.url("/mcp")).await;
+    let peer = client.peer();
+    for tool in TOOLS {
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            peer.call_tool(call(&format!("hostile__{tool}"), serde_json::json!({}))),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{tool}: no answer within 10 s"));
+        let failed = match outcome {
+            Err(error) => {
+                let error = gateway_test_support::mcp::mcp_error(error);
+                assert!(
+                    (-32038..=-32031).contains(&error.code.0) || error.code.0 == -32603,
+                    "{tool}: {error:?}"
+                );
+                true
+            }
+            Ok(result) => result.is_error == Some(true),
+        };
+        assert!(failed, "{tool}: a breakage must not look like success");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{tool}: within its timeout"
+        );
+        // The well-behaved upstream is untouched, after every breakage.
+        let echo = peer
+            .call_tool(call("good__echo", serde_json::json!({"text": tool})))
+            .await
+            .expect("the good upstream answers");
+        assert_eq!(text_of(&echo), tool);
+    }
+    assert_eq!(app.get("/health").await.status(), 200);
+    hostile.stop().await;
+    good.stop().await;
+}

@@ -3,6 +3,7 @@
 //! `TEST_DATABASE_URL` is set), so integration tests exercise real HTTP and real SQL.
 
 pub mod fault;
+pub mod hostile;
 pub mod mcp;
 pub mod oidc;
 
