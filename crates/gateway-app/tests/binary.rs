@@ -548,6 +548,25 @@ async fn collector() -> (u16, tokio::sync::mpsc::UnboundedReceiver<Received>) {
     (port, received)
 }
 
+/// Registers a Streamable HTTP upstream on a running gateway and lists its tools.
+async fn register_http_upstream(client: &reqwest::Client, base: &str, name: &str, url: &str) {
+    let body =
+        serde_json::json!({"name": name, "transport": {"type": "streamable-http", "url": url}});
+    let created = client
+        .post(format!("{base}/api/v1/servers"))
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let refreshed = client
+        .post(format!("{base}/api/v1/servers/{name}/refresh"))
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refreshed.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
     let (port, mut received) = collector().await;
@@ -576,20 +595,7 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_configured() {
         .await
         .expect("upstream");
     let base = format!("http://127.0.0.1:{}", running.port);
-    let body = serde_json::json!({"name": "traced", "transport": {"type": "streamable-http", "url": upstream.url()}});
-    let created = client
-        .post(format!("{base}/api/v1/servers"))
-        .json(&body)
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
-    let refreshed = client
-        .post(format!("{base}/api/v1/servers/traced/refresh"))
-        .send()
-        .await
-        .expect("refresh");
-    assert_eq!(refreshed.status(), 200);
+    register_http_upstream(&client, &base, "traced", &upstream.url()).await;
     let (mcp, _) = gateway_test_support::mcp::connect(&format!("{base}/mcp")).await;
     mcp.peer()
         .call_tool(gateway_test_support::mcp::call(
@@ -692,20 +698,7 @@ async fn sigterm_under_load_loses_no_audit_event() {
     let running = start(dir.path(), &[]);
     let base = format!("http://127.0.0.1:{}", running.port);
     let client = gateway_test_support::http_client();
-    let body = serde_json::json!({"name": "load", "transport": {"type": "streamable-http", "url": upstream.url()}});
-    let created = client
-        .post(format!("{base}/api/v1/servers"))
-        .json(&body)
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(created.status(), 201);
-    let refreshed = client
-        .post(format!("{base}/api/v1/servers/load/refresh"))
-        .send()
-        .await
-        .expect("refresh");
-    assert_eq!(refreshed.status(), 200);
+    register_http_upstream(&client, &base, "load", &upstream.url()).await;
 
     let answered = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));

@@ -76,6 +76,20 @@ async fn gateway() -> TestApp {
     .expect("sqlite app")
 }
 
+/// A gateway with the in-repo test upstream registered over Streamable HTTP as `name`.
+async fn gateway_with_test_upstream(name: &str) -> (TestApp, gateway_test_upstream::HttpUpstream) {
+    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("upstream");
+    let app = gateway().await;
+    register(
+        &app,
+        json!({"name": name, "transport": {"type": "streamable-http", "url": upstream.url()}}),
+    )
+    .await;
+    (app, upstream)
+}
+
 async fn register(app: &TestApp, body: Value) {
     let name = body["name"].as_str().expect("name").to_owned();
     let created = app.post_json("/api/v1/servers", &body).await;
@@ -219,15 +233,7 @@ fn inspector(peers: &Path, url: &str, args: &[&str]) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_cli_lists_calls_reads_and_gets_prompts() {
     let Some(peers) = peers() else { return };
-    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("upstream");
-    let app = gateway().await;
-    register(
-        &app,
-        json!({"name": "up", "transport": {"type": "streamable-http", "url": upstream.url()}}),
-    )
-    .await;
+    let (app, upstream) = gateway_with_test_upstream("up").await;
     let url = app.url("/mcp");
     let tools = inspector(&peers, &url, &["--method", "tools/list"]);
     assert!(
@@ -282,15 +288,7 @@ async fn the_inspector_cli_lists_calls_reads_and_gets_prompts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_cli_finds_and_calls_a_tool_in_compact_mode() {
     let Some(peers) = peers() else { return };
-    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("upstream");
-    let app = gateway().await;
-    register(
-        &app,
-        json!({"name": "up", "transport": {"type": "streamable-http", "url": upstream.url()}}),
-    )
-    .await;
+    let (app, upstream) = gateway_with_test_upstream("up").await;
     let url = app.url("/mcp?view=compact");
     let tools = inspector(&peers, &url, &["--method", "tools/list"]);
     let names: Vec<&str> = tools["tools"]
@@ -414,11 +412,7 @@ fn conformance(peers: &Path, url: &str) -> (u32, u32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_through_the_gateway_matches_the_upstream_itself() {
     let Some(peers) = peers() else { return };
-    let upstream = gateway_test_upstream::serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("upstream");
-    let app = gateway().await;
-    register(&app, json!({"name": "conformance", "transport": {"type": "streamable-http", "url": upstream.url()}})).await;
+    let (app, upstream) = gateway_with_test_upstream("conformance").await;
     let (direct_passed, direct_failed, direct) = conformance(&peers, &upstream.url());
     let (gateway_passed, gateway_failed, through) =
         conformance(&peers, &app.url("/mcp/servers/conformance"));

@@ -773,6 +773,8 @@ pub struct PublishedQuery {
     pub version: VersionFilter,
     /// Include deleted entries.
     pub include_deleted: bool,
+    /// Only versions linked to this upstream.
+    pub upstream: Option<ServerId>,
     /// Start after this (name, version).
     pub after: Option<(String, String)>,
     /// Rows to return at most.

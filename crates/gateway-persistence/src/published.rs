@@ -191,6 +191,9 @@ impl PublishedRepository for Store {
         if !query.include_deleted {
             condition = condition.add(Column::Status.ne(PublishStatus::Deleted.as_str()));
         }
+        if let Some(upstream) = query.upstream {
+            condition = condition.add(Column::UpstreamServerId.eq(upstream.as_uuid()));
+        }
         if let Some((name, version)) = &query.after {
             condition = condition.add(
                 Condition::any().add(Column::Name.gt(name.as_str())).add(

@@ -24,6 +24,9 @@ pub struct Imported {
 /// `latest`, or one version.
 pub const LATEST: &str = "latest";
 
+/// Rows read per page when a registry method wants a whole result set.
+const PAGE_ROWS: u64 = 500;
+
 impl Registry {
     fn published_store(
         &self,
@@ -113,6 +116,24 @@ impl Registry {
                 }
             }
             Err(other) => Err(read(other)),
+        }
+    }
+
+    /// Every entry `query` matches, read a page of `query.limit` rows at a time
+    /// from `query.after` on (for exports, which want the whole set).
+    pub async fn all_published(
+        &self,
+        mut query: PublishedQuery,
+    ) -> Result<Vec<PublishedServer>, RegistryError> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.published_page(&query).await?;
+            let full = page.len() as u64 == query.limit;
+            query.after = page.last().map(|e| (e.name.to_string(), e.version.clone()));
+            all.extend(page);
+            if !full || query.limit == 0 {
+                return Ok(all);
+            }
         }
     }
 
@@ -250,24 +271,17 @@ impl Registry {
         &self,
         upstream: ServerId,
     ) -> Result<Option<PublishedServer>, RegistryError> {
-        let mut all = Vec::new();
-        let mut query = PublishedQuery {
-            search: None,
-            updated_since: None,
-            version: gateway_domain::VersionFilter::All,
-            include_deleted: false,
-            after: None,
-            limit: 500,
-        };
-        loop {
-            let page = self.published_page(&query).await?;
-            let full = page.len() as u64 == query.limit;
-            query.after = page.last().map(|e| (e.name.to_string(), e.version.clone()));
-            all.extend(page.into_iter().filter(|e| e.upstream == Some(upstream)));
-            if !full {
-                break;
-            }
-        }
+        let all = self
+            .all_published(PublishedQuery {
+                search: None,
+                updated_since: None,
+                version: gateway_domain::VersionFilter::All,
+                include_deleted: false,
+                upstream: Some(upstream),
+                after: None,
+                limit: PAGE_ROWS,
+            })
+            .await?;
         Ok(all
             .iter()
             .find(|e| e.is_latest)

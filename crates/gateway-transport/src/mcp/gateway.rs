@@ -887,7 +887,12 @@ impl GatewayServer {
         // Access rules and the tool's budgets first: a refused caller learns nothing
         // from the schema, and invalid arguments are not free to send.
         let (route, server) = self
-            .admit(ListKind::Tools, &args.name, &ctx.extensions)
+            .admit(
+                ListKind::Tools,
+                &args.name,
+                &super::runtime::Scope::Aggregate,
+                &ctx.extensions,
+            )
             .await?;
         if let Some(validator) = self.runtime.current().validator(&args.name) {
             check_arguments(&validator, &args.name, args.arguments.as_ref())?;

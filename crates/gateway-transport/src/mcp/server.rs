@@ -310,16 +310,16 @@ fn service_error(server: &ServerName, error: rmcp::ServiceError) -> ErrorData {
 }
 
 impl GatewayServer {
-    /// The routed item and its enabled server, or the documented error.
     /// The routed item and its enabled server, or the documented error. An item the
     /// caller may not use gets exactly the error of an item that does not exist.
+    /// `scope` is the request's [`scope_of`], parsed once by the handler.
     fn resolve(
         &self,
         kind: ListKind,
         key: &str,
+        scope: &Scope,
         extensions: &rmcp::model::Extensions,
     ) -> Result<(Route, UpstreamServer), ErrorData> {
-        let scope = &scope_of(extensions)?;
         let current = self.runtime.current();
         let what = match kind {
             ListKind::Tools => "tool",
@@ -398,9 +398,10 @@ impl GatewayServer {
         &self,
         kind: ListKind,
         key: &str,
+        scope: &Scope,
         extensions: &rmcp::model::Extensions,
     ) -> Result<(Route, UpstreamServer), ErrorData> {
-        let (route, server) = self.resolve(kind, key, extensions)?;
+        let (route, server) = self.resolve(kind, key, scope, extensions)?;
         if self.runtime.limits().is_empty() {
             return Ok((route, server));
         }
@@ -1085,12 +1086,16 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if scope_of(&ctx.extensions)? == Scope::Aggregate
+        let scope = scope_of(&ctx.extensions)?;
+        if scope == Scope::Aggregate
             && let Some(tool) = self.gateway_tool(&request.name)
         {
             return self.call_gateway(tool, request, ctx).await;
         }
-        self.call_upstream_tool(request, ctx).await
+        let (route, server) = self
+            .admit(ListKind::Tools, &request.name, &scope, &ctx.extensions)
+            .await?;
+        self.send_tool(route, &server, request, ctx).await
     }
 
     async fn list_prompts(
@@ -1113,8 +1118,9 @@ impl ServerHandler for GatewayServer {
         request: GetPromptRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
         let (route, server) = self
-            .admit(ListKind::Prompts, &request.name, &ctx.extensions)
+            .admit(ListKind::Prompts, &request.name, &scope, &ctx.extensions)
             .await?;
         let mut upstream = request;
         upstream.name = route.original;
@@ -1174,7 +1180,7 @@ impl ServerHandler for GatewayServer {
                 .map(ReadResourceResponse::Complete);
         }
         let (route, server) = self
-            .admit(ListKind::Resources, &request.uri, &ctx.extensions)
+            .admit(ListKind::Resources, &request.uri, &scope, &ctx.extensions)
             .await?;
         let exposed_uri = request.uri.clone();
         let mut upstream = request;
@@ -1205,18 +1211,24 @@ impl ServerHandler for GatewayServer {
         request: CompleteRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        let scope = scope_of(&ctx.extensions)?;
         let mut upstream = request;
         let (route, server) = match &mut upstream.r#ref {
             Reference::Prompt(prompt) => {
                 let (route, server) = self
-                    .admit(ListKind::Prompts, &prompt.name, &ctx.extensions)
+                    .admit(ListKind::Prompts, &prompt.name, &scope, &ctx.extensions)
                     .await?;
                 prompt.name = route.original.clone();
                 (route, server)
             }
             Reference::Resource(resource) => {
                 let (route, server) = self
-                    .admit(ListKind::ResourceTemplates, &resource.uri, &ctx.extensions)
+                    .admit(
+                        ListKind::ResourceTemplates,
+                        &resource.uri,
+                        &scope,
+                        &ctx.extensions,
+                    )
                     .await?;
                 resource.uri = route.original.clone();
                 (route, server)
@@ -1253,9 +1265,8 @@ impl ServerHandler for GatewayServer {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if scope_of(&ctx.extensions)? == Scope::Aggregate
-            && super::gateway::is_gateway_uri(&request.uri)
-        {
+        let scope = scope_of(&ctx.extensions)?;
+        if scope == Scope::Aggregate && super::gateway::is_gateway_uri(&request.uri) {
             let Some(watched) = self
                 .gateway_resource_watched(&request.uri, &ctx.extensions)
                 .await
@@ -1273,7 +1284,8 @@ impl ServerHandler for GatewayServer {
             self.runtime.watch_gateway_resource(&watched, subscriber);
             return Ok(());
         }
-        let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
+        let (route, server) =
+            self.resolve(ListKind::Resources, &request.uri, &scope, &ctx.extensions)?;
         let subscriber = Subscriber {
             session: session_of(&ctx.extensions),
             peer: ctx.peer.clone(),
@@ -1289,14 +1301,14 @@ impl ServerHandler for GatewayServer {
         request: UnsubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if scope_of(&ctx.extensions)? == Scope::Aggregate
-            && super::gateway::is_gateway_uri(&request.uri)
-        {
+        let scope = scope_of(&ctx.extensions)?;
+        if scope == Scope::Aggregate && super::gateway::is_gateway_uri(&request.uri) {
             self.runtime
                 .unwatch_gateway_resource(&request.uri, &session_of(&ctx.extensions));
             return Ok(());
         }
-        let (route, server) = self.resolve(ListKind::Resources, &request.uri, &ctx.extensions)?;
+        let (route, server) =
+            self.resolve(ListKind::Resources, &request.uri, &scope, &ctx.extensions)?;
         self.runtime
             .unsubscribe(&server, &route.original, &session_of(&ctx.extensions))
             .await;
@@ -1338,18 +1350,6 @@ impl ServerHandler for GatewayServer {
 }
 
 impl GatewayServer {
-    /// `tools/call` of an upstream tool on any endpoint (and of `gateway__call_tool`).
-    pub(super) async fn call_upstream_tool(
-        &self,
-        request: CallToolRequestParams,
-        ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let (route, server) = self
-            .admit(ListKind::Tools, &request.name, &ctx.extensions)
-            .await?;
-        self.send_tool(route, &server, request, ctx).await
-    }
-
     /// Forwards an admitted `tools/call` to its upstream under its original name.
     pub(super) async fn send_tool(
         &self,

@@ -298,24 +298,19 @@ pub async fn export_registry(
     state: Data<ApiState>,
     query: Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut documents = Vec::new();
-    let mut request = PublishedQuery {
-        search: None,
-        updated_since: None,
-        version: VersionFilter::All,
-        include_deleted: query.include_deleted,
-        after: None,
-        limit: 500,
-    };
-    loop {
-        let page = state.registry.published_page(&request).await?;
-        let full = page.len() as u64 == request.limit;
-        request.after = page.last().map(|e| (e.name.to_string(), e.version.clone()));
-        documents.extend(page.into_iter().map(|e| e.document));
-        if !full {
-            break;
-        }
-    }
+    let entries = state
+        .registry
+        .all_published(PublishedQuery {
+            search: None,
+            updated_since: None,
+            version: VersionFilter::All,
+            include_deleted: query.include_deleted,
+            upstream: None,
+            after: None,
+            limit: 500,
+        })
+        .await?;
+    let documents: Vec<Value> = entries.into_iter().map(|e| e.document).collect();
     Ok(HttpResponse::Ok().json(documents))
 }
 
@@ -533,6 +528,7 @@ pub async fn list_published(
             updated_since,
             version,
             include_deleted: updated_since.is_some() || query.include_deleted.unwrap_or(false),
+            upstream: None,
             after,
             limit: limit + 1,
         })
