@@ -652,6 +652,10 @@ pub struct McpConfig {
     /// Tools (and prompts, resources, templates) one upstream may list at most; a
     /// bigger catalog is refused and the last known one kept.
     pub max_items_per_upstream: usize,
+    /// Notifications (progress, log messages) relayed per second from one upstream
+    /// session, at most; beyond that they are dropped and counted. List changes and
+    /// resource updates are never dropped, only coalesced.
+    pub max_upstream_notifications_per_sec: u32,
 }
 
 /// The two forms of `/mcp`.
@@ -684,6 +688,7 @@ impl Default for McpConfig {
             max_sessions_per_caller: 100,
             session_idle_secs: 300,
             max_items_per_upstream: 10_000,
+            max_upstream_notifications_per_sec: 100,
         }
     }
 }
@@ -1250,6 +1255,12 @@ impl Settings {
             problems.push(format!(
                 "mcp.max_items_per_upstream = {}: must be between 1 and 1000000",
                 mcp.max_items_per_upstream
+            ));
+        }
+        if !(1..=100_000).contains(&mcp.max_upstream_notifications_per_sec) {
+            problems.push(format!(
+                "mcp.max_upstream_notifications_per_sec = {}: must be between 1 and 100000",
+                mcp.max_upstream_notifications_per_sec
             ));
         }
         if !(1..=86_400).contains(&mcp.session_idle_secs) {

@@ -423,6 +423,7 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
         upstream: UpstreamSettings {
             connect_timeout: Duration::from_millis(mcp.connect_timeout_ms),
             max_response_bytes: mcp.max_response_bytes,
+            max_notifications_per_sec: mcp.max_upstream_notifications_per_sec,
             tokens: Some(Arc::new(tokens)),
             egress: Arc::new(settings.upstreams.egress()),
             ..UpstreamSettings::default()

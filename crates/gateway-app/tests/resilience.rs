@@ -1107,3 +1107,205 @@ async fn a_hostile_upstream_gets_errors_not_the_gateway_down() {
     hostile.stop().await;
     good.stop().await;
 }
+
+/// The value of one metric series, 0 when it is absent.
+async fn metric(app: &TestApp, series: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An upstream flooding notifications on a call's stream: the call still gets its
+/// result; the client is relayed no more than the cap allows and the rest is counted
+/// as dropped; the flood of list changes is coalesced into a few re-listings, not one
+/// per notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_flood_is_capped_counted_and_coalesced() {
+    use gateway_test_support::hostile::{FLOOD_LIST_CHANGES, FLOOD_LOGS, HostileUpstream};
+    use std::sync::atomic::Ordering;
+    const CAP: usize = 50;
+    let hostile = HostileUpstream::start(1024);
+    let app = gateway(|s| s.mcp.max_upstream_notifications_per_sec = CAP as u32).await;
+    register(
+        &app,
+        "hostile",
+        std::slice::from_ref(&hostile.url),
+        json!({}),
+    )
+    .await;
+    let lists_before = hostile.list_requests.load(Ordering::Relaxed);
+
+    let (client, mut pushed) = connect(&app.url("/mcp")).await;
+    // Log messages travel on the session's standalone stream (rmcp's server sends
+    // every notification but progress there): let the client open it first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.peer().call_tool(call("hostile__flood", json!({}))),
+    )
+    .await
+    .expect("an answer within 20 s")
+    .expect("the call succeeds");
+    let elapsed = started.elapsed();
+    assert_eq!(text_of(&result), "flood survived");
+
+    // Let the relayed messages arrive and the coalesced refreshes run.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut relayed = 0;
+    while let Ok(event) = pushed.try_recv() {
+        relayed += usize::from(matches!(event, Pushed::Log(_)));
+    }
+    let dropped = metric(
+        &app,
+        "gateway_upstream_faults_total{fault=\"notification_flood\",server=\"hostile\"}",
+    )
+    .await as usize;
+    let allowed = CAP + CAP * (elapsed.as_secs() as usize + 1);
+    assert!(
+        dropped >= FLOOD_LOGS - allowed,
+        "{dropped} dropped, at most {allowed} of {FLOOD_LOGS} may pass in {elapsed:?}"
+    );
+    // What passed is relayed (those sent while the client's standalone stream
+    // reconnects can be lost: rmcp's server sends log messages on that stream).
+    assert!(
+        relayed > 0 && relayed <= FLOOD_LOGS - dropped,
+        "{relayed} relayed, {dropped} dropped"
+    );
+
+    // At most one re-listing per 200 ms while the flood lasts.
+    let relisted = hostile.list_requests.load(Ordering::Relaxed) - lists_before;
+    let flood_lasted = started.elapsed();
+    let most = 2 + (flood_lasted.as_millis() / 200) as usize;
+    assert!(
+        (1..=most).contains(&relisted),
+        "{FLOOD_LIST_CHANGES} list changes in {flood_lasted:?} caused {relisted} re-listings, at most {most}"
+    );
+    // The session and the gateway carry on.
+    let tools = client.peer().list_all_tools().await.expect("tools");
+    assert!(tools.iter().any(|t| t.name == "hostile__flood"));
+    assert_eq!(app.get("/health").await.status(), 200);
+    hostile.stop().await;
+}
+
+/// `tools/list` entries that are not valid tools, or repeat a name, are left out and
+/// counted; the upstream's valid tools are served, odd names made valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_list_entries_are_left_out_and_counted_not_the_whole_list() {
+    use gateway_test_support::hostile::{HostileUpstream, INVALID_ENTRIES, TOOLS};
+    let hostile = HostileUpstream::start(1024);
+    let app = gateway(|_| {}).await;
+    register(
+        &app,
+        "hostile",
+        std::slice::from_ref(&hostile.url),
+        json!({}),
+    )
+    .await;
+
+    let (client, _) = connect(&app.url("/mcp")).await;
+    let tools = client.peer().list_all_tools().await.expect("tools");
+    let names: Vec<&str> = tools
+        .iter()
+        .map(|t| t.name.as_ref())
+        .filter(|n| n.starts_with("hostile__"))
+        .collect();
+    for tool in TOOLS.iter().chain(&["flood", "broken_schema"]) {
+        let exposed = format!("hostile__{tool}");
+        assert_eq!(
+            names.iter().filter(|n| **n == exposed).count(),
+            1,
+            "{exposed} once in {names:?}"
+        );
+    }
+    let odd: Vec<&&str> = names
+        .iter()
+        .filter(|n| n.starts_with("hostile__bad_name"))
+        .collect();
+    assert_eq!(odd.len(), 1, "the odd name, made valid: {names:?}");
+    assert!(
+        odd[0]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
+        "{odd:?}"
+    );
+    assert_eq!(names.len(), TOOLS.len() + 3, "{names:?}");
+    let garbage = tools
+        .iter()
+        .find(|t| t.name == "hostile__garbage")
+        .expect("garbage");
+    assert_eq!(garbage.description, None, "the first `garbage` is kept");
+
+    let left_out = metric(
+        &app,
+        "gateway_upstream_faults_total{fault=\"invalid_item\",server=\"hostile\"}",
+    )
+    .await as usize;
+    assert!(
+        left_out >= INVALID_ENTRIES && left_out.is_multiple_of(INVALID_ENTRIES),
+        "{left_out} entries counted, {INVALID_ENTRIES} per listing"
+    );
+    assert_eq!(state_of(&app, "hostile").await, "healthy");
+    hostile.stop().await;
+}
+
+/// Stdio children that break: one exits at once, one writes 20 MB without a
+/// newline, one writes lines of garbage, one floods its stderr. Each is reported
+/// unhealthy with a reason within the connect timeout; the gateway stays up and a
+/// well-behaved upstream beside them answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_stdio_children_are_contained() {
+    let good = upstream().await;
+    let app = gateway(|s| {
+        s.upstreams.allow_stdio = true;
+        s.upstreams.stdio_commands = vec!["sh".into()];
+    })
+    .await;
+    register(&app, "good", &[good.url()], json!({})).await;
+    let children = [
+        ("exits", "exit 3"),
+        ("no-newline", "head -c 20000000 /dev/zero; sleep 30"),
+        (
+            "garbage",
+            "yes 'this is not JSON-RPC' | head -n 100000; sleep 30",
+        ),
+        ("stderr-flood", "yes 'an error line' >&2"),
+    ];
+    for (name, script) in children {
+        let body = json!({"name": name, "transport": {"type": "stdio", "command": "sh", "args": ["-c", script]}});
+        let created = app.post_json("/api/v1/servers", &body).await;
+        assert_eq!(created.status(), 201, "{name}");
+        let started = Instant::now();
+        let refreshed = post(&app, &format!("/api/v1/servers/{name}/refresh")).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{name}: the refresh ends within the connect timeout"
+        );
+        let status = refreshed.status().as_u16();
+        assert!(status < 500 || status == 502, "{name}: {status}");
+        let health = get_json(&app, &format!("/api/v1/servers/{name}/health")).await;
+        assert_ne!(health["state"], "healthy", "{name}: {health}");
+        assert!(
+            health["recorded"]["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty()),
+            "{name}: a reason is recorded: {health}"
+        );
+        let (client, _) = connect(&app.url("/mcp")).await;
+        let echo = client
+            .peer()
+            .call_tool(call("good__echo", json!({"text": name})))
+            .await
+            .expect("the good upstream answers");
+        assert_eq!(text_of(&echo), name);
+    }
+    let stderr_dropped = metric(
+        &app,
+        "gateway_upstream_faults_total{fault=\"stderr_flood\",server=\"stderr-flood\"}",
+    )
+    .await;
+    assert!(stderr_dropped > 0, "the stderr flood is capped and counted");
+    assert_eq!(app.get("/health").await.status(), 200);
+    good.stop().await;
+}

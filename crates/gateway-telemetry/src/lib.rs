@@ -47,6 +47,11 @@ pub struct Metrics {
     /// `gateway_upstream_rejections_total{server,reason}`: calls refused before
     /// reaching the upstream (`circuit`, `bulkhead`, `draining`).
     pub upstream_rejections: IntCounterVec,
+    /// `gateway_upstream_faults_total{server,fault}`: misbehaviour the gateway
+    /// absorbed from an upstream (`notification_flood`: notifications dropped over
+    /// the relay cap; `invalid_item`: list entries that are not valid MCP items or
+    /// repeat a name; `stderr_flood`: stdio error lines dropped over the log cap).
+    pub upstream_faults: IntCounterVec,
     /// `gateway_rate_limited_total{scope}`: requests refused by a rate limit, by the
     /// scope of the budget that refused (`tenant`…`tool`, or `ip`).
     pub rate_limited: IntCounterVec,
@@ -193,6 +198,16 @@ impl Metrics {
                         "Calls refused before reaching the upstream, by reason",
                     ),
                     &["server", "reason"],
+                ),
+            )?,
+            upstream_faults: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_upstream_faults_total",
+                        "Upstream misbehaviour absorbed by the gateway, by kind",
+                    ),
+                    &["server", "fault"],
                 ),
             )?,
             rate_limited: register(

@@ -26,6 +26,7 @@ use rmcp::RoleServer;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use rmcp::service::Peer;
 use rmcp::service::SubscriptionSink;
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -149,13 +150,19 @@ impl McpItem {
 /// Converts a stored descriptor into the wire type; an item the upstream described
 /// invalidly is dropped with a warning rather than breaking the whole list.
 pub(super) fn to_item(kind: ListKind, key: &str, value: &Value) -> Option<McpItem> {
-    let converted = match kind {
-        ListKind::Tools => serde_json::from_value(value.clone()).map(McpItem::Tool),
-        ListKind::Prompts => serde_json::from_value(value.clone()).map(McpItem::Prompt),
-        ListKind::Resources => serde_json::from_value(value.clone()).map(McpItem::Resource),
-        ListKind::ResourceTemplates => serde_json::from_value(value.clone()).map(McpItem::Template),
-    };
-    converted.map_err(|error| tracing::warn!(item = key, ?kind, %error, "upstream item is invalid; not listed")).ok()
+    parse_item(kind, value)
+        .map_err(|error| tracing::warn!(item = key, ?kind, %error, "upstream item is invalid; not listed"))
+        .ok()
+}
+
+/// An item in its wire type, or why it is not a valid one.
+fn parse_item(kind: ListKind, value: &Value) -> Result<McpItem, serde_json::Error> {
+    match kind {
+        ListKind::Tools => Tool::deserialize(value).map(McpItem::Tool),
+        ListKind::Prompts => Prompt::deserialize(value).map(McpItem::Prompt),
+        ListKind::Resources => Resource::deserialize(value).map(McpItem::Resource),
+        ListKind::ResourceTemplates => ResourceTemplate::deserialize(value).map(McpItem::Template),
+    }
 }
 
 /// Which endpoint a client is on.
@@ -346,7 +353,7 @@ impl McpRuntime {
     ) -> Result<(Arc<Self>, RuntimeInbox), String> {
         let (events, upstream_events) = mpsc::unbounded_channel();
         let (changes, health_changes) = mpsc::unbounded_channel();
-        let pool = UpstreamPool::new(settings.upstream.clone(), events)?;
+        let pool = UpstreamPool::new(settings.upstream.clone(), events, metrics.clone())?;
         let monitor = Monitor::new(settings.resilience.clone(), changes.clone());
         let spawner = tokio::runtime::Handle::try_current()
             .map_err(|_| "the MCP runtime must be built inside a tokio runtime".to_owned())?;
@@ -518,6 +525,8 @@ impl McpRuntime {
         // (until the shared change notifications of issue #7).
         let mut rules_tick = tokio::time::interval(RULES_RELOAD);
         rules_tick.tick().await;
+        let mut relist = HashSet::new();
+        let mut relist_at: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 Some(item) = work.recv() => {
@@ -528,10 +537,35 @@ impl McpRuntime {
                     }
                     self.handle(batch).await;
                 }
-                Some(event) = upstream_events.recv() => match event {
-                    UpstreamEvent::ListChanged(id) => self.refresh(id).await,
-                    UpstreamEvent::ResourceUpdated(id, uri) => self.resource_updated(id, &uri).await,
-                },
+                Some(event) = upstream_events.recv() => {
+                    // Coalesce a burst (an upstream may flood these): list changes
+                    // wait out RELIST_DELAY, so a server is re-listed at most once per
+                    // delay; each resource update of the burst is relayed once.
+                    let mut events = vec![event];
+                    while let Ok(more) = upstream_events.try_recv() {
+                        events.push(more);
+                    }
+                    let mut seen = HashSet::new();
+                    for event in events {
+                        match event {
+                            UpstreamEvent::ListChanged(id) => {
+                                relist.insert(id);
+                                relist_at.get_or_insert_with(|| tokio::time::Instant::now() + RELIST_DELAY);
+                            }
+                            UpstreamEvent::ResourceUpdated(id, uri) => {
+                                if seen.insert((id, uri.clone())) {
+                                    self.resource_updated(id, &uri).await;
+                                }
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until_some(relist_at) => {
+                    relist_at = None;
+                    for id in std::mem::take(&mut relist) {
+                        self.refresh(id).await;
+                    }
+                }
                 Some(change) = health_changes.recv() => {
                     let mut changes = vec![change];
                     while let Ok(more) = health_changes.try_recv() {
@@ -671,7 +705,10 @@ impl McpRuntime {
         loop {
             let cap = self.settings.max_items_per_upstream;
             let error = match tokio::time::timeout(limit, fetch_catalog(&peer, cap)).await {
-                Ok(Ok(catalog)) => return Ok((catalog, version)),
+                Ok(Ok((catalog, rejected))) => {
+                    self.report_rejected(&server.spec.name, &rejected);
+                    return Ok((catalog, version));
+                }
                 Ok(Err(error)) => error,
                 Err(_) => {
                     return Err(format!(
@@ -687,6 +724,24 @@ impl McpRuntime {
             tokio::time::sleep(jittered(backoff)).await;
             backoff *= 2;
             attempt += 1;
+        }
+    }
+
+    /// Logs (the first few) and counts the list entries an upstream sent that were
+    /// left out of its catalog.
+    fn report_rejected(&self, server: &ServerName, rejected: &[String]) {
+        if rejected.is_empty() {
+            return;
+        }
+        self.metrics
+            .upstream_faults
+            .with_label_values(&[server.as_str(), "invalid_item"])
+            .inc_by(u64::try_from(rejected.len()).unwrap_or(u64::MAX));
+        for reason in rejected.iter().take(10) {
+            tracing::warn!(server = %server, %reason, "upstream list entry left out");
+        }
+        if rejected.len() > 10 {
+            tracing::warn!(server = %server, more = rejected.len() - 10, "more upstream list entries left out");
         }
     }
 
@@ -1218,93 +1273,153 @@ impl McpRuntime {
     }
 }
 
+/// How long a list change waits before its server is re-listed, gathering the
+/// changes that follow it: an upstream flooding list changes is re-listed at most
+/// once per delay.
+const RELIST_DELAY: Duration = Duration::from_millis(200);
+
+/// Sleeps until `at`, or for ever without it (a `select!` branch that never fires).
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Pages of one list an upstream may answer with at most (an upstream that keeps
 /// handing out cursors, empty pages or not, cannot keep discovery going for ever).
 const MAX_LIST_PAGES: usize = 10_000;
 
-/// Every page of one list, page by page, refusing an upstream that lists more than
-/// `cap` items (so one upstream cannot fill the gateway's memory or its clients'
-/// lists) or repeats a cursor.
-macro_rules! collect_pages {
-    ($peer:expr, $method:ident, $field:ident, $cap:expr, $what:literal) => {{
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        let mut seen_cursors = std::collections::HashSet::new();
-        let mut pages = 0;
-        loop {
-            pages += 1;
-            if pages > MAX_LIST_PAGES {
-                break Err(format!("{}: more than {MAX_LIST_PAGES} pages", $what));
-            }
-            let request = cursor
-                .take()
-                .map(|c| rmcp::model::PaginatedRequestParams::default().with_cursor(Some(c)));
-            let page = match $peer.$method(request).await {
-                Ok(page) => page,
-                Err(e) => break Err(format!("{}: {e}", $what)),
-            };
-            items.extend(descriptors(page.$field));
-            if items.len() > $cap {
-                break Err(format!(
-                    "{}: more than {} items, the limit per upstream (mcp.max_items_per_upstream)",
-                    $what, $cap
-                ));
-            }
-            match page.next_cursor.filter(|c| !c.is_empty()) {
-                Some(next) if !seen_cursors.insert(next.clone()) => {
-                    break Err(format!("{}: the upstream repeated a cursor", $what));
-                }
-                Some(next) => cursor = Some(next),
-                None => break Ok(items),
+/// The request for one page of a list.
+fn list_request(
+    kind: ListKind,
+    params: Option<rmcp::model::PaginatedRequestParams>,
+) -> rmcp::model::ClientRequest {
+    use rmcp::model::{ClientRequest, RequestOptionalParam};
+    fn page<M: Default>(
+        params: Option<rmcp::model::PaginatedRequestParams>,
+    ) -> RequestOptionalParam<M, rmcp::model::PaginatedRequestParams> {
+        RequestOptionalParam {
+            method: M::default(),
+            params,
+            extensions: Default::default(),
+        }
+    }
+    match kind {
+        ListKind::Tools => ClientRequest::ListToolsRequest(page(params)),
+        ListKind::Prompts => ClientRequest::ListPromptsRequest(page(params)),
+        ListKind::Resources => ClientRequest::ListResourcesRequest(page(params)),
+        ListKind::ResourceTemplates => ClientRequest::ListResourceTemplatesRequest(page(params)),
+    }
+}
+
+/// The method name of a list, for messages.
+fn list_method(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Tools => "tools/list",
+        ListKind::Prompts => "prompts/list",
+        ListKind::Resources => "resources/list",
+        ListKind::ResourceTemplates => "resources/templates/list",
+    }
+}
+
+/// The array field of a list result.
+fn list_field(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Tools => "tools",
+        ListKind::Prompts => "prompts",
+        ListKind::Resources => "resources",
+        ListKind::ResourceTemplates => "resourceTemplates",
+    }
+}
+
+/// One list, read page by page. Items that are not valid MCP items (no name, a
+/// schema that is not an object…) or repeat another's name or URI are left out and
+/// reported in `rejected`, so one bad entry does not hide an upstream's good ones.
+/// An upstream listing more than `cap` items (it would fill the gateway's memory and
+/// its clients' lists), repeating a cursor or paging for ever gets an error.
+async fn collect_list(
+    peer: &Peer<rmcp::RoleClient>,
+    kind: ListKind,
+    cap: usize,
+    rejected: &mut Vec<String>,
+) -> Result<Vec<Descriptor>, String> {
+    let what = list_method(kind);
+    let mut items = Vec::new();
+    let mut keys = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut seen_cursors = HashSet::new();
+    for _ in 0..MAX_LIST_PAGES {
+        let params = cursor
+            .take()
+            .map(|c| rmcp::model::PaginatedRequestParams::default().with_cursor(Some(c)));
+        // The typed variant when every item parsed; otherwise rmcp hands the result
+        // over as it came (`CustomResult`), and each item is judged on its own.
+        let page = peer
+            .send_request(list_request(kind, params))
+            .await
+            .map_err(|e| format!("{what}: {e}"))
+            .and_then(|result| serde_json::to_value(&result).map_err(|e| format!("{what}: {e}")))?;
+        let Some(Value::Array(entries)) = page.get(list_field(kind)) else {
+            return Err(format!(
+                "{what}: the answer has no `{}` array",
+                list_field(kind)
+            ));
+        };
+        for (index, entry) in entries.iter().enumerate() {
+            let key = entry
+                .get(kind.key_field())
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let shown: String = key.chars().take(80).collect();
+            if let Err(error) = parse_item(kind, entry) {
+                rejected.push(format!("{what}: item {index} (`{shown}`): {error}"));
+            } else if !keys.insert(key.to_owned()) {
+                rejected.push(format!("{what}: `{shown}` is listed twice; the first kept"));
+            } else if let Some(descriptor) = Descriptor::from_value(entry.clone()) {
+                items.push(descriptor);
             }
         }
-    }};
+        if items.len() > cap {
+            return Err(format!(
+                "{what}: more than {cap} items, the limit per upstream (mcp.max_items_per_upstream)"
+            ));
+        }
+        match page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+        {
+            Some(next) if !seen_cursors.insert(next.to_owned()) => {
+                return Err(format!("{what}: the upstream repeated a cursor"));
+            }
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(items),
+        }
+    }
+    Err(format!("{what}: more than {MAX_LIST_PAGES} pages"))
 }
 
 /// Fetches every page of every list the upstream declared, at most `cap` items of
-/// each kind.
-async fn fetch_catalog(peer: &Peer<rmcp::RoleClient>, cap: usize) -> Result<Catalog, String> {
+/// each kind; entries left out are described in the second value.
+async fn fetch_catalog(
+    peer: &Peer<rmcp::RoleClient>,
+    cap: usize,
+) -> Result<(Catalog, Vec<String>), String> {
     let capabilities = peer
         .peer_info()
         .map(|info| info.capabilities.clone())
         .unwrap_or_default();
-    let tools = match capabilities.tools {
-        Some(_) => collect_pages!(peer, list_tools, tools, cap, "tools/list")?,
-        None => Vec::new(),
+    let mut rejected = Vec::new();
+    let mut list = async |declared: bool, kind| match declared {
+        true => collect_list(peer, kind, cap, &mut rejected).await,
+        false => Ok(Vec::new()),
     };
-    let prompts = match capabilities.prompts {
-        Some(_) => collect_pages!(peer, list_prompts, prompts, cap, "prompts/list")?,
-        None => Vec::new(),
-    };
-    let (resources, templates) = match capabilities.resources {
-        Some(_) => (
-            collect_pages!(peer, list_resources, resources, cap, "resources/list")?,
-            collect_pages!(
-                peer,
-                list_resource_templates,
-                resource_templates,
-                cap,
-                "resources/templates/list"
-            )?,
-        ),
-        None => (Vec::new(), Vec::new()),
-    };
-    Ok(Catalog::new(
-        tools,
-        resources,
-        templates,
-        prompts,
-        Utc::now(),
-    ))
-}
-
-fn descriptors<T: serde::Serialize>(items: Vec<T>) -> Vec<Descriptor> {
-    items
-        .iter()
-        .filter_map(|item| {
-            serde_json::to_value(item)
-                .ok()
-                .and_then(Descriptor::from_value)
-        })
-        .collect()
+    let tools = list(capabilities.tools.is_some(), ListKind::Tools).await?;
+    let prompts = list(capabilities.prompts.is_some(), ListKind::Prompts).await?;
+    let has_resources = capabilities.resources.is_some();
+    let resources = list(has_resources, ListKind::Resources).await?;
+    let templates = list(has_resources, ListKind::ResourceTemplates).await?;
+    let catalog = Catalog::new(tools, resources, templates, prompts, Utc::now());
+    Ok((catalog, rejected))
 }

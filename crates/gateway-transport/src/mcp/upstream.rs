@@ -29,7 +29,6 @@ use rmcp::service::{
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient};
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 /// Environment variables a stdio upstream inherits from the gateway: enough to find
@@ -45,6 +44,10 @@ pub struct UpstreamSettings {
     pub reconnect_backoff: Duration,
     /// Largest JSON response accepted from an HTTP upstream.
     pub max_response_bytes: usize,
+    /// Notifications relayed from one upstream session per second, at most (bursts
+    /// of as many allowed); beyond that they are dropped and counted, so an upstream
+    /// flooding notifications cannot flood clients or keep the gateway busy.
+    pub max_notifications_per_sec: u32,
     /// Obtains the gateway's own access tokens for upstreams registered with OAuth
     /// client credentials; without it, such upstreams cannot be reached.
     pub tokens: Option<Arc<dyn gateway_domain::UpstreamTokenSource>>,
@@ -118,6 +121,7 @@ impl std::fmt::Debug for UpstreamSettings {
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect_backoff", &self.reconnect_backoff)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("max_notifications_per_sec", &self.max_notifications_per_sec)
             .field("tokens", &self.tokens.is_some())
             .field("egress", &self.egress)
             .finish()
@@ -130,6 +134,7 @@ impl Default for UpstreamSettings {
             connect_timeout: Duration::from_secs(15),
             reconnect_backoff: Duration::from_millis(500),
             max_response_bytes: 16 * 1024 * 1024,
+            max_notifications_per_sec: 100,
             tokens: None,
             egress: Arc::default(),
         }
@@ -206,7 +211,7 @@ pub enum ForwardedReply {
 }
 
 /// Connection-level news the runtime acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UpstreamEvent {
     /// The upstream said its tools, prompts or resources changed.
     ListChanged(ServerId),
@@ -238,9 +243,12 @@ struct Early {
     events: Vec<CallEvent>,
 }
 
-/// Early notifications kept at most; beyond that (they belong to requests nobody
-/// registers, such as discovery's lists) they are dropped.
+/// Keys with early notifications kept at most; beyond that (they belong to requests
+/// nobody registers, such as discovery's lists) they are dropped.
 const MAX_EARLY: usize = 256;
+
+/// Early notifications kept per key at most (the rest would only be relayed late).
+const MAX_EARLY_EVENTS: usize = 64;
 
 #[derive(Default)]
 struct InFlightTable {
@@ -391,7 +399,10 @@ impl InFlight {
         {
             Some(sender) => Some((sender, event)),
             None => {
-                table.early_mut(key).events.push(event);
+                let early = table.early_mut(key);
+                if early.events.len() < MAX_EARLY_EVENTS {
+                    early.events.push(event);
+                }
                 None
             }
         }
@@ -439,6 +450,44 @@ impl InFlight {
     }
 }
 
+/// Error lines of a stdio upstream logged per second, at most.
+const STDERR_LINES_PER_SEC: u32 = 50;
+
+/// Longest stderr line logged; the rest of a longer line is skipped, so a child
+/// writing without newlines cannot grow the gateway's memory.
+const MAX_STDERR_LINE: usize = 4096;
+
+/// Logs a stdio upstream's error output line by line, within [`MAX_STDERR_LINE`] and
+/// the guard's rate, until the child closes it.
+async fn log_stderr(stderr: tokio::process::ChildStderr, mut guard: FloodGuard) {
+    use futures_util::StreamExt;
+    use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+    // Bytes, not text: invalid UTF-8 must not stop the reading (a child whose
+    // stderr pipe is full blocks).
+    let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_STDERR_LINE);
+    let mut lines = FramedRead::new(stderr, codec);
+    // After a decoding error the stream yields `None` once, then reads on.
+    let mut skipped_line = false;
+    loop {
+        match lines.next().await {
+            Some(Ok(line)) => {
+                if guard.admit() {
+                    let line = String::from_utf8_lossy(&line);
+                    tracing::info!(server = %guard.server, "upstream stderr: {}", line.trim_end());
+                }
+            }
+            Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
+                skipped_line = true;
+                if guard.admit() {
+                    tracing::info!(server = %guard.server, "upstream stderr: a line over {MAX_STDERR_LINE} bytes, skipped");
+                }
+            }
+            None if std::mem::take(&mut skipped_line) => {}
+            Some(Err(AnyDelimiterCodecError::Io(_))) | None => break,
+        }
+    }
+}
+
 /// Wraps an upstream transport to count, in arrival order, the notifications that
 /// belong to a forwarded request, so the request's answer is released only after
 /// they are relayed (rmcp delivers notifications on tasks of their own, so without
@@ -446,6 +495,73 @@ impl InFlight {
 struct CountingTransport<T> {
     inner: T,
     in_flight: Arc<InFlight>,
+    flood: FloodGuard,
+}
+
+/// List changes and resource updates are never dropped (missing the last one would
+/// leave clients stale): the runtime coalesces a burst of them into one refresh.
+fn is_change_signal(notification: &ServerNotification) -> bool {
+    matches!(
+        notification,
+        ServerNotification::ToolListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_)
+            | ServerNotification::ResourceListChangedNotification(_)
+            | ServerNotification::ResourceUpdatedNotification(_)
+    )
+}
+
+/// Caps what one upstream session may make the gateway relay or log per second
+/// (governor's GCRA): beyond the budget a message is dropped before any work is
+/// spent on it, counted in `gateway_upstream_faults_total`, and reported in the log
+/// at most once per second.
+struct FloodGuard {
+    budget: governor::DefaultDirectRateLimiter,
+    server: ServerName,
+    fault: &'static str,
+    metrics: Arc<gateway_telemetry::Metrics>,
+    dropped: u64,
+    last_report: Option<Instant>,
+}
+
+impl FloodGuard {
+    fn new(
+        per_second: u32,
+        server: ServerName,
+        fault: &'static str,
+        metrics: Arc<gateway_telemetry::Metrics>,
+    ) -> Self {
+        let rate = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN);
+        Self {
+            budget: governor::RateLimiter::direct(governor::Quota::per_second(rate)),
+            server,
+            fault,
+            metrics,
+            dropped: 0,
+            last_report: None,
+        }
+    }
+
+    /// Whether one more message fits the budget; a drop is counted and reported.
+    fn admit(&mut self) -> bool {
+        if self.budget.check().is_ok() {
+            return true;
+        }
+        self.metrics
+            .upstream_faults
+            .with_label_values(&[self.server.as_str(), self.fault])
+            .inc();
+        self.dropped += 1;
+        let now = Instant::now();
+        if self
+            .last_report
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            tracing::warn!(server = %self.server, fault = self.fault, dropped = self.dropped, "upstream over its message budget; dropping");
+            self.last_report = Some(now);
+            self.dropped = 0;
+        }
+        false
+    }
 }
 
 impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient>
@@ -476,7 +592,14 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
     }
 
     async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
-        let mut message = self.inner.receive().await;
+        let mut message = loop {
+            let message = self.inner.receive().await;
+            match &message {
+                Some(rmcp::model::JsonRpcMessage::Notification(notification))
+                    if !is_change_signal(&notification.notification) && !self.flood.admit() => {}
+                _ => break message,
+            }
+        };
         match &mut message {
             Some(rmcp::model::JsonRpcMessage::Notification(notification)) => {
                 let extensions = rmcp::model::GetExtensions::extensions(&notification.notification);
@@ -737,6 +860,7 @@ pub struct UpstreamPool {
     settings: UpstreamSettings,
     http: reqwest::Client,
     events: mpsc::UnboundedSender<UpstreamEvent>,
+    metrics: Arc<gateway_telemetry::Metrics>,
 }
 
 /// Headers may contain only visible ASCII; the domain already refused CR/LF.
@@ -756,10 +880,12 @@ fn header_map(
 }
 
 impl UpstreamPool {
-    /// A pool whose connections report list changes on `events`.
+    /// A pool whose connections report list changes on `events` and the upstream
+    /// misbehaviour they absorb on `metrics`.
     pub fn new(
         settings: UpstreamSettings,
         events: mpsc::UnboundedSender<UpstreamEvent>,
+        metrics: Arc<gateway_telemetry::Metrics>,
     ) -> Result<Self, String> {
         // reqwest is built without a TLS provider of its own; the process uses ring.
         // Installing twice (several runtimes in one test process) is harmless.
@@ -788,6 +914,7 @@ impl UpstreamPool {
             settings,
             http,
             events,
+            metrics,
         })
     }
 
@@ -945,6 +1072,7 @@ impl UpstreamPool {
                             config,
                         ),
                         in_flight,
+                        flood: self.notification_guard(server),
                     };
                     return client
                         .serve_with_lifecycle(transport, lifecycle)
@@ -969,6 +1097,7 @@ impl UpstreamPool {
                 let transport = CountingTransport {
                     inner: StreamableHttpClientTransport::with_client(bearer, config),
                     in_flight,
+                    flood: self.notification_guard(server),
                 };
                 client
                     .serve_with_lifecycle(transport, lifecycle)
@@ -999,17 +1128,18 @@ impl UpstreamPool {
                     .spawn()
                     .map_err(|e| format!("cannot start `{command}`: {e}"))?;
                 if let Some(stderr) = stderr {
-                    let name = server.spec.name.clone();
-                    tokio::spawn(async move {
-                        let mut lines = tokio::io::BufReader::new(stderr).lines();
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            tracing::info!(server = %name, "upstream stderr: {line}");
-                        }
-                    });
+                    let guard = FloodGuard::new(
+                        STDERR_LINES_PER_SEC,
+                        server.spec.name.clone(),
+                        "stderr_flood",
+                        self.metrics.clone(),
+                    );
+                    tokio::spawn(log_stderr(stderr, guard));
                 }
                 let transport = CountingTransport {
                     inner: transport,
                     in_flight: client.in_flight.clone(),
+                    flood: self.notification_guard(server),
                 };
                 client
                     .serve_with_lifecycle(transport, lifecycle)
@@ -1017,6 +1147,15 @@ impl UpstreamPool {
                     .map_err(|e| error_chain(&e))
             }
         }
+    }
+
+    fn notification_guard(&self, server: &UpstreamServer) -> FloodGuard {
+        FloodGuard::new(
+            self.settings.max_notifications_per_sec,
+            server.spec.name.clone(),
+            "notification_flood",
+            self.metrics.clone(),
+        )
     }
 
     /// 2026-07-28 upstreams announce list changes only on a `subscriptions/listen`
