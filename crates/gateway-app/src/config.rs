@@ -649,6 +649,13 @@ pub struct McpConfig {
     pub max_sessions_per_caller: usize,
     /// A session idle this long (seconds) is ended and its resources freed.
     pub session_idle_secs: u64,
+    /// Streams (`GET /mcp`) and requests in progress open at once, all callers
+    /// together (more are 503).
+    pub max_streams: usize,
+    /// Streams and requests in progress open at once per caller (more are 429).
+    pub max_streams_per_caller: usize,
+    /// Seconds between keep-alive comments on an open SSE stream.
+    pub sse_keep_alive_secs: u64,
     /// Tools (and prompts, resources, templates) one upstream may list at most; a
     /// bigger catalog is refused and the last known one kept.
     pub max_items_per_upstream: usize,
@@ -687,6 +694,9 @@ impl Default for McpConfig {
             max_sessions: 10_000,
             max_sessions_per_caller: 100,
             session_idle_secs: 300,
+            max_streams: 20_000,
+            max_streams_per_caller: 300,
+            sse_keep_alive_secs: 15,
             max_items_per_upstream: 10_000,
             max_upstream_notifications_per_sec: 100,
         }
@@ -1249,6 +1259,24 @@ impl Settings {
             problems.push(format!(
                 "mcp.max_sessions_per_caller = {}: must be between 1 and mcp.max_sessions",
                 mcp.max_sessions_per_caller
+            ));
+        }
+        if !(1..=1_000_000).contains(&mcp.max_streams) {
+            problems.push(format!(
+                "mcp.max_streams = {}: must be between 1 and 1000000",
+                mcp.max_streams
+            ));
+        }
+        if !(1..=mcp.max_streams.max(1)).contains(&mcp.max_streams_per_caller) {
+            problems.push(format!(
+                "mcp.max_streams_per_caller = {}: must be between 1 and mcp.max_streams",
+                mcp.max_streams_per_caller
+            ));
+        }
+        if !(1..=3_600).contains(&mcp.sse_keep_alive_secs) {
+            problems.push(format!(
+                "mcp.sse_keep_alive_secs = {}: must be between 1 and 3600",
+                mcp.sse_keep_alive_secs
             ));
         }
         if !(1..=1_000_000).contains(&mcp.max_items_per_upstream) {

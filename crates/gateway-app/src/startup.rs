@@ -667,6 +667,11 @@ fn mcp_http_settings(settings: &Settings, port: u16) -> McpHttpSettings {
             per_caller: settings.mcp.max_sessions_per_caller,
         },
         session_idle: Duration::from_secs(settings.mcp.session_idle_secs),
+        stream_limits: gateway_transport::mcp::sessions::StreamLimits {
+            total: settings.mcp.max_streams,
+            per_caller: settings.mcp.max_streams_per_caller,
+        },
+        sse_keep_alive: Duration::from_secs(settings.mcp.sse_keep_alive_secs),
         trust_forwarded_for: settings.rate_limits.trust_forwarded_for,
     }
 }

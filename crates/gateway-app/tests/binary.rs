@@ -944,3 +944,145 @@ async fn sqlite_survives_sigkill_during_writes() {
     sigterm(&restarted.child);
     let _ = collect_until_exit(restarted);
 }
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`: resident now, `VmHWM`: the peak).
+fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
+}
+
+/// Opens an MCP session with `initialize` and `notifications/initialized`; the
+/// response to `initialize` (the session id in its headers, or the refusal).
+async fn open_session(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let initialize = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "idle", "version": "1"}}});
+    let response = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .expect("initialize sent");
+    if let Some(id) = response.headers().get("mcp-session-id") {
+        let initialized = client
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+            .expect("initialized sent");
+        assert_eq!(initialized.status(), 202);
+    }
+    response
+}
+
+/// The most a session may add to the gateway's resident memory (measured: 88 KiB per
+/// idle session in this debug build, about 70 KiB in a release build, mostly rmcp's
+/// per-session worker, service task and channels; docs/reliability.md).
+const MAX_KIB_PER_IDLE_SESSION: u64 = 128;
+
+/// 2,000 concurrent idle sessions (the configured cap) keep the gateway's memory
+/// bounded, and the next session is refused with a clear error instead of a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_idle_sessions_keep_memory_bounded_and_the_next_is_refused() {
+    use futures_util::StreamExt;
+    const SESSIONS: usize = 2_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut running = spawn_and_wait(
+        gateway(dir.path())
+            .env("MCP_GATEWAY_MCP__MAX_SESSIONS", SESSIONS.to_string())
+            .env(
+                "MCP_GATEWAY_MCP__MAX_SESSIONS_PER_CALLER",
+                SESSIONS.to_string(),
+            )
+            .args(["--log-format", "json", "serve", "--port", "0"]),
+    );
+    let pid = running.child.id();
+    let url = format!("http://127.0.0.1:{}/mcp", running.port);
+    let client = gateway_test_support::http_client();
+    // Warm up (the first session builds what every later one shares).
+    assert_eq!(open_session(&client, &url).await.status(), 200);
+    let before = memory_kib(pid, "VmRSS");
+    let statuses: Vec<u16> = futures_util::stream::iter(1..SESSIONS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            async move { open_session(&client, &url).await.status().as_u16() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "every session opens");
+    let after = memory_kib(pid, "VmRSS");
+    let per_session = after.saturating_sub(before) / SESSIONS as u64;
+    eprintln!(
+        "RSS {before} KiB -> {after} KiB with {SESSIONS} idle sessions: {per_session} KiB each"
+    );
+    assert!(
+        per_session <= MAX_KIB_PER_IDLE_SESSION,
+        "{per_session} KiB per idle session ({before} -> {after} KiB)"
+    );
+
+    let refused = open_session(&client, &url).await;
+    assert_eq!(refused.status(), 503);
+    let error: Value = refused.json().await.expect("json-rpc error");
+    assert_eq!(error["error"]["code"], -32039, "{error}");
+    assert!(
+        running.child.try_wait().expect("wait").is_none(),
+        "still running"
+    );
+    assert_eq!(
+        client
+            .get(format!("http://127.0.0.1:{}/health", running.port))
+            .send()
+            .await
+            .expect("health")
+            .status(),
+        200
+    );
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+}
+
+/// A 50 MB result from an upstream is refused at `mcp.max_response_bytes` (16 MiB by
+/// default) with a JSON-RPC error, and the gateway's peak memory grows by a bounded
+/// amount, not by the size of the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_50_mb_upstream_result_is_refused_within_bounded_memory() {
+    use gateway_test_support::hostile::HostileUpstream;
+    let hostile = HostileUpstream::start(50 * 1024 * 1024);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut running =
+        spawn_and_wait(gateway(dir.path()).args(["--log-format", "json", "serve", "--port", "0"]));
+    let pid = running.child.id();
+    let base = format!("http://127.0.0.1:{}", running.port);
+    let client = gateway_test_support::http_client();
+    register_http_upstream(&client, &base, "hostile", &hostile.url).await;
+    let (session, _) = gateway_test_support::mcp::connect(&format!("{base}/mcp")).await;
+    let before = memory_kib(pid, "VmHWM");
+    let outcome = session
+        .peer()
+        .call_tool(gateway_test_support::mcp::call(
+            "hostile__huge",
+            serde_json::json!({}),
+        ))
+        .await;
+    let error =
+        gateway_test_support::mcp::mcp_error(outcome.expect_err("a 50 MB result is refused"));
+    assert!((-32038..=-32031).contains(&error.code.0), "{error:?}");
+    let peak = memory_kib(pid, "VmHWM");
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    eprintln!("peak RSS {before} KiB -> {peak} KiB for a refused 50 MB result");
+    assert!(
+        grown_mib < 48,
+        "the peak grew by {grown_mib} MiB for a result refused at 16 MiB"
+    );
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+    hostile.stop().await;
+}

@@ -723,3 +723,92 @@ async fn sessions_are_capped_per_caller_and_in_total_and_idle_ones_end() {
         "{error}"
     );
 }
+
+/// Open streams and requests in progress are capped per caller and in total: a
+/// client cannot open stream after stream on its session (rmcp accepts any number)
+/// or queue request after request. Over a cap: 429 or 503 with JSON-RPC `-32040`;
+/// a stream that ends gives its place back.
+#[tokio::test]
+async fn open_streams_and_requests_are_capped_per_caller_and_in_total() {
+    let app = TestApp::spawn_with(TestBackend::Sqlite, |s| {
+        s.mcp.max_streams_per_caller = 3;
+        s.mcp.max_streams = 4;
+        s.mcp.sse_keep_alive_secs = 1;
+        s.rate_limits.trust_forwarded_for = true;
+    })
+    .await
+    .expect("app");
+    let opened = initialize(&app).await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let stream = |caller: &'static str| {
+        app.client
+            .get(app.url("/mcp"))
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("x-forwarded-for", caller)
+            .send()
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let open = stream("10.0.0.1").await.expect("sent");
+        assert_eq!(open.status(), StatusCode::OK);
+        held.push(open);
+    }
+    let refused = stream("10.0.0.1").await.expect("sent");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get("retry-after").is_some());
+    let error: Value = refused.json().await.expect("json-rpc error");
+    assert_eq!(error["error"]["code"], -32040, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mcp.max_streams_per_caller")),
+        "{error}"
+    );
+    // A request is work in progress too: the caller has no place left for it.
+    let ping = app
+        .client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("x-forwarded-for", "10.0.0.1")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ping.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // Another caller gets the last place in total, then the gateway is full.
+    let other = stream("10.0.0.2").await.expect("sent");
+    assert_eq!(other.status(), StatusCode::OK);
+    let full = stream("10.0.0.3").await.expect("sent");
+    assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = full.json().await.expect("json-rpc error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("mcp.max_streams")),
+        "{error}"
+    );
+
+    // Closing a stream gives its place back.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let again = stream("10.0.0.1").await.expect("sent");
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream's place is given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -908,3 +908,154 @@ async fn a_dead_stdio_upstream_is_restarted_and_stopped_with_the_gateway() {
         "the child ended with the gateway"
     );
 }
+
+/// Hostile and out-of-order requests over real HTTP: each gets a 4xx with the
+/// JSON-RPC error the specification names (never a 5xx, never a hang), and the
+/// session they aimed at keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_over_http_get_named_errors_and_break_nothing() {
+    let app = gateway().await;
+    let ping = |id: &str| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+
+    // Bodies: invalid UTF-8, nesting past any sane depth, 10 MB.
+    let mut invalid_utf8 = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    invalid_utf8.extend_from_slice(br#""}}"#);
+    let nested = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":{}{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let ten_mb = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":"{}"}}}}"#,
+        "a".repeat(10 * 1024 * 1024)
+    );
+    for (what, body, status, code) in [
+        ("invalid UTF-8", invalid_utf8, 400, -32700),
+        ("nested 100,000 deep", nested.into_bytes(), 400, -32700),
+        ("10 MB", ten_mb.into_bytes(), 413, -32600),
+    ] {
+        let (got, message) = post_raw(&app, body, &[]).await;
+        assert_eq!(
+            (got, message["error"]["code"].as_i64()),
+            (status, Some(code)),
+            "{what}: {message}"
+        );
+    }
+
+    // Ids of every type: strings and numbers are echoed; others are invalid.
+    for (id, valid) in [
+        (r#""text-id""#, true),
+        ("0", true),
+        ("-7", true),
+        ("9007199254740993", true),
+        ("true", false),
+        (r#"{"a":1}"#, false),
+        ("[1]", false),
+    ] {
+        let (status, message) = post_raw(&app, ping(id), &[]).await;
+        assert!(status < 500, "id {id}: {status}");
+        if valid {
+            // A ping without a session: refused by the session rules, id echoed.
+            let echoed = serde_json::from_str::<Value>(id).expect("id");
+            assert_eq!(
+                (status, &message["id"]),
+                (400, &echoed),
+                "id {id}: {message}"
+            );
+            assert_eq!(message["error"]["code"], -32600, "id {id}: {message}");
+            assert!(
+                message["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("Session ID")),
+                "id {id}: {message}"
+            );
+        } else {
+            assert_eq!(message["error"]["code"], -32600, "id {id}: {message}");
+        }
+    }
+
+    // Before `initialize`: a session-era request without a session is refused.
+    let (status, message) = post_raw(
+        &app,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &[("mcp-protocol-version", "2025-06-18")],
+    )
+    .await;
+    assert_eq!(
+        (status, message["error"]["code"].as_i64()),
+        (400, Some(-32600)),
+        "tools/list before initialize: {message}"
+    );
+
+    // A real session, then requests aimed at it with wrong ids and versions.
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"},"unexpected":{"extra":"params are ignored"}}}"#;
+    let response = app
+        .client
+        .post(app.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(init)
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), 200, "extra params are ignored");
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let good = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    post_raw(
+        &app,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &good,
+    )
+    .await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    for (what, headers, expected) in [
+        (
+            "an unknown session id",
+            vec![
+                ("mcp-session-id", unknown.as_str()),
+                ("mcp-protocol-version", "2025-06-18"),
+            ],
+            (404, -32001),
+        ),
+        (
+            "a session id that is not one",
+            vec![
+                ("mcp-session-id", "../../etc/passwd"),
+                ("mcp-protocol-version", "2025-06-18"),
+            ],
+            (404, -32001),
+        ),
+        (
+            "an unknown protocol version",
+            vec![
+                ("mcp-session-id", session.as_str()),
+                ("mcp-protocol-version", "1999-01-01"),
+            ],
+            (400, -32600),
+        ),
+    ] {
+        let (status, message) = post_raw(&app, ping("9"), &headers).await;
+        assert_eq!(
+            (status, message["error"]["code"].as_i64()),
+            (expected.0, Some(expected.1)),
+            "{what}: {message}"
+        );
+        assert_eq!(message["id"], 9, "{what}: the id is echoed");
+    }
+    // Extra fields in a request's params are ignored, and the session still works.
+    let (status, message) = post_raw(
+        &app,
+        r#"{"jsonrpc":"2.0","id":10,"method":"tools/list","params":{"cursor":null,"surplus":[1,2,3]}}"#,
+        &good,
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+    assert!(message["result"]["tools"].is_array(), "{message}");
+}

@@ -14,6 +14,11 @@ use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use super::sessions::{
+    SessionBook, SessionRefusal, StreamBook, StreamPermit, TOO_MANY_SESSIONS, TOO_MANY_STREAMS,
+};
+use std::sync::Arc;
+
 /// Methods whose `params` object is required.
 const NEEDS_PARAMS: &[&str] = &[
     "initialize",
@@ -141,25 +146,176 @@ pub fn check(body: &[u8]) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// The middleware: buffers a POST body (within the limit), checks it, and hands the
+/// What the gate needs, cloned into the middleware of each MCP route.
+#[derive(Clone)]
+pub struct Gate {
+    /// Largest JSON-RPC body.
+    pub max_body_bytes: usize,
+    /// Longest time a body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Open sessions under their caps.
+    pub sessions: Arc<SessionBook>,
+    /// Open streams and requests under their caps.
+    pub streams: Arc<StreamBook>,
+    /// Take the client address from `Forwarded` / `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+/// A response body that holds a stream's place under the caps until actix drops it
+/// (the stream ended, or the client went away).
+struct Held {
+    body: BoxBody,
+    _permit: StreamPermit,
+}
+
+impl MessageBody for Held {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+fn holding(
+    response: ServiceResponse<impl MessageBody + 'static>,
+    permit: Option<StreamPermit>,
+) -> ServiceResponse<BoxBody> {
+    let response = response.map_into_boxed_body();
+    match permit {
+        Some(permit) => response.map_body(|_, body| {
+            BoxBody::new(Held {
+                body,
+                _permit: permit,
+            })
+        }),
+        None => response,
+    }
+}
+
+/// A refusal over a cap: 503 for the gateway's total, 429 for the caller's.
+fn over_cap(
+    refusal: SessionRefusal,
+    code: i32,
+    what: &str,
+    setting: &str,
+    id: Value,
+) -> HttpResponse {
+    let (status, message, limit) = match refusal {
+        SessionRefusal::Total { limit } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the gateway holds {limit} {what}, its limit (mcp.max_{setting}); retry later"),
+            limit,
+        ),
+        SessionRefusal::PerCaller { limit } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "you hold {limit} {what}, the limit per caller (mcp.max_{setting}_per_caller); {}",
+                if code == TOO_MANY_SESSIONS {
+                    "end one (DELETE) or let one go idle"
+                } else {
+                    "close one or wait for an answer"
+                }
+            ),
+            limit,
+        ),
+    };
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {
+        "code": code, "message": message, "data": {"limit": limit}}});
+    HttpResponse::build(status)
+        .content_type("application/json")
+        .insert_header((
+            "retry-after",
+            if code == TOO_MANY_SESSIONS { "5" } else { "1" },
+        ))
+        .body(body.to_string())
+}
+
+/// Turns rmcp's plain-text refusals (`Bad Request: Session ID is required`, `Not
+/// Found: Session not found`, a wrong `MCP-Protocol-Version`…) into JSON-RPC errors
+/// with the same status and text, so every answer on `/mcp` is JSON-RPC: `-32001`
+/// for an unknown or ended session (the code the reference SDKs use), `-32600` for
+/// the rest. JSON and SSE answers pass untouched.
+async fn as_json_rpc(
+    response: ServiceResponse<impl MessageBody + 'static>,
+    id: Value,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let is_protocol = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("text/event-stream"));
+    if !status.is_client_error() || is_protocol {
+        return response.map_into_boxed_body();
+    }
+    let (request, response) = response.into_parts();
+    let (head, body) = response.into_parts();
+    // rmcp's refusals are a line of text; a longer body is not read.
+    let text = match actix_web::body::to_bytes_limited(body, 4096).await {
+        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        _ => String::new(),
+    };
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_owned()
+    } else {
+        text
+    };
+    let code = if status == StatusCode::NOT_FOUND {
+        -32001
+    } else {
+        -32600
+    };
+    let mut rebuilt = HttpResponse::build(status);
+    for (name, value) in head.headers() {
+        if name != actix_web::http::header::CONTENT_TYPE
+            && name != actix_web::http::header::CONTENT_LENGTH
+        {
+            rebuilt.append_header((name.clone(), value.clone()));
+        }
+    }
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": text}});
+    let rebuilt = rebuilt
+        .content_type("application/json")
+        .body(body.to_string());
+    ServiceResponse::new(request, rebuilt)
+}
+
+/// The middleware: holds a place under the stream caps for each `GET` stream and each
+/// `POST` until its response ends; buffers a POST body (within the limit and the
+/// deadline), checks it, admits a new session under the session caps, and hands the
 /// same bytes on.
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-    limit: usize,
-    timeout: std::time::Duration,
-    book: std::sync::Arc<super::sessions::SessionBook>,
-    trust_forwarded_for: bool,
+    gate: Gate,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    let caller = caller_key(&req, gate.trust_forwarded_for);
+    let permit = match *req.method() {
+        Method::GET | Method::POST => match gate.streams.admit(&caller) {
+            Ok(permit) => Some(permit),
+            Err(refusal) => {
+                let what = "open MCP streams and requests";
+                let response = over_cap(refusal, TOO_MANY_STREAMS, what, "streams", Value::Null);
+                return Ok(req.into_response(response));
+            }
+        },
+        _ => None,
+    };
     if req.method() != Method::POST {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        let response = next.call(req).await?;
+        return Ok(holding(as_json_rpc(response, Value::Null).await, permit));
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + gate.body_timeout;
+    let limit = gate.max_body_bytes;
     loop {
         // A body trickling in (slowloris) ends at the deadline.
         let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
@@ -170,7 +326,7 @@ pub async fn guard(
                     -32600,
                     format!(
                         "Invalid Request: the body did not arrive within {} s",
-                        timeout.as_secs()
+                        gate.body_timeout.as_secs()
                     ),
                     Value::Null,
                 );
@@ -194,56 +350,27 @@ pub async fn guard(
         return Ok(req.into_response(rejection.response()));
     }
     // A new session (an `initialize` without a session id) must fit under the caps.
+    let message = serde_json::from_slice::<Value>(&body).unwrap_or_default();
     let opens_session = !req.headers().contains_key("mcp-session-id")
-        && serde_json::from_slice::<Value>(&body)
-            .ok()
-            .is_some_and(|m| m.get("method").and_then(Value::as_str) == Some("initialize"));
-    let caller = opens_session.then(|| caller_key(&req, trust_forwarded_for));
-    if let Some(caller) = &caller
-        && let Err(refusal) = book.admit(caller).await
-    {
-        let id = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|m| m.get("id").cloned())
-            .unwrap_or(Value::Null);
-        let (status, message, limit) = match refusal {
-            super::sessions::SessionRefusal::Total { limit } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the gateway holds {limit} MCP sessions, its limit (mcp.max_sessions); retry later"
-                ),
-                limit,
-            ),
-            super::sessions::SessionRefusal::PerCaller { limit } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "you hold {limit} MCP sessions, the limit per caller (mcp.max_sessions_per_caller); end one (DELETE) or let one go idle"
-                ),
-                limit,
-            ),
-        };
-        let body = json!({"jsonrpc": "2.0", "id": id, "error": {
-            "code": super::sessions::TOO_MANY_SESSIONS, "message": message, "data": {"limit": limit}}});
-        let response = HttpResponse::build(status)
-            .content_type("application/json")
-            .insert_header(("retry-after", "5"))
-            .body(body.to_string());
+        && message.get("method").and_then(Value::as_str) == Some("initialize");
+    if opens_session && let Err(refusal) = gate.sessions.admit(&caller).await {
+        let id = message.get("id").cloned().unwrap_or(Value::Null);
+        let response = over_cap(refusal, TOO_MANY_SESSIONS, "MCP sessions", "sessions", id);
         return Ok(req.into_response(response));
     }
     req.set_payload(Payload::from(body));
-    let response = next
-        .call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)?;
-    if let Some(caller) = caller
+    let response = next.call(req).await?;
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let response = as_json_rpc(response, id).await;
+    if opens_session
         && let Some(id) = response
             .headers()
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        book.opened(caller, id.to_owned());
+        gate.sessions.opened(caller, id.to_owned());
     }
-    Ok(response)
+    Ok(holding(response, permit))
 }
 
 #[cfg(test)]

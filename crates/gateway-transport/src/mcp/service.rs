@@ -29,6 +29,12 @@ pub struct McpHttpSettings {
     pub trust_forwarded_for: bool,
     /// Caps on sessions, in total and per caller.
     pub session_limits: super::sessions::SessionLimits,
+    /// Caps on open streams and requests in progress, in total and per caller.
+    pub stream_limits: super::sessions::StreamLimits,
+    /// How often an open SSE stream gets a keep-alive comment: what keeps load
+    /// balancers from closing idle streams, and how soon a stream whose client went
+    /// away is noticed (a write fails) and its place under the caps given back.
+    pub sse_keep_alive: std::time::Duration,
     /// A session idle this long is ended.
     pub session_idle: std::time::Duration,
 }
@@ -46,6 +52,11 @@ impl Default for McpHttpSettings {
                 per_caller: 100,
             },
             session_idle: std::time::Duration::from_secs(300),
+            stream_limits: super::sessions::StreamLimits {
+                total: 20_000,
+                per_caller: 300,
+            },
+            sse_keep_alive: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -62,14 +73,9 @@ pub struct McpServices {
     pub per_view: StreamableHttpService<Audited, LocalSessionManager>,
     /// The runtime behind both.
     pub runtime: Arc<McpRuntime>,
-    /// Largest JSON-RPC body accepted (checked before rmcp sees it).
-    pub max_body_bytes: usize,
-    /// Longest time a body may take to arrive (slow bodies get 408).
-    pub body_timeout: std::time::Duration,
-    /// The open sessions of all three services, under their caps.
-    pub book: Arc<super::sessions::SessionBook>,
-    /// Take the client address from `Forwarded` / `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// The checks in front of all three services: body size and deadline, and the
+    /// caps on sessions and open streams.
+    pub gate: super::guard::Gate,
     /// Ends every MCP session of both services when cancelled (at shutdown, once the
     /// calls in flight are done, so open SSE streams do not hold the server up).
     pub sessions: tokio_util::sync::CancellationToken,
@@ -96,6 +102,7 @@ fn build(
         .maybe_allowed_hosts(settings.allowed_hosts.clone())
         .allowed_origins(settings.allowed_origins.clone())
         .max_request_body_bytes(settings.max_body_bytes)
+        .sse_keep_alive(settings.sse_keep_alive)
         // The caller the auth gate admitted travels with the message (the token itself
         // does not: rmcp-actix-web strips `Authorization`, and nothing forwards it).
         .on_request_fn(move |request, extensions| {
@@ -136,10 +143,13 @@ impl McpServices {
             per_server,
             per_view,
             runtime,
-            max_body_bytes: settings.max_body_bytes,
-            body_timeout: settings.body_timeout,
-            book,
-            trust_forwarded_for: settings.trust_forwarded_for,
+            gate: super::guard::Gate {
+                max_body_bytes: settings.max_body_bytes,
+                body_timeout: settings.body_timeout,
+                sessions: book,
+                streams: super::sessions::StreamBook::new(settings.stream_limits),
+                trust_forwarded_for: settings.trust_forwarded_for,
+            },
             sessions,
         }
     }

@@ -5,6 +5,11 @@
 //! caller) or 503 (in total) with JSON-RPC error `-32039` naming the limit. Sessions
 //! that go idle are ended by rmcp after `mcp.session_idle_secs`, which frees their
 //! place.
+//!
+//! Caps on open streams, in total and per caller, bound the work a client can queue:
+//! every `GET` stream (rmcp lets a session open any number of them) and every `POST`
+//! whose answer is still coming holds a place until its response body ends or the
+//! client goes away. Over a cap: HTTP 503 or 429 with JSON-RPC error `-32040`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +18,9 @@ use rmcp_actix_web::transport::LocalSessionManager;
 
 /// JSON-RPC error code of a refused session.
 pub const TOO_MANY_SESSIONS: i32 = -32039;
+
+/// JSON-RPC error code of a refused stream or request.
+pub const TOO_MANY_STREAMS: i32 = -32040;
 
 /// The caps.
 #[derive(Debug, Clone, Copy)]
@@ -102,5 +110,115 @@ impl SessionBook {
             .entry(caller)
             .or_default()
             .push(id);
+    }
+}
+
+/// Caps on open streams and requests in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Open at once, all callers together.
+    pub total: usize,
+    /// Open at once per caller.
+    pub per_caller: usize,
+}
+
+/// The streams and requests open now, and whose they are.
+pub struct StreamBook {
+    open: Mutex<StreamCounts>,
+    limits: StreamLimits,
+}
+
+#[derive(Default)]
+struct StreamCounts {
+    total: usize,
+    by_caller: HashMap<String, usize>,
+}
+
+/// One open stream or request's place under the caps, given back when dropped
+/// (when actix drops the response body: it ended, or the client went away).
+pub struct StreamPermit {
+    book: Arc<StreamBook>,
+    caller: String,
+}
+
+impl StreamBook {
+    /// A book under `limits`.
+    pub fn new(limits: StreamLimits) -> Arc<Self> {
+        Arc::new(Self {
+            open: Mutex::default(),
+            limits,
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, StreamCounts> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for one more stream of `caller`, or the refusal naming the cap.
+    pub fn admit(self: &Arc<Self>, caller: &str) -> Result<StreamPermit, SessionRefusal> {
+        let mut counts = self.counts();
+        if counts.total >= self.limits.total {
+            return Err(SessionRefusal::Total {
+                limit: self.limits.total,
+            });
+        }
+        let held = counts.by_caller.get(caller).copied().unwrap_or(0);
+        if held >= self.limits.per_caller {
+            return Err(SessionRefusal::PerCaller {
+                limit: self.limits.per_caller,
+            });
+        }
+        counts.total += 1;
+        counts.by_caller.insert(caller.to_owned(), held + 1);
+        Ok(StreamPermit {
+            book: self.clone(),
+            caller: caller.to_owned(),
+        })
+    }
+
+    /// Streams open now, in total.
+    pub fn open(&self) -> usize {
+        self.counts().total
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut counts = self.book.counts();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(held) = counts.by_caller.get_mut(&self.caller) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                counts.by_caller.remove(&self.caller);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_are_capped_per_caller_and_in_total_and_given_back_on_drop() {
+        let book = StreamBook::new(StreamLimits {
+            total: 3,
+            per_caller: 2,
+        });
+        let a1 = book.admit("a").expect("first");
+        let _a2 = book.admit("a").expect("second");
+        assert_eq!(
+            book.admit("a").err(),
+            Some(SessionRefusal::PerCaller { limit: 2 })
+        );
+        let _b1 = book.admit("b").expect("another caller");
+        assert_eq!(
+            book.admit("c").err(),
+            Some(SessionRefusal::Total { limit: 3 })
+        );
+        drop(a1);
+        assert_eq!(book.open(), 2);
+        let _a3 = book.admit("a").expect("a place was given back");
+        assert_eq!(book.counts().by_caller.len(), 2);
     }
 }

@@ -186,13 +186,8 @@ pub fn build_app(
     let mut app = app.app_data(Data::new(routes));
     if let Some(mcp) = mcp {
         // The per-server scope first: the `/mcp` scope would also claim its paths.
-        let limit = mcp.max_body_bytes;
-        let timeout = mcp.body_timeout;
-        let book = mcp.book.clone();
-        let trust = mcp.trust_forwarded_for;
-        let guard = move |req, next| {
-            crate::mcp::guard::guard(req, next, limit, timeout, book.clone(), trust)
-        };
+        let gate = mcp.gate.clone();
+        let guard = move |req, next| crate::mcp::guard::guard(req, next, gate.clone());
         app = app
             .service(
                 mcp.per_server
