@@ -1,7 +1,10 @@
 //! Project automation, run as `cargo xtask <task>`:
 //! - `migrate [--database-url URL]`: apply the gateway's migrations (the same code
 //!   `mcp-gateway migrate` runs);
-//! - `check-layers`: fail when a crate gains a dependency its layer forbids.
+//! - `check-layers`: fail when a crate gains a dependency its layer forbids;
+//! - `bench`: the benchmark (docs/benchmarks.md);
+//! - `peers`: install the pinned third-party MCP peers for the interop tests;
+//! - `fuzz`: run every cargo-fuzz target over its committed seed corpus.
 
 mod layers;
 
@@ -42,6 +45,13 @@ enum Task {
     /// Install the pinned third-party MCP peers (npm and PyPI) under .peers/ for
     /// the interop tests; run them with TEST_PEERS_DIR=.peers.
     Peers,
+    /// Run every fuzz target in fuzz/ (cargo-fuzz, nightly toolchain) for a while,
+    /// starting from its seed corpus in fuzz/corpus/. Installs cargo-fuzz if needed.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 20)]
+        seconds: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +61,7 @@ fn main() -> ExitCode {
         Task::CheckLayers => layers::check_workspace().map(|report| println!("{report}")),
         Task::Peers => peers(),
         Task::Bench { quick, smoke } => bench(quick, smoke),
+        Task::Fuzz { seconds } => fuzz(seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,6 +107,49 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {command:?}: {e}"))?;
     anyhow::ensure!(status.success(), "{command:?} failed ({status})");
+    Ok(())
+}
+
+/// The fuzz targets of fuzz/Cargo.toml.
+const FUZZ_TARGETS: &[&str] = &["jsonrpc_message", "exposed_names", "resource_uri", "cursor"];
+
+/// Runs each fuzz target for `seconds`. New inputs libFuzzer finds go to a scratch
+/// corpus under target/, so the committed seeds stay as they are; a crash fails the
+/// task and leaves its input in fuzz/artifacts/ (add it to the seeds once fixed).
+fn fuzz(seconds: u32) -> anyhow::Result<()> {
+    let root = root();
+    let has_nightly = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    anyhow::ensure!(
+        has_nightly,
+        "fuzzing needs a nightly toolchain (rustup toolchain install nightly)"
+    );
+    let has_cargo_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in FUZZ_TARGETS {
+        let scratch = root.join("target/fuzz-corpus").join(target);
+        std::fs::create_dir_all(&scratch)?;
+        println!("fuzzing {target} for {seconds} s");
+        run(Command::new("cargo")
+            .current_dir(root.join("fuzz"))
+            .args(["+nightly", "fuzz", "run", "--sanitizer", "none"])
+            .arg(target)
+            .arg(&scratch)
+            .arg(root.join("fuzz/corpus").join(target))
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ]))?;
+    }
     Ok(())
 }
 

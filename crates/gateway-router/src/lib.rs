@@ -13,6 +13,7 @@
 pub mod balance;
 pub mod breaker;
 pub mod health;
+pub mod jsonrpc;
 pub mod naming;
 pub mod resource_uri;
 pub mod search;

@@ -1,9 +1,8 @@
-//! A gate in front of the MCP transport that answers malformed JSON-RPC with the
-//! JSON-RPC error the specification names, instead of a bare HTTP error: invalid
-//! JSON is `-32700`, a message that is not JSON-RPC 2.0 (or a batch, which the MCP
-//! revisions served here do not allow) is `-32600`, a request without the `params`
-//! its method requires is `-32602`, and an oversized body is `413` with `-32600`.
-//! Everything else passes through to rmcp unchanged.
+//! A gate in front of the MCP transport: caps on open streams and sessions, bodies
+//! read within a size and a deadline (`413` and `408`, with `-32600`), malformed
+//! JSON-RPC answered with the error the specification names
+//! ([`gateway_router::jsonrpc::check`]), and rmcp's plain-text refusals rewritten as
+//! JSON-RPC errors. Everything else passes through to rmcp unchanged.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -14,50 +13,13 @@ use actix_web::{Error, HttpMessage, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use gateway_router::jsonrpc::{Rejection, check};
+
 use super::sessions::{
     SessionBook, SessionRefusal, StreamBook, StreamPermit, TOO_MANY_SESSIONS, TOO_MANY_STREAMS,
 };
-use std::sync::Arc;
-
-/// Methods whose `params` object is required.
-const NEEDS_PARAMS: &[&str] = &[
-    "initialize",
-    "tools/call",
-    "prompts/get",
-    "resources/read",
-    "completion/complete",
-];
-
-/// Why a body was refused before reaching the MCP transport.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// JSON-RPC error code.
-    pub code: i32,
-    /// What was wrong.
-    pub message: String,
-    /// The request id, when one could be read.
-    pub id: Value,
-}
-
-impl Rejection {
-    fn new(code: i32, message: impl Into<String>, id: Value) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code,
-            message: message.into(),
-            id,
-        }
-    }
-
-    fn response(&self) -> HttpResponse {
-        let body = json!({"jsonrpc": "2.0", "id": self.id, "error": {"code": self.code, "message": self.message}});
-        HttpResponse::build(self.status)
-            .content_type("application/json")
-            .body(body.to_string())
-    }
-}
 
 /// Who is opening a session, for the per-caller cap: the token's subject, the admin
 /// key, or else the client's address.
@@ -77,73 +39,12 @@ fn caller_key(req: &ServiceRequest, trust_forwarded_for: bool) -> String {
     }
 }
 
-/// Checks one JSON-RPC message body; `Ok` lets it through.
-pub fn check(body: &[u8]) -> Result<(), Rejection> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Rejection::new(-32700, format!("Parse error: {e}"), Value::Null))?;
-    let Value::Object(message) = value else {
-        let what = if value.is_array() {
-            "batch requests are not supported"
-        } else {
-            "a JSON-RPC message must be an object"
-        };
-        return Err(Rejection::new(
-            -32600,
-            format!("Invalid Request: {what}"),
-            Value::Null,
-        ));
-    };
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let id_ok = matches!(id, Value::Null | Value::String(_) | Value::Number(_));
-    let echo_id = if id_ok { id.clone() } else { Value::Null };
-    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(Rejection::new(
-            -32600,
-            "Invalid Request: `jsonrpc` must be \"2.0\"",
-            echo_id,
-        ));
-    }
-    if !id_ok {
-        return Err(Rejection::new(
-            -32600,
-            "Invalid Request: `id` must be a string or a number",
-            Value::Null,
-        ));
-    }
-    let Some(method) = message.get("method") else {
-        // A response to a server-to-client request: rmcp checks it.
-        return Ok(());
-    };
-    let Some(method) = method.as_str() else {
-        return Err(Rejection::new(
-            -32600,
-            "Invalid Request: `method` must be a string",
-            echo_id,
-        ));
-    };
-    if NEEDS_PARAMS.contains(&method) && message.contains_key("id") {
-        match message.get("params") {
-            Some(Value::Object(params)) => {
-                let named = !matches!(method, "tools/call" | "prompts/get")
-                    || params.get("name").is_some_and(Value::is_string);
-                if !named {
-                    return Err(Rejection::new(
-                        -32602,
-                        format!("Invalid params: {method} needs a string `name`"),
-                        echo_id,
-                    ));
-                }
-            }
-            _ => {
-                return Err(Rejection::new(
-                    -32602,
-                    format!("Invalid params: {method} needs a `params` object"),
-                    echo_id,
-                ));
-            }
-        }
-    }
-    Ok(())
+/// The HTTP answer to a malformed message: its status and a JSON-RPC error.
+fn rejection_response(rejection: &Rejection) -> HttpResponse {
+    let body = json!({"jsonrpc": "2.0", "id": rejection.id, "error": {"code": rejection.code, "message": rejection.message}});
+    HttpResponse::build(StatusCode::from_u16(rejection.status).unwrap_or(StatusCode::BAD_REQUEST))
+        .content_type("application/json")
+        .body(body.to_string())
 }
 
 /// What the gate needs, cloned into the middleware of each MCP route.
@@ -330,8 +231,8 @@ pub async fn guard(
                     ),
                     Value::Null,
                 );
-                rejection.status = StatusCode::REQUEST_TIMEOUT;
-                return Ok(req.into_response(rejection.response()));
+                rejection.status = StatusCode::REQUEST_TIMEOUT.as_u16();
+                return Ok(req.into_response(rejection_response(&rejection)));
             }
         };
         if body.len() + chunk.len() > limit {
@@ -340,14 +241,14 @@ pub async fn guard(
                 format!("Invalid Request: body exceeds {limit} bytes"),
                 Value::Null,
             );
-            rejection.status = StatusCode::PAYLOAD_TOO_LARGE;
-            return Ok(req.into_response(rejection.response()));
+            rejection.status = StatusCode::PAYLOAD_TOO_LARGE.as_u16();
+            return Ok(req.into_response(rejection_response(&rejection)));
         }
         body.extend_from_slice(&chunk);
     }
     let body: Bytes = body.freeze();
     if let Err(rejection) = check(&body) {
-        return Ok(req.into_response(rejection.response()));
+        return Ok(req.into_response(rejection_response(&rejection)));
     }
     // A new session (an `initialize` without a session id) must fit under the caps.
     let message = serde_json::from_slice::<Value>(&body).unwrap_or_default();
@@ -371,129 +272,4 @@ pub async fn guard(
         gate.sessions.opened(caller, id.to_owned());
     }
     Ok(holding(response, permit))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(body: &str) -> Option<i32> {
-        check(body.as_bytes()).err().map(|r| r.code)
-    }
-
-    #[test]
-    fn malformed_messages_get_their_json_rpc_codes() {
-        assert_eq!(code("{bad"), Some(-32700));
-        assert_eq!(code(""), Some(-32700));
-        assert_eq!(code("[]"), Some(-32600));
-        assert_eq!(
-            code("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]"),
-            Some(-32600)
-        );
-        assert_eq!(code("42"), Some(-32600));
-        assert_eq!(
-            code(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
-            Some(-32600)
-        );
-        assert_eq!(code(r#"{"id":1,"method":"ping"}"#), Some(-32600));
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#),
-            Some(-32600)
-        );
-        assert_eq!(code(r#"{"jsonrpc":"2.0","id":1,"method":7}"#), Some(-32600));
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#),
-            Some(-32602)
-        );
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}"#),
-            Some(-32602)
-        );
-        assert_eq!(
-            code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":3}}"#),
-            Some(-32602)
-        );
-    }
-
-    #[test]
-    fn valid_messages_pass() {
-        for body in [
-            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
-            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x"}}"#,
-            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-            r#"{"jsonrpc":"2.0","id":5,"result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-        ] {
-            assert_eq!(check(body.as_bytes()), Ok(()), "{body}");
-        }
-    }
-
-    /// Any JSON value, nested a few levels.
-    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_map(|n| json!(n)),
-            "\\PC{0,20}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-                proptest::collection::btree_map(
-                    prop_oneof![
-                        Just("jsonrpc".to_owned()),
-                        Just("id".to_owned()),
-                        Just("method".to_owned()),
-                        Just("params".to_owned()),
-                        Just("name".to_owned()),
-                        "[a-z]{1,6}"
-                    ],
-                    inner,
-                    0..6
-                )
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest::proptest! {
-        /// Bytes of any kind, valid UTF-8 or not: an answer, never a panic, and a
-        /// rejection is one of the documented codes.
-        #[test]
-        fn any_bytes_get_an_answer(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
-            if let Err(rejection) = check(&body) {
-                proptest::prop_assert!([-32700, -32600, -32602].contains(&rejection.code));
-            }
-        }
-
-        /// Any JSON shaped like a message: the same.
-        #[test]
-        fn any_json_gets_an_answer(value in json_value()) {
-            let body = serde_json::to_vec(&value).expect("serialises");
-            if let Err(rejection) = check(&body) {
-                proptest::prop_assert!([-32700, -32600, -32602].contains(&rejection.code));
-            }
-        }
-    }
-
-    #[test]
-    fn deeply_nested_json_is_refused_without_exhausting_the_stack() {
-        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(check(deep.as_bytes()).err().map(|r| r.code), Some(-32700));
-        let params = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{}{}}}}}"#,
-            "{\"a\":".repeat(50_000),
-            "}".repeat(50_000)
-        );
-        assert_eq!(check(params.as_bytes()).err().map(|r| r.code), Some(-32700));
-    }
-
-    #[test]
-    fn the_id_is_echoed_when_readable() {
-        let rejection = check(br#"{"jsonrpc":"2.0","id":"req-7","method":"prompts/get"}"#)
-            .expect_err("no params");
-        assert_eq!(rejection.id, json!("req-7"));
-    }
 }
