@@ -149,3 +149,85 @@ async fn an_operator_can_confine_upstreams_to_hosts_and_networks() {
         assert_eq!(answer.status(), expected, "{url}");
     }
 }
+
+/// An upstream that answers with a redirect to another origin does not get the
+/// gateway to carry its static credentials there: the redirect is not followed, and
+/// the call fails with a JSON-RPC error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_is_not_followed_with_the_credentials() {
+    use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // The origin the redirect points at: counts what reaches it.
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let elsewhere_port = elsewhere.local_addr().expect("address").port();
+    let collector = HttpServer::new(move || {
+        let counter = counter.clone();
+        App::new().default_service(web::to(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { HttpResponse::Ok().finish() }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(elsewhere)
+    .expect("listen")
+    .run();
+    let collector_handle = collector.handle();
+    tokio::spawn(collector);
+
+    // The registered upstream: every request is redirected to `localhost` (another
+    // origin than 127.0.0.1) on the collector's port.
+    let target = format!("http://localhost:{elsewhere_port}/mcp");
+    let redirector_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let redirector_port = redirector_listener.local_addr().expect("address").port();
+    let redirector = HttpServer::new(move || {
+        let target = target.clone();
+        App::new().default_service(web::to(move |_: HttpRequest| {
+            let target = target.clone();
+            async move {
+                HttpResponse::TemporaryRedirect()
+                    .insert_header(("location", target))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(redirector_listener)
+    .expect("listen")
+    .run();
+    let redirector_handle = redirector.handle();
+    tokio::spawn(redirector);
+
+    let app = TestApp::spawn(TestBackend::Sqlite).await.expect("app");
+    let body = json!({"name": "redirecting", "transport": {
+        "type": "streamable-http",
+        "url": format!("http://127.0.0.1:{redirector_port}/mcp"),
+        "headers": {"Authorization": "Bearer static-secret"}}});
+    app.register(&body, None).await;
+    let refreshed = app
+        .client
+        .post(app.url("/api/v1/servers/redirecting/refresh"))
+        .send()
+        .await
+        .expect("sent");
+    assert!(refreshed.status().as_u16() < 500 || refreshed.status() == 502);
+    let health: Value = app
+        .get("/api/v1/servers/redirecting/health")
+        .await
+        .json()
+        .await
+        .expect("health");
+    assert_ne!(health["state"], "healthy", "{health}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "nothing reached the other origin"
+    );
+    redirector_handle.stop(false).await;
+    collector_handle.stop(false).await;
+}
