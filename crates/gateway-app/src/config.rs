@@ -695,7 +695,7 @@ impl Default for McpConfig {
             max_sessions_per_caller: 100,
             session_idle_secs: 300,
             max_streams: 20_000,
-            max_streams_per_caller: 300,
+            max_streams_per_caller: 1_000,
             sse_keep_alive_secs: 15,
             max_items_per_upstream: 10_000,
             max_upstream_notifications_per_sec: 100,

@@ -76,8 +76,10 @@ fn admin_key(settings: &mut Settings) {
 async fn a_thousand_concurrent_calls_give_exactly_a_thousand_events() {
     let up = upstream().await;
     let app = TestApp::spawn_with(TestBackend::Sqlite, |s| {
-        // All 1,000 at once reach the upstream (the bulkhead is tested elsewhere).
+        // All 1,000 at once reach the upstream (the bulkhead and the caps on
+        // requests in progress are tested elsewhere).
         s.bulkhead.max_concurrent_calls = 1_000;
+        s.mcp.max_streams_per_caller = 2_000;
     })
     .await
     .expect("app");

@@ -54,7 +54,7 @@ impl Default for McpHttpSettings {
             session_idle: std::time::Duration::from_secs(300),
             stream_limits: super::sessions::StreamLimits {
                 total: 20_000,
-                per_caller: 300,
+                per_caller: 1_000,
             },
             sse_keep_alive: std::time::Duration::from_secs(15),
         }
