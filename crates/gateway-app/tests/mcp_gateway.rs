@@ -607,6 +607,43 @@ async fn post_raw(
     (status, json)
 }
 
+/// A 2025-06-18 session opened by hand (`initialize` with `extra_params` merged in,
+/// then `notifications/initialized`); its id.
+async fn open_raw_session(app: &TestApp, extra_params: Value) -> String {
+    let mut init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    if let (Some(Value::Object(params)), Value::Object(extra)) =
+        (init.get_mut("params"), extra_params)
+    {
+        params.extend(extra);
+    }
+    let response = app
+        .client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(response.status(), 200, "initialize");
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let (status, _) = post_raw(
+        app,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 202, "initialized");
+    session
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_rpc_gets_the_right_error_codes() {
     let app = gateway().await;
@@ -647,30 +684,11 @@ async fn malformed_json_rpc_gets_the_right_error_codes() {
     );
 
     // A session-based client: unknown methods and unknown tools.
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let response = app
-        .client
-        .post(app.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(init)
-        .send()
-        .await
-        .expect("initialize");
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let session = open_raw_session(&app, json!({})).await;
     let headers = [
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    post_raw(
-        &app,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
-        &headers,
-    )
-    .await;
     let (_, message) = post_raw(
         &app,
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/frobnicate"}"#.to_owned(),
@@ -988,32 +1006,14 @@ async fn hostile_requests_over_http_get_named_errors_and_break_nothing() {
         "tools/list before initialize: {message}"
     );
 
-    // A real session, then requests aimed at it with wrong ids and versions.
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"},"unexpected":{"extra":"params are ignored"}}}"#;
-    let response = app
-        .client
-        .post(app.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(init)
-        .send()
-        .await
-        .expect("initialize");
-    assert_eq!(response.status(), 200, "extra params are ignored");
-    let session = response.headers()["mcp-session-id"]
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    // A real session (extra params in `initialize` are ignored), then requests aimed
+    // at it with wrong ids and versions.
+    let session =
+        open_raw_session(&app, json!({"unexpected": {"extra": "params are ignored"}})).await;
     let good = [
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    post_raw(
-        &app,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &good,
-    )
-    .await;
     let unknown = uuid::Uuid::new_v4().to_string();
     for (what, headers, expected) in [
         (
