@@ -212,6 +212,16 @@ struct Running {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
+/// A test that fails half-way must not leave its gateway running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start(dir: &std::path::Path, extra: &[&str]) -> Running {
     spawn_and_wait(
         gateway(dir)

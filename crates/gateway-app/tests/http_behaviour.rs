@@ -276,7 +276,13 @@ async fn openapi_and_docs_are_served() {
             .to_lowercase()
             .contains("swagger")
     );
-    assert_eq!(app.get("/redoc").await.status(), StatusCode::OK);
+    // Both renderers read the one shared document.
+    let initializer = app.get("/docs/swagger-initializer.js").await;
+    assert_eq!(initializer.status(), StatusCode::OK);
+    assert!(initializer.text().await.expect("js").contains("/openapi.json"));
+    let redoc = app.get("/redoc").await;
+    assert_eq!(redoc.status(), StatusCode::OK);
+    assert!(redoc.text().await.expect("html").contains("/openapi.json"));
     let root: Value = app.get("/").await.json().await.expect("root");
     assert_eq!(root["name"], "mcp-gateway");
     assert_eq!(root["links"]["openapi"], "/openapi.json");

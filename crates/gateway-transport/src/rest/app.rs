@@ -8,13 +8,12 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::middleware::from_fn;
-use actix_web::web::{self, Data, PathConfig, QueryConfig};
+use actix_web::web::{self, Bytes, Data, PathConfig, QueryConfig};
 use actix_web::{App, HttpRequest, HttpResponse, ResponseError};
 use gateway_domain::ReadinessProbe;
 use gateway_registry::Registry;
 use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
-use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::middleware::request_context;
@@ -103,6 +102,57 @@ async fn fallback(req: HttpRequest, routes: Data<RouteTable>) -> HttpResponse {
     };
     error.error_response()
 }
+
+/// The API's documents, serialised once per process and shared by every worker: each
+/// worker holding its own OpenAPI tree, plus the copies Swagger UI and ReDoc kept,
+/// cost about 3.5 MB of memory per worker.
+struct Docs {
+    openapi: Bytes,
+}
+
+impl Docs {
+    /// The documents of `api`: the first worker serialises them, the others reuse
+    /// them (the document depends only on the code and the version).
+    fn of(api: &utoipa::openapi::OpenApi) -> Self {
+        static OPENAPI: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+        let openapi = OPENAPI
+            .get_or_init(|| Bytes::from(serde_json::to_vec(api).unwrap_or_default()))
+            .clone();
+        Self { openapi }
+    }
+}
+
+/// `GET /openapi.json`.
+async fn openapi_json(docs: Data<Docs>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(docs.openapi.clone())
+}
+
+/// `GET /redoc`: ReDoc, reading `/openapi.json`.
+async fn redoc() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(REDOC_PAGE)
+}
+
+/// ReDoc's standalone page, pointed at the document's URL (ReDoc loads its script
+/// from its CDN, as utoipa-redoc's page does).
+const REDOC_PAGE: &str = r#"<!DOCTYPE html>
+<html>
+  <head>
+    <title>MCP Registry Gateway API</title>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <style>body { margin: 0; padding: 0; }</style>
+  </head>
+  <body>
+    <div id="redoc-container"></div>
+    <script src="https://cdn.redoc.ly/redoc/latest/bundles/redoc.standalone.js"></script>
+    <script>Redoc.init("/openapi.json", {}, document.getElementById("redoc-container"));</script>
+  </body>
+</html>
+"#;
 
 /// The whole HTTP application. Call it inside `HttpServer::new` (once per worker).
 pub fn build_app(
@@ -201,9 +251,15 @@ pub fn build_app(
             )
             .service(mcp.aggregate.scope_with_path("/mcp").wrap(from_fn(guard)));
     }
-    app.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api.clone()))
+    let docs = Data::new(Docs::of(&api));
+    drop(api);
+    app.app_data(docs)
+        .route("/openapi.json", web::get().to(openapi_json))
+        .route("/redoc", web::get().to(redoc))
+        .service(
+            SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
         .service(web::redirect("/docs", "/docs/"))
-        .service(Redoc::with_url("/redoc", api))
         .default_service(web::to(fallback))
         .wrap(from_fn(super::auth::auth_gate))
         .wrap(from_fn(super::ip_limit::api_ip_limit))
