@@ -279,7 +279,13 @@ async fn openapi_and_docs_are_served() {
     // Both renderers read the one shared document.
     let initializer = app.get("/docs/swagger-initializer.js").await;
     assert_eq!(initializer.status(), StatusCode::OK);
-    assert!(initializer.text().await.expect("js").contains("/openapi.json"));
+    assert!(
+        initializer
+            .text()
+            .await
+            .expect("js")
+            .contains("/openapi.json")
+    );
     let redoc = app.get("/redoc").await;
     assert_eq!(redoc.status(), StatusCode::OK);
     assert!(redoc.text().await.expect("html").contains("/openapi.json"));
