@@ -74,6 +74,40 @@ fn response_in(content_type: &str, body: &str, id: u64) -> anyhow::Result<Value>
     ))
 }
 
+/// A request's whole answer, not decoded yet.
+pub struct Exchange {
+    method: String,
+    id: u64,
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Exchange {
+    /// The `result` member of the answer; an error for an HTTP or JSON-RPC error, or
+    /// an answer that is not the request's.
+    pub fn result(self) -> anyhow::Result<Value> {
+        let method = &self.method;
+        if !self.status.is_success() {
+            bail!(
+                "{method}: HTTP {}: {}",
+                self.status,
+                self.body.chars().take(200).collect::<String>()
+            );
+        }
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mut message = response_in(content_type, &self.body, self.id)?;
+        if let Some(error) = message.get("error") {
+            bail!("{method}: JSON-RPC error {error}");
+        }
+        Ok(message["result"].take())
+    }
+}
+
 impl Session {
     /// `initialize` then `notifications/initialized`.
     pub async fn open(http: &reqwest::Client, url: &str) -> anyhow::Result<Self> {
@@ -116,6 +150,15 @@ impl Session {
         method: &str,
         params: Value,
     ) -> anyhow::Result<(Value, reqwest::header::HeaderMap)> {
+        let exchange = self.exchange(method, params).await?;
+        let headers = exchange.headers.clone();
+        Ok((exchange.result()?, headers))
+    }
+
+    /// Sends one request and receives its whole answer, undecoded: what a benchmark
+    /// times when the answer is large, so the client's own JSON parsing is not
+    /// counted as the gateway's latency. [`Exchange::result`] checks it afterwards.
+    pub async fn exchange(&mut self, method: &str, params: Value) -> anyhow::Result<Exchange> {
         self.next_id += 1;
         let id = self.next_id;
         let response = self
@@ -124,23 +167,14 @@ impl Session {
             .await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let content_type = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
         let body = response.text().await?;
-        if !status.is_success() {
-            bail!(
-                "{method}: HTTP {status}: {}",
-                body.chars().take(200).collect::<String>()
-            );
-        }
-        let message = response_in(&content_type, &body, id)?;
-        if let Some(error) = message.get("error") {
-            bail!("{method}: JSON-RPC error {error}");
-        }
-        Ok((message["result"].clone(), headers))
+        Ok(Exchange {
+            method: method.to_owned(),
+            id,
+            status,
+            headers,
+            body,
+        })
     }
 
     /// One request; the `result` member of its answer.

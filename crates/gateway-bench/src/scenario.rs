@@ -170,6 +170,11 @@ pub async fn run_all(options: &Options) -> anyhow::Result<Results> {
     let peak_under_load_mib = procfs::peak_rss_mib(gateway.pid());
     let (sessions_opened, with_sessions) =
         open_sessions(&http, &gateway_url, plan.sessions, &gateway).await;
+    anyhow::ensure!(
+        sessions_opened == plan.sessions,
+        "only {sessions_opened} of {} sessions opened: the memory series would be wrong",
+        plan.sessions
+    );
     let catalog = catalog_series(&plan, &http, &base, &direct_url, &gateway).await?;
     let rest = rest_series(&plan, &http, &base).await;
     drop(gateway);
@@ -248,6 +253,8 @@ async fn start_gateway_with(
             .current_dir(dir)
             .env("MCP_GATEWAY_LOG__FILTER", "warn")
             .env("MCP_GATEWAY_MCP__PAGE_SIZE", "500")
+            // The load generator is one caller that opens 1,000 sessions on purpose.
+            .env("MCP_GATEWAY_MCP__MAX_SESSIONS_PER_CALLER", "2000")
             .env("MCP_GATEWAY_RATE_LIMITS__API_PER_ADDRESS__RATE", "0")
             .env("MCP_GATEWAY_AUDIT__ENABLED", audit.to_string())
             .stdout(Stdio::null())
@@ -569,9 +576,22 @@ async fn catalog_series(
     let mut first_page = LoadResult::empty();
     let sampling = Instant::now();
     for _ in 0..plan.samples {
+        // Timed until the whole page (about 100 KB for 500 tools) has arrived; decoding
+        // and checking it is the client's work, done after the clock stops.
         let started = Instant::now();
-        let outcome = session.request("tools/list", json!({})).await.map(|_| ());
-        first_page.record(outcome, started.elapsed());
+        let exchange = session.exchange("tools/list", json!({})).await;
+        let elapsed = started.elapsed();
+        let outcome = exchange.and_then(|exchange| {
+            let result = exchange.result()?;
+            anyhow::ensure!(
+                result["tools"]
+                    .as_array()
+                    .is_some_and(|tools| !tools.is_empty()),
+                "tools/list: an empty first page"
+            );
+            Ok(())
+        });
+        first_page.record(outcome, elapsed);
     }
     first_page.elapsed = sampling.elapsed();
     let walk_started = Instant::now();
