@@ -879,7 +879,9 @@ async fn killing_one_of_two_upstreams_under_load_is_contained_and_visible() {
             .as_ref()
             .expect_err("the dead upstream's calls fail");
         assert_eq!(error.code, UNHEALTHY, "{error:?}");
-        assert!(*took < Duration::from_millis(50), "failed in {took:?}");
+        // Fast means refused without trying the upstream: far below the 5 s request
+        // timeout (the bound leaves room for a busy two-core CI machine).
+        assert!(*took < Duration::from_millis(500), "failed in {took:?}");
     }
     let before_kill = doomed_outcomes
         .iter()
