@@ -1024,7 +1024,7 @@ impl Settings {
         {
             problems.push(format!("mcp.separator / mcp.max_name_length: {error}"));
         }
-        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 5] = [
+        let ranges: [(&str, u64, std::ops::RangeInclusive<u64>); 11] = [
             ("mcp.page_size", mcp.page_size as u64, 1..=1000),
             (
                 "mcp.request_timeout_ms",
@@ -1046,6 +1046,24 @@ impl Settings {
                 mcp.max_response_bytes as u64,
                 1024..=1024 * 1024 * 1024,
             ),
+            ("mcp.max_sessions", mcp.max_sessions as u64, 1..=1_000_000),
+            ("mcp.max_streams", mcp.max_streams as u64, 1..=1_000_000),
+            (
+                "mcp.sse_keep_alive_secs",
+                mcp.sse_keep_alive_secs,
+                1..=3_600,
+            ),
+            (
+                "mcp.max_items_per_upstream",
+                mcp.max_items_per_upstream as u64,
+                1..=1_000_000,
+            ),
+            (
+                "mcp.max_upstream_notifications_per_sec",
+                u64::from(mcp.max_upstream_notifications_per_sec),
+                1..=100_000,
+            ),
+            ("mcp.session_idle_secs", mcp.session_idle_secs, 1..=86_400),
         ];
         for (key, value, range) in ranges {
             if !range.contains(&value) {
@@ -1249,52 +1267,16 @@ impl Settings {
                 sync.timeout_secs
             ));
         }
-        if !(1..=1_000_000).contains(&mcp.max_sessions) {
-            problems.push(format!(
-                "mcp.max_sessions = {}: must be between 1 and 1000000",
-                mcp.max_sessions
-            ));
-        }
         if !(1..=mcp.max_sessions.max(1)).contains(&mcp.max_sessions_per_caller) {
             problems.push(format!(
                 "mcp.max_sessions_per_caller = {}: must be between 1 and mcp.max_sessions",
                 mcp.max_sessions_per_caller
             ));
         }
-        if !(1..=1_000_000).contains(&mcp.max_streams) {
-            problems.push(format!(
-                "mcp.max_streams = {}: must be between 1 and 1000000",
-                mcp.max_streams
-            ));
-        }
         if !(1..=mcp.max_streams.max(1)).contains(&mcp.max_streams_per_caller) {
             problems.push(format!(
                 "mcp.max_streams_per_caller = {}: must be between 1 and mcp.max_streams",
                 mcp.max_streams_per_caller
-            ));
-        }
-        if !(1..=3_600).contains(&mcp.sse_keep_alive_secs) {
-            problems.push(format!(
-                "mcp.sse_keep_alive_secs = {}: must be between 1 and 3600",
-                mcp.sse_keep_alive_secs
-            ));
-        }
-        if !(1..=1_000_000).contains(&mcp.max_items_per_upstream) {
-            problems.push(format!(
-                "mcp.max_items_per_upstream = {}: must be between 1 and 1000000",
-                mcp.max_items_per_upstream
-            ));
-        }
-        if !(1..=100_000).contains(&mcp.max_upstream_notifications_per_sec) {
-            problems.push(format!(
-                "mcp.max_upstream_notifications_per_sec = {}: must be between 1 and 100000",
-                mcp.max_upstream_notifications_per_sec
-            ));
-        }
-        if !(1..=86_400).contains(&mcp.session_idle_secs) {
-            problems.push(format!(
-                "mcp.session_idle_secs = {}: must be between 1 and 86400",
-                mcp.session_idle_secs
             ));
         }
         if mcp.default_view == McpView::Compact && !mcp.gateway_tools {

@@ -215,7 +215,9 @@ async fn a_redirect_to_another_origin_is_not_followed_with_the_credentials() {
         .send()
         .await
         .expect("sent");
-    assert!(refreshed.status().as_u16() < 500 || refreshed.status() == 502);
+    // A refresh that cannot reach the upstream still answers with the last known
+    // catalog; the failure is in the health.
+    assert_eq!(refreshed.status(), 200);
     let health: Value = app
         .get("/api/v1/servers/redirecting/health")
         .await

@@ -116,13 +116,6 @@ impl Input {
     pub fn name(&self) -> Option<&str> {
         self.field("name").and_then(Value::as_str)
     }
-
-    /// The `variables` of this input, when they parse.
-    pub fn variables(&self) -> BTreeMap<String, Input> {
-        self.field("variables")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default()
-    }
 }
 
 /// How a package or a remote is reached. `url` and `headers` are declared by the

@@ -119,19 +119,20 @@ impl Registry {
         }
     }
 
-    /// Every entry `query` matches, read a page of `query.limit` rows at a time
-    /// from `query.after` on (for exports, which want the whole set).
+    /// Every entry `query` matches from `query.after` on, read [`PAGE_ROWS`] rows at
+    /// a time whatever `query.limit` says (for exports, which want the whole set).
     pub async fn all_published(
         &self,
         mut query: PublishedQuery,
     ) -> Result<Vec<PublishedServer>, RegistryError> {
+        query.limit = PAGE_ROWS;
         let mut all = Vec::new();
         loop {
             let page = self.published_page(&query).await?;
-            let full = page.len() as u64 == query.limit;
+            let full = page.len() as u64 == PAGE_ROWS;
             query.after = page.last().map(|e| (e.name.to_string(), e.version.clone()));
             all.extend(page);
-            if !full || query.limit == 0 {
+            if !full {
                 return Ok(all);
             }
         }
@@ -279,7 +280,7 @@ impl Registry {
                 include_deleted: false,
                 upstream: Some(upstream),
                 after: None,
-                limit: PAGE_ROWS,
+                limit: 0,
             })
             .await?;
         Ok(all

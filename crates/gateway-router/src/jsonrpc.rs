@@ -40,8 +40,23 @@ impl Rejection {
     }
 }
 
+/// What the transport needs to know of a message that passed the check, read in the
+/// same parse.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The request id (`null` for notifications and responses).
+    pub id: Value,
+    /// The method, for requests and notifications.
+    pub method: Option<String>,
+}
+
 /// Checks one JSON-RPC message body; `Ok` lets it through.
 pub fn check(body: &[u8]) -> Result<(), Rejection> {
+    inspect(body).map(drop)
+}
+
+/// [`check`], returning the message's id and method from the one parse.
+pub fn inspect(body: &[u8]) -> Result<Checked, Rejection> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Rejection::new(-32700, format!("Parse error: {e}"), Value::Null))?;
     let Value::Object(message) = value else {
@@ -75,7 +90,7 @@ pub fn check(body: &[u8]) -> Result<(), Rejection> {
     }
     let Some(method) = message.get("method") else {
         // A response to a server-to-client request: rmcp checks it.
-        return Ok(());
+        return Ok(Checked { id, method: None });
     };
     let Some(method) = method.as_str() else {
         return Err(Rejection::new(
@@ -106,7 +121,10 @@ pub fn check(body: &[u8]) -> Result<(), Rejection> {
             }
         }
     }
-    Ok(())
+    Ok(Checked {
+        id,
+        method: Some(method.to_owned()),
+    })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use gateway_router::jsonrpc::{Rejection, check};
+use gateway_router::jsonrpc::{Rejection, inspect};
 
 use super::sessions::{
     SessionBook, SessionRefusal, StreamBook, StreamPermit, TOO_MANY_SESSIONS, TOO_MANY_STREAMS,
@@ -100,42 +100,63 @@ fn holding(
     }
 }
 
-/// A refusal over a cap: 503 for the gateway's total, 429 for the caller's.
-fn over_cap(
-    refusal: SessionRefusal,
-    code: i32,
-    what: &str,
-    setting: &str,
-    id: Value,
-) -> HttpResponse {
-    let (status, message, limit) = match refusal {
-        SessionRefusal::Total { limit } => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the gateway holds {limit} {what}, its limit (mcp.max_{setting}); retry later"),
-            limit,
-        ),
-        SessionRefusal::PerCaller { limit } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "you hold {limit} {what}, the limit per caller (mcp.max_{setting}_per_caller); {}",
-                if code == TOO_MANY_SESSIONS {
-                    "end one (DELETE) or let one go idle"
-                } else {
-                    "close one or wait for an answer"
-                }
+/// The two caps the gate enforces, and what a refusal under each says.
+#[derive(Clone, Copy)]
+enum Cap {
+    /// `mcp.max_sessions`, `mcp.max_sessions_per_caller`.
+    Sessions,
+    /// `mcp.max_streams`, `mcp.max_streams_per_caller`.
+    Streams,
+}
+
+impl Cap {
+    /// JSON-RPC code, what is counted, the settings' stem, the advice to a caller
+    /// over its own cap, and `Retry-After` seconds.
+    fn wording(self) -> (i32, &'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Self::Sessions => (
+                TOO_MANY_SESSIONS,
+                "MCP sessions",
+                "sessions",
+                "end one (DELETE) or let one go idle",
+                "5",
             ),
-            limit,
-        ),
-    };
-    let body = json!({"jsonrpc": "2.0", "id": id, "error": {
-        "code": code, "message": message, "data": {"limit": limit}}});
-    HttpResponse::build(status)
-        .content_type("application/json")
-        .insert_header((
-            "retry-after",
-            if code == TOO_MANY_SESSIONS { "5" } else { "1" },
-        ))
-        .body(body.to_string())
+            Self::Streams => (
+                TOO_MANY_STREAMS,
+                "open MCP streams and requests",
+                "streams",
+                "close one or wait for an answer",
+                "1",
+            ),
+        }
+    }
+
+    /// A refusal over this cap: 503 for the gateway's total, 429 for the caller's.
+    fn refusal(self, refusal: SessionRefusal, id: Value) -> HttpResponse {
+        let (code, what, setting, advice, retry_after) = self.wording();
+        let (status, message, limit) = match refusal {
+            SessionRefusal::Total { limit } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the gateway holds {limit} {what}, its limit (mcp.max_{setting}); retry later"
+                ),
+                limit,
+            ),
+            SessionRefusal::PerCaller { limit } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "you hold {limit} {what}, the limit per caller (mcp.max_{setting}_per_caller); {advice}"
+                ),
+                limit,
+            ),
+        };
+        let body = json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": code, "message": message, "data": {"limit": limit}}});
+        HttpResponse::build(status)
+            .content_type("application/json")
+            .insert_header(("retry-after", retry_after))
+            .body(body.to_string())
+    }
 }
 
 /// Turns rmcp's plain-text refusals (`Bad Request: Session ID is required`, `Not
@@ -202,9 +223,7 @@ pub async fn guard(
         Method::GET | Method::POST => match gate.streams.admit(&caller) {
             Ok(permit) => Some(permit),
             Err(refusal) => {
-                let what = "open MCP streams and requests";
-                let response = over_cap(refusal, TOO_MANY_STREAMS, what, "streams", Value::Null);
-                return Ok(req.into_response(response));
+                return Ok(req.into_response(Cap::Streams.refusal(refusal, Value::Null)));
             }
         },
         _ => None,
@@ -247,22 +266,19 @@ pub async fn guard(
         body.extend_from_slice(&chunk);
     }
     let body: Bytes = body.freeze();
-    if let Err(rejection) = check(&body) {
-        return Ok(req.into_response(rejection_response(&rejection)));
-    }
+    let message = match inspect(&body) {
+        Ok(message) => message,
+        Err(rejection) => return Ok(req.into_response(rejection_response(&rejection))),
+    };
     // A new session (an `initialize` without a session id) must fit under the caps.
-    let message = serde_json::from_slice::<Value>(&body).unwrap_or_default();
     let opens_session = !req.headers().contains_key("mcp-session-id")
-        && message.get("method").and_then(Value::as_str) == Some("initialize");
+        && message.method.as_deref() == Some("initialize");
     if opens_session && let Err(refusal) = gate.sessions.admit(&caller).await {
-        let id = message.get("id").cloned().unwrap_or(Value::Null);
-        let response = over_cap(refusal, TOO_MANY_SESSIONS, "MCP sessions", "sessions", id);
-        return Ok(req.into_response(response));
+        return Ok(req.into_response(Cap::Sessions.refusal(refusal, message.id)));
     }
     req.set_payload(Payload::from(body));
     let response = next.call(req).await?;
-    let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let response = as_json_rpc(response, id).await;
+    let response = as_json_rpc(response, message.id).await;
     if opens_session
         && let Some(id) = response
             .headers()

@@ -39,28 +39,6 @@ pub struct McpHttpSettings {
     pub session_idle: std::time::Duration,
 }
 
-impl Default for McpHttpSettings {
-    fn default() -> Self {
-        Self {
-            allowed_hosts: None,
-            allowed_origins: Vec::new(),
-            max_body_bytes: 1024 * 1024,
-            body_timeout: std::time::Duration::from_secs(30),
-            trust_forwarded_for: false,
-            session_limits: super::sessions::SessionLimits {
-                total: 10_000,
-                per_caller: 100,
-            },
-            session_idle: std::time::Duration::from_secs(300),
-            stream_limits: super::sessions::StreamLimits {
-                total: 20_000,
-                per_caller: 1_000,
-            },
-            sse_keep_alive: std::time::Duration::from_secs(15),
-        }
-    }
-}
-
 /// The MCP services (aggregate, per server, per view), built once and cloned into
 /// every HTTP worker.
 #[derive(Clone)]

@@ -307,7 +307,8 @@ pub async fn export_registry(
             include_deleted: query.include_deleted,
             upstream: None,
             after: None,
-            limit: 500,
+            // `all_published` reads page by page; the limit is its own.
+            limit: 0,
         })
         .await?;
     let documents: Vec<Value> = entries.into_iter().map(|e| e.document).collect();
@@ -502,9 +503,12 @@ pub async fn list_published(
     if query
         .search
         .as_ref()
-        .is_some_and(|s| s.chars().count() > 200)
+        .is_some_and(|s| s.chars().count() > gateway_registry::MAX_QUERY_LEN)
     {
-        return Err(bad("search", "at most 200 characters"));
+        return Err(bad(
+            "search",
+            format!("at most {} characters", gateway_registry::MAX_QUERY_LEN),
+        ));
     }
     let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         Some(text) => {
@@ -533,13 +537,15 @@ pub async fn list_published(
             limit: limit + 1,
         })
         .await?;
-    let more = page.len() as u64 > limit;
-    let shown: Vec<PublishedServer> = page.into_iter().take(limit as usize).collect();
-    let next_cursor = more
-        .then(|| shown.last())
-        .flatten()
-        .map(|last| Cursor::after(vec![last.name.to_string(), last.version.clone()]).encode());
-    let servers: Vec<ServerResponse> = shown.into_iter().map(|e| response(&state, e)).collect();
+    let page = gateway_domain::Page::from_overfetch(page, limit, |last: &PublishedServer| {
+        vec![last.name.to_string(), last.version.clone()]
+    });
+    let next_cursor = page.next.map(|cursor| cursor.encode());
+    let servers: Vec<ServerResponse> = page
+        .items
+        .into_iter()
+        .map(|e| response(&state, e))
+        .collect();
     let count = servers.len();
     Ok(HttpResponse::Ok().json(ServerList {
         servers,
