@@ -435,47 +435,17 @@ const DECLARED: &[&str] = &[
     "isRepeated",
 ];
 
-/// Refuses `null` in declared fields, and NUL characters in any text (no database
-/// stores them), naming the path.
-fn check_values(path: &str, value: &Value, check: &mut Check<'_>) {
+/// Refuses NUL characters in any text or key below `value` (no database stores them)
+/// and, where `declared` (the schema's own fields, not `_meta` or extensions), a
+/// `null` field; each named by its path.
+fn check_values(path: &str, value: &Value, declared: bool, check: &mut Check<'_>) {
     match value {
         Value::String(text) if text.contains('\0') => {
             check.push(path, "must not contain a NUL character");
         }
         Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                check_values(&format!("{path}.{index}"), item, check);
-            }
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                let at = format!("{path}.{key}");
-                if key == "_meta" {
-                    check_text_only(&at, item, check);
-                } else if DECLARED.contains(&key.as_str()) {
-                    if item.is_null() {
-                        check.push(&at, "must not be null; leave the field out");
-                    } else {
-                        check_values(&at, item, check);
-                    }
-                } else {
-                    check_text_only(&at, item, check);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// NUL characters anywhere below `value` (keys included).
-fn check_text_only(path: &str, value: &Value, check: &mut Check<'_>) {
-    match value {
-        Value::String(text) if text.contains('\0') => {
-            check.push(path, "must not contain a NUL character");
-        }
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                check_text_only(&format!("{path}.{index}"), item, check);
+                check_values(&format!("{path}.{index}"), item, declared, check);
             }
         }
         Value::Object(map) => {
@@ -483,7 +453,13 @@ fn check_text_only(path: &str, value: &Value, check: &mut Check<'_>) {
                 if key.contains('\0') {
                     check.push(path, "keys must not contain a NUL character");
                 }
-                check_text_only(&format!("{path}.{key}"), item, check);
+                let at = format!("{path}.{key}");
+                let field_declared = declared && key != "_meta" && DECLARED.contains(&key.as_str());
+                if field_declared && item.is_null() {
+                    check.push(&at, "must not be null; leave the field out");
+                } else {
+                    check_values(&at, item, field_declared, check);
+                }
             }
         }
         _ => {}
@@ -537,7 +513,7 @@ impl ServerJson {
         let mut check = Check {
             errors: &mut errors,
         };
-        check_values("", value, &mut check);
+        check_values("", value, true, &mut check);
         document.check(&mut check);
         errors.into_result(|| document)
     }
@@ -927,6 +903,20 @@ mod tests {
             )),
             ["icons.0.sizes"]
         );
+    }
+
+    #[test]
+    fn nul_characters_in_keys_are_refused_in_declared_fields_too() {
+        // A declared object's keys were not checked: the NUL reached the database
+        // (PostgreSQL refuses it in JSONB: a 500 instead of a 422 naming the field).
+        let mut errors = ValidationErrors::new();
+        let mut check = Check {
+            errors: &mut errors,
+        };
+        let document = json!({"repository": {"a\u{0}": "x"}, "_meta": {"b\u{0}": 1}});
+        check_values("", &document, true, &mut check);
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["_meta", "repository"]);
     }
 
     #[test]
