@@ -53,6 +53,70 @@ pub struct Settings {
     pub cors: CorsConfig,
     /// Mirroring of another registry's `/v0.1` API into this one.
     pub registry_sync: RegistrySyncConfig,
+    /// Running as one of several replicas: the link between them, session ids,
+    /// shutdown behind a load balancer.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: what lets several replicas behind a load balancer act as one
+/// gateway (see docs/scaling.md).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `redis://…` carrying change events, health-check leases and ended sessions
+    /// between replicas. Default: `rate_limits.redis_url` (or `REDIS_URL`); without
+    /// either the gateway runs as a single replica.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis channel and keys (replicas of one gateway share it).
+    pub key_prefix: String,
+    /// Longest wait for one Redis command of the link, in milliseconds.
+    pub redis_timeout_ms: u64,
+    /// 32 bytes, base64: seals the `Mcp-Session-Id`s handed to clients, the same on
+    /// every replica. Default: derived from the secrets key (`[secrets]`).
+    pub session_key: Option<String>,
+    /// Session keys of before a rotation: their ids still open.
+    pub previous_session_keys: Vec<String>,
+    /// Longest life of a session id, in seconds, however active the session.
+    pub session_ttl_secs: u64,
+    /// At shutdown, seconds `/ready` answers 503 before the listener closes, so the
+    /// load balancer stops routing here first. Default: 5 with a Redis link, else 0.
+    pub drain_secs: Option<u64>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: "mcp-gateway".into(),
+            redis_timeout_ms: 500,
+            session_key: None,
+            previous_session_keys: Vec::new(),
+            session_ttl_secs: 86_400,
+            drain_secs: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field(
+                "redis_url",
+                &self
+                    .redis_url
+                    .as_deref()
+                    .map(gateway_persistence::redact_url),
+            )
+            .field("key_prefix", &self.key_prefix)
+            .field(
+                "session_key",
+                &self.session_key.as_ref().map(|_| "********"),
+            )
+            .field("previous_session_keys", &self.previous_session_keys.len())
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("drain_secs", &self.drain_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[registry_sync]`: pull the servers of another registry that speaks the official
@@ -1155,6 +1219,7 @@ impl Settings {
         }
         self.validate_auth(&mut problems);
         self.validate_rate_limits(&mut problems);
+        self.validate_cluster(&mut problems);
         self.validate_audit(&mut problems);
         if let Some(endpoint) = &self.tracing.otlp_endpoint {
             let valid = url::Url::parse(endpoint)
@@ -1352,6 +1417,83 @@ impl Settings {
         if audit.redact_keys.iter().any(|k| k.trim().is_empty()) {
             problems.push("audit.redact_keys must not contain empty keys".into());
         }
+    }
+
+    fn validate_cluster(&self, problems: &mut Vec<String>) {
+        let cluster = &self.cluster;
+        if let Some(url) = &cluster.redis_url
+            && !url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.has_host())
+        {
+            problems.push(format!(
+                "cluster.redis_url = {:?} must be a redis:// or rediss:// URL with a host",
+                gateway_persistence::redact_url(url)
+            ));
+        }
+        if cluster.key_prefix.is_empty()
+            || cluster.key_prefix.len() > 64
+            || !cluster.key_prefix.chars().all(|c| c.is_ascii_graphic())
+        {
+            problems.push(format!(
+                "cluster.key_prefix = {:?} must be 1–64 visible ASCII characters",
+                cluster.key_prefix
+            ));
+        }
+        if !(10..=10_000).contains(&cluster.redis_timeout_ms) {
+            problems.push(format!(
+                "cluster.redis_timeout_ms = {} must be between 10 and 10000",
+                cluster.redis_timeout_ms
+            ));
+        }
+        let keys = cluster
+            .session_key
+            .iter()
+            .map(|k| ("cluster.session_key", k))
+            .chain(
+                cluster
+                    .previous_session_keys
+                    .iter()
+                    .map(|k| ("cluster.previous_session_keys", k)),
+            );
+        for (name, key) in keys {
+            if decode_session_key(key).is_none() {
+                problems.push(format!(
+                    "{name} must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)"
+                ));
+            }
+        }
+        if !(60..=30 * 86_400).contains(&cluster.session_ttl_secs) {
+            problems.push(format!(
+                "cluster.session_ttl_secs = {} must be between 60 and 2592000 (30 days)",
+                cluster.session_ttl_secs
+            ));
+        }
+        if cluster.drain_secs.is_some_and(|d| d > 300) {
+            problems.push(format!(
+                "cluster.drain_secs = {} must be at most 300",
+                cluster.drain_secs.unwrap_or_default()
+            ));
+        }
+    }
+
+    /// The Redis that links the replicas, if any: `cluster.redis_url`, else the rate
+    /// limiter's.
+    pub fn cluster_redis_url(&self) -> Option<&str> {
+        self.cluster
+            .redis_url
+            .as_deref()
+            .or(self.rate_limits.redis_url.as_deref())
+    }
+
+    /// How long `/ready` says 503 at shutdown before the listener closes.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.cluster.drain_secs.unwrap_or(
+            if self.cluster_redis_url().is_some() {
+                5
+            } else {
+                0
+            },
+        ))
     }
 
     fn validate_rate_limits(&self, problems: &mut Vec<String>) {
@@ -1612,8 +1754,29 @@ impl Settings {
         if shown.registry_sync.token.is_some() {
             shown.registry_sync.token = Some(hidden.clone());
         }
+        if let Some(url) = &shown.cluster.redis_url {
+            shown.cluster.redis_url = Some(redact_url(url));
+        }
+        if let Some(url) = &shown.rate_limits.redis_url {
+            shown.rate_limits.redis_url = Some(redact_url(url));
+        }
+        if shown.cluster.session_key.is_some() {
+            shown.cluster.session_key = Some(hidden.clone());
+        }
+        for key in &mut shown.cluster.previous_session_keys {
+            *key = hidden.clone();
+        }
         toml_string(&shown)
     }
+}
+
+/// A session key's 32 bytes, if `text` is base64 of exactly that many.
+pub fn decode_session_key(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .filter(|bytes| bytes.len() == 32)
 }
 
 fn toml_string(settings: &Settings) -> String {

@@ -138,6 +138,10 @@ pub struct Application {
     mcp_sessions: tokio_util::sync::CancellationToken,
     /// Longest wait at shutdown for calls in flight before sessions are closed.
     drain_timeout: Duration,
+    /// Set at shutdown: `/ready` turns 503.
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    /// How long `/ready` says 503 before the listener closes.
+    drain_delay: Duration,
 }
 
 impl Application {
@@ -147,7 +151,14 @@ impl Application {
         let store = open_store(settings, migrate || settings.auto_migrate()).await?;
         let store_arc = Arc::new(store.clone());
         let (queue, work) = WorkQueue::new();
-        let registry = registry(settings, &store_arc).with_listener(Arc::new(queue.clone()));
+        let metrics = Arc::new(
+            gateway_telemetry::Metrics::new(SERVICE_INFO.version)
+                .map_err(|e| StartupError::Mcp(e.to_string()))?,
+        );
+        let (bus, redis_link) = cluster_bus(settings, &metrics)?;
+        let registry = registry(settings, &store_arc)
+            .with_listener(Arc::new(queue.clone()))
+            .with_listener(Arc::new(gateway_domain::AnnounceToReplicas(bus.clone())));
 
         let address = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&address).map_err(|e| StartupError::Bind {
@@ -162,10 +173,6 @@ impl Application {
             })?
             .port();
 
-        let metrics = Arc::new(
-            gateway_telemetry::Metrics::new(SERVICE_INFO.version)
-                .map_err(|e| StartupError::Mcp(e.to_string()))?,
-        );
         let audit = settings.audit.enabled.then(|| {
             gateway_audit::AuditPipeline::start(
                 store_arc.clone(),
@@ -178,6 +185,7 @@ impl Application {
         let sync_task = registry_sync(settings, &registry)?;
         let mut runtime_settings = mcp_settings(settings)?;
         runtime_settings.limiter = rate_limiter(settings, &metrics)?;
+        runtime_settings.cluster = gateway_transport::mcp::Cluster(bus.clone());
         runtime_settings.audit =
             audit
                 .clone()
@@ -191,14 +199,33 @@ impl Application {
                         .map(|k| k.to_ascii_lowercase())
                         .collect(),
                 });
-        let (runtime, inbox) =
-            McpRuntime::new(registry.clone(), runtime_settings, queue, metrics.clone())
-                .map_err(StartupError::Mcp)?;
+        let (runtime, inbox) = McpRuntime::new(
+            registry.clone(),
+            runtime_settings,
+            queue.clone(),
+            metrics.clone(),
+        )
+        .map_err(StartupError::Mcp)?;
         // Served from the last known catalog and views from the first request on.
         runtime.load().await;
         let runtime_task = tokio::spawn(runtime.clone().run(work, inbox));
-        let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port));
+        let roaming = gateway_transport::mcp::roaming::Roaming::new(
+            session_sealer(settings)?,
+            Duration::from_secs(settings.cluster.session_ttl_secs),
+            bus.clone(),
+        );
+        let mcp = McpServices::new(runtime.clone(), &mcp_http_settings(settings, port), roaming);
         let mcp_sessions = mcp.sessions.clone();
+        if let Some(link) = &redis_link {
+            link.subscribe(gateway_transport::mcp::cluster::ClusterInbox::new(
+                queue, &runtime, &mcp,
+            ));
+            tracing::info!(
+                replica = bus.replica(),
+                "running as one replica of several (cluster.redis_url)"
+            );
+        }
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
         let state = Data::new(ApiState {
             registry,
@@ -212,6 +239,7 @@ impl Application {
             audit: audit
                 .clone()
                 .map(|sink| sink as Arc<dyn gateway_domain::AuditSink>),
+            draining: draining.clone(),
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,
@@ -249,6 +277,8 @@ impl Application {
             sync_task,
             mcp_sessions,
             drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
+            draining,
+            drain_delay: settings.drain(),
         })
     }
 
@@ -271,10 +301,16 @@ impl Application {
             self.mcp_sessions.clone(),
             self.drain_timeout,
         );
+        let (draining, drain_delay) = (self.draining.clone(), self.drain_delay);
         let signals = stop_on_signal.then(|| {
             tokio::spawn(async move {
                 let signal = shutdown_signal().await;
-                tracing::info!(signal, "shutdown requested: no longer accepting connections, draining in-flight requests");
+                // Behind a load balancer: first say "not ready" and keep serving, so
+                // it stops routing here before the listener closes.
+                draining.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(signal, drain_secs = drain_delay.as_secs(), "shutdown requested: /ready answers 503 (cluster.drain_secs), then the listener closes");
+                tokio::time::sleep(drain_delay).await;
+                tracing::info!("no longer accepting connections, draining in-flight requests");
                 let stopping = tokio::spawn(handle.stop(true));
                 // MCP sessions keep SSE streams open for as long as they live: once the
                 // calls in flight are answered (or the drain time is up), they end, so
@@ -307,6 +343,93 @@ impl Application {
         tracing::info!("database pool closed; goodbye");
         served
     }
+}
+
+/// The link to the other replicas: Redis when `cluster.redis_url` (or the rate
+/// limiter's Redis) is set, else a lone replica. The Redis link is also returned, to
+/// subscribe once the services exist.
+#[allow(clippy::type_complexity)]
+fn cluster_bus(
+    settings: &Settings,
+    metrics: &Arc<gateway_telemetry::Metrics>,
+) -> Result<
+    (
+        Arc<dyn gateway_domain::ClusterBus>,
+        Option<Arc<gateway_cluster::RedisCluster>>,
+    ),
+    StartupError,
+> {
+    let replica = replica_id();
+    let Some(url) = settings.cluster_redis_url() else {
+        return Ok((gateway_domain::SingleReplica::new(replica), None));
+    };
+    let link = gateway_cluster::RedisCluster::new(
+        gateway_cluster::RedisClusterSettings {
+            url: url.to_owned(),
+            key_prefix: settings.cluster.key_prefix.clone(),
+            replica,
+            timeout: Duration::from_millis(settings.cluster.redis_timeout_ms),
+        },
+        Some(metrics.clone()),
+    )
+    .map_err(StartupError::Mcp)?;
+    Ok((link.clone(), Some(link)))
+}
+
+/// This process's id among the replicas: the host name (a pod's name) and a random
+/// suffix (two processes on one host differ).
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty() && h.len() <= 64)
+        .unwrap_or_else(|| "gateway".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+/// What seals session ids: `cluster.session_key` (and the previous ones), else keys
+/// derived from the secrets key, which every replica already shares.
+fn session_sealer(
+    settings: &Settings,
+) -> Result<gateway_transport::mcp::sealed::SessionSealer, StartupError> {
+    use sha2::Digest;
+    let invalid = |what: &str| StartupError::Mcp(format!("{what} must be 32 bytes, base64"));
+    let (current, previous) = match &settings.cluster.session_key {
+        Some(key) => (
+            crate::config::decode_session_key(key).ok_or_else(|| invalid("cluster.session_key"))?,
+            settings
+                .cluster
+                .previous_session_keys
+                .iter()
+                .map(|k| {
+                    crate::config::decode_session_key(k)
+                        .ok_or_else(|| invalid("cluster.previous_session_keys"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => {
+            let (secret, previous) = settings
+                .connect_settings()
+                .secrets
+                .raw_keys()
+                .map_err(|e| StartupError::Database(e.to_string()))?;
+            let derive = |key: &[u8]| {
+                sha2::Sha256::new()
+                    .chain_update(b"mcp-gateway session id key v1\0")
+                    .chain_update(key)
+                    .finalize()
+                    .to_vec()
+            };
+            (
+                derive(&secret),
+                previous.iter().map(|k| derive(k)).collect(),
+            )
+        }
+    };
+    gateway_transport::mcp::sealed::SessionSealer::new(&current, &previous)
+        .map_err(|e| StartupError::Mcp(e.to_string()))
 }
 
 /// Resolves on SIGINT or SIGTERM, naming which.
@@ -436,6 +559,8 @@ fn mcp_settings(settings: &Settings) -> Result<McpSettings, StartupError> {
         gateway_tools: mcp.gateway_tools,
         compact_by_default: mcp.default_view == crate::config::McpView::Compact,
         max_items_per_upstream: mcp.max_items_per_upstream,
+        // Set by `Application::build` once the link exists.
+        cluster: gateway_transport::mcp::Cluster::default(),
     })
 }
 

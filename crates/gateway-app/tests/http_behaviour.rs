@@ -652,7 +652,8 @@ async fn initialize(app: &TestApp) -> reqwest::Response {
 
 /// A greedy client cannot hold every session: past the per-caller cap a new session
 /// is 429 with JSON-RPC `-32039`, past the total cap 503; ending a session, or
-/// letting one go idle, frees its place.
+/// letting one go idle, frees its place (an idle one's id still works: it is rebuilt
+/// from the sealed id; an ended one's does not).
 #[tokio::test]
 async fn sessions_are_capped_per_caller_and_in_total_and_idle_ones_end() {
     let app = TestApp::spawn_with(TestBackend::Sqlite, |s| {
@@ -695,27 +696,39 @@ async fn sessions_are_capped_per_caller_and_in_total_and_idle_ones_end() {
     assert!(ended.status().is_success(), "{}", ended.status());
     assert_eq!(initialize(&app).await.status(), StatusCode::OK);
 
-    // Idle sessions end by themselves.
+    // Idle sessions leave memory by themselves: their place is free...
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
-    let stale = app
-        .client
-        .post(app.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &ids[1])
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(
-        stale.status(),
-        StatusCode::NOT_FOUND,
-        "an idle session is gone"
-    );
     assert_eq!(
         initialize(&app).await.status(),
         StatusCode::OK,
-        "its place is free"
+        "an idle session's place is free"
+    );
+    // ...but the client's sealed id still works: the session is rebuilt from it.
+    let ping = |id: String| {
+        app.client
+            .post(app.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}))
+            .send()
+    };
+    let restored = ping(ids[1].clone()).await.expect("sent");
+    assert_eq!(
+        restored.status(),
+        StatusCode::OK,
+        "an idle session comes back"
+    );
+    // A session ended with DELETE does not.
+    let ended = ping(ids[0].clone()).await.expect("sent");
+    assert_eq!(ended.status(), StatusCode::NOT_FOUND);
+    let error: Value = ended.json().await.expect("json-rpc error");
+    assert_eq!(error["error"]["code"], -32001, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ended")),
+        "{error}"
     );
 
     let full = TestApp::spawn_with(TestBackend::Sqlite, |s| {

@@ -107,7 +107,8 @@ pub struct PoolStats {
 
 /// What changed in the registry, for components that keep state derived from it
 /// (the MCP catalog snapshot, upstream connections).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "change", content = "server", rename_all = "snake_case")]
 pub enum RegistryEvent {
     /// A server was registered or its spec changed.
     Upserted(ServerId),

@@ -96,6 +96,13 @@ impl std::fmt::Debug for SecretKeys {
 impl SecretKeys {
     /// Builds the sealer, reading or creating the key file if that is the source.
     pub fn sealer(&self) -> Result<Sealer, StoreError> {
+        let (current, previous) = self.raw_keys()?;
+        Sealer::new(&current, &previous).map_err(|error| StoreError::Secrets(error.to_string()))
+    }
+
+    /// The current key's bytes and the previous ones', reading or creating the key
+    /// file if that is the source (what other keys of the same secret derive from).
+    pub fn raw_keys(&self) -> Result<(Vec<u8>, Vec<Vec<u8>>), StoreError> {
         let keys = |error: crate::sealing::SealingError| StoreError::Secrets(error.to_string());
         let (current, previous) = match self {
             Self::Configured { current, previous } => {
@@ -108,7 +115,7 @@ impl SecretKeys {
             .map(|k| decode_key(k))
             .collect::<Result<Vec<_>, _>>()
             .map_err(keys)?;
-        Sealer::new(&current, &previous).map_err(keys)
+        Ok((current, previous))
     }
 }
 

@@ -61,6 +61,12 @@ pub struct Metrics {
     /// `gateway_rate_limit_backend_up`: 1 while the shared (Redis) limiter answers,
     /// 0 while decisions fall back; absent without Redis.
     pub rate_limit_backend_up: IntGaugeVec,
+    /// `gateway_cluster_events_total{direction,kind}`: events `published` to and
+    /// `received` from the other replicas, and `dropped` ones (queue full, malformed).
+    pub cluster_events: IntCounterVec,
+    /// `gateway_cluster_link_up`: 1 while the link to the other replicas (Redis
+    /// pub/sub) is subscribed, 0 while it is being re-established; absent alone.
+    pub cluster_link_up: IntGaugeVec,
     /// `gateway_audit_events_total{result}`: audit events `written` to the database,
     /// `spilled` to the spill file, `replayed` from it, or `lost` (the spill file
     /// could not be written either; logged as an error).
@@ -236,6 +242,26 @@ impl Metrics {
                     Opts::new(
                         "gateway_rate_limit_backend_up",
                         "1 while the shared rate limiter (Redis) answers, 0 while decisions fall back",
+                    ),
+                    &["backend"],
+                ),
+            )?,
+            cluster_events: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gateway_cluster_events_total",
+                        "Events between replicas: published, received, dropped; by kind",
+                    ),
+                    &["direction", "kind"],
+                ),
+            )?,
+            cluster_link_up: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gateway_cluster_link_up",
+                        "1 while the link to the other replicas (Redis pub/sub) is subscribed",
                     ),
                     &["backend"],
                 ),

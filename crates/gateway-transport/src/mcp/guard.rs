@@ -6,7 +6,11 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
+
+/// The session header, in the form actix's header maps take.
+const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{Error, HttpMessage, HttpResponse};
@@ -17,6 +21,8 @@ use std::sync::Arc;
 
 use gateway_router::jsonrpc::{Rejection, inspect};
 
+use super::roaming::{Refused, Roaming};
+use super::sealed::SessionClaims;
 use super::sessions::{
     SessionBook, SessionRefusal, StreamBook, StreamPermit, TOO_MANY_SESSIONS, TOO_MANY_STREAMS,
 };
@@ -37,6 +43,33 @@ fn caller_key(req: &ServiceRequest, trust_forwarded_for: bool) -> String {
                 .unwrap_or_default()
         ),
     }
+}
+
+/// Whose a session is, for its sealed id: the token's subject or the admin key;
+/// without a token, `anonymous` (an address is no identity: it changes, and a load
+/// balancer hides it).
+fn session_owner(req: &ServiceRequest) -> String {
+    match req.extensions().get::<crate::rest::auth::Caller>() {
+        Some(crate::rest::auth::Caller::Token(principal)) => {
+            format!("subject:{}", principal.subject)
+        }
+        Some(crate::rest::auth::Caller::ApiKey) => "admin-api-key".to_owned(),
+        None => "anonymous".to_owned(),
+    }
+}
+
+/// The endpoint a session belongs to: the request path without a trailing `/`.
+fn endpoint_of(req: &ServiceRequest) -> String {
+    let path = req.path().trim_end_matches('/');
+    if path.is_empty() { "/" } else { path }.to_owned()
+}
+
+/// `404` with JSON-RPC `-32001`: the session id is not (or no longer) usable.
+fn unknown_session(refused: &Refused, id: Value) -> HttpResponse {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32001, "message": refused.message()}});
+    HttpResponse::NotFound()
+        .content_type("application/json")
+        .body(body.to_string())
 }
 
 /// The HTTP answer to a malformed message: its status and a JSON-RPC error.
@@ -60,6 +93,86 @@ pub struct Gate {
     pub streams: Arc<StreamBook>,
     /// Take the client address from `Forwarded` / `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
+    /// Sealed session ids, restores on this replica, ended sessions.
+    pub roaming: Arc<Roaming>,
+}
+
+/// A request's session, once its sealed id was opened.
+struct Opened {
+    claims: SessionClaims,
+    /// This replica did not hold it: rmcp rebuilds it from the id.
+    restoring: bool,
+}
+
+/// Opens the sealed `Mcp-Session-Id` of a request and puts rmcp's id in its place;
+/// leaves the parameters for a restore when this replica does not hold the session.
+async fn open_session(req: &mut ServiceRequest, gate: &Gate) -> Result<Option<Opened>, Refused> {
+    let Some(sealed) = req.headers().get(SESSION_ID) else {
+        return Ok(None);
+    };
+    let sealed = sealed
+        .to_str()
+        .map_err(|_| Refused::Unknown("is not one this gateway issued"))?;
+    let claims = gate
+        .roaming
+        .open(sealed, &session_owner(req), &endpoint_of(req))?;
+    let restoring = !gate.sessions.holds(&claims.rid).await;
+    if restoring && !gate.roaming.expect_restore(&claims) {
+        return Err(Refused::Unknown("cannot be restored"));
+    }
+    let rid = HeaderValue::from_str(&claims.rid)
+        .map_err(|_| Refused::Unknown("is not one this gateway issued"))?;
+    req.headers_mut().insert(SESSION_ID, rid);
+    Ok(Some(Opened { claims, restoring }))
+}
+
+/// After rmcp answered: an `initialize` gets its sealed id in place of rmcp's; a
+/// session rebuilt here is counted under its owner's cap; a `DELETE` ends the
+/// session on every replica.
+fn settle(
+    response: &mut ServiceResponse<BoxBody>,
+    gate: &Gate,
+    caller: &str,
+    opened: Option<&Opened>,
+    init: Option<(&str, &str, Value)>,
+) -> Result<(), HttpResponse> {
+    let success = response.status().is_success();
+    if let Some(opened) = opened {
+        if !success {
+            return Ok(());
+        }
+        if response.request().method() == Method::DELETE {
+            gate.roaming.end(&opened.claims.rid, opened.claims.exp);
+        } else if opened.restoring {
+            gate.sessions
+                .opened(caller.to_owned(), opened.claims.rid.clone());
+        }
+        return Ok(());
+    }
+    let Some((owner, endpoint, params)) = init else {
+        return Ok(());
+    };
+    let Some(rid) = response
+        .headers()
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return Ok(());
+    };
+    gate.sessions.opened(caller.to_owned(), rid.clone());
+    let sealed = gate
+        .roaming
+        .seal(&rid, owner, endpoint, params)
+        .and_then(|s| HeaderValue::from_str(&s).map_err(|e| e.to_string()))
+        .map_err(|error| {
+            tracing::error!(%error, "cannot seal a session id");
+            HttpResponse::InternalServerError()
+                .content_type("application/json")
+                .body(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": "cannot issue a session id"}}).to_string())
+        })?;
+    response.headers_mut().insert(SESSION_ID, sealed);
+    Ok(())
 }
 
 /// A response body that holds a stream's place under the caps until actix drops it
@@ -229,8 +342,17 @@ pub async fn guard(
         _ => None,
     };
     if req.method() != Method::POST {
+        let opened = match open_session(&mut req, &gate).await {
+            Ok(opened) => opened,
+            Err(refused) => return Ok(req.into_response(unknown_session(&refused, Value::Null))),
+        };
         let response = next.call(req).await?;
-        return Ok(holding(as_json_rpc(response, Value::Null).await, permit));
+        let mut response = as_json_rpc(response, Value::Null).await;
+        if let Err(refusal) = settle(&mut response, &gate, &caller, opened.as_ref(), None) {
+            let (request, _) = response.into_parts();
+            return Ok(ServiceResponse::new(request, refusal));
+        }
+        return Ok(holding(response, permit));
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
@@ -270,22 +392,33 @@ pub async fn guard(
         Ok(message) => message,
         Err(rejection) => return Ok(req.into_response(rejection_response(&rejection))),
     };
-    // A new session (an `initialize` without a session id) must fit under the caps.
-    let opens_session = !req.headers().contains_key("mcp-session-id")
-        && message.method.as_deref() == Some("initialize");
-    if opens_session && let Err(refusal) = gate.sessions.admit(&caller).await {
+    let opened = match open_session(&mut req, &gate).await {
+        Ok(opened) => opened,
+        Err(refused) => return Ok(req.into_response(unknown_session(&refused, message.id))),
+    };
+    // A new session (an `initialize` without a session id) must fit under the caps,
+    // and gets a sealed id: its owner, endpoint and `initialize` parameters.
+    let init = (opened.is_none() && message.method.as_deref() == Some("initialize")).then(|| {
+        let params = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|mut v| v.get_mut("params").map(Value::take))
+            .unwrap_or(Value::Null);
+        (session_owner(&req), endpoint_of(&req), params)
+    });
+    if init.is_some()
+        && let Err(refusal) = gate.sessions.admit(&caller).await
+    {
         return Ok(req.into_response(Cap::Sessions.refusal(refusal, message.id)));
     }
     req.set_payload(Payload::from(body));
     let response = next.call(req).await?;
-    let response = as_json_rpc(response, message.id).await;
-    if opens_session
-        && let Some(id) = response
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-    {
-        gate.sessions.opened(caller, id.to_owned());
+    let mut response = as_json_rpc(response, message.id).await;
+    let init = init
+        .as_ref()
+        .map(|(owner, endpoint, params)| (owner.as_str(), endpoint.as_str(), params.clone()));
+    if let Err(refusal) = settle(&mut response, &gate, &caller, opened.as_ref(), init) {
+        let (request, _) = response.into_parts();
+        return Ok(ServiceResponse::new(request, refusal));
     }
     Ok(holding(response, permit))
 }

@@ -10,10 +10,13 @@
 
 pub mod audit;
 mod bearer;
+pub mod cluster;
 pub mod gateway;
 pub mod guard;
 pub mod monitor;
+pub mod roaming;
 pub mod runtime;
+pub mod sealed;
 pub mod server;
 pub mod service;
 pub mod sessions;
@@ -21,6 +24,8 @@ pub mod upstream;
 pub mod views;
 
 pub use monitor::{Monitor, ResilienceSettings, WhenUnavailable};
-pub use runtime::{Limiter, McpItem, McpRuntime, McpSettings, RuntimeInbox, Work, WorkQueue};
+pub use runtime::{
+    Cluster, Limiter, McpItem, McpRuntime, McpSettings, RuntimeInbox, Work, WorkQueue,
+};
 pub use service::{McpHttpSettings, McpServices};
 pub use upstream::{UpstreamError, UpstreamSettings};

@@ -74,6 +74,25 @@ pub struct McpSettings {
     /// Tools (and prompts, resources, templates) one upstream may list at most; a
     /// catalog over it is refused and the last known one kept.
     pub max_items_per_upstream: usize,
+    /// The link to the other replicas: who runs each periodic check and discovery
+    /// round, and where their outcomes go.
+    pub cluster: Cluster,
+}
+
+/// The link to the other replicas (a newtype so the settings stay `Debug`).
+#[derive(Clone)]
+pub struct Cluster(pub Arc<dyn gateway_domain::ClusterBus>);
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cluster({})", self.0.replica())
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self(gateway_domain::SingleReplica::new("single"))
+    }
 }
 
 /// The rate limiter the runtime asks (a newtype so the settings stay `Debug`).
@@ -118,6 +137,7 @@ impl Default for McpSettings {
             gateway_tools: true,
             compact_by_default: false,
             max_items_per_upstream: 10_000,
+            cluster: Cluster::default(),
         }
     }
 }
@@ -573,7 +593,14 @@ impl McpRuntime {
                     }
                     self.health_changed(changes).await;
                 }
-                _ = tick.tick() => self.refresh_all().await,
+                // One replica re-fetches the catalogs for all; the others rebuild
+                // when the stored catalogs change.
+                _ = tick.tick() => {
+                    let lease = self.settings.discovery_interval.mul_f64(0.8);
+                    if self.settings.cluster.0.claim("discovery", lease).await {
+                        self.refresh_all().await;
+                    }
+                }
                 _ = rules_tick.tick() => self.reload_access().await,
                 else => break,
             }
@@ -815,12 +842,23 @@ impl McpRuntime {
             let (runtime, id) = (self.this.clone(), upstream.id);
             upstream.add_check_task(self.spawner.spawn(async move {
                 let mut wait = interval.mul_f64(fastrand::f64());
+                let mut confirm = false;
                 loop {
                     tokio::time::sleep(wait).await;
                     let Some(runtime) = runtime.upgrade() else {
                         break;
                     };
-                    let confirm = runtime.check(id, endpoint).await;
+                    // A regular check is claimed first, so N replicas check each
+                    // endpoint once per interval between them; a confirming re-check
+                    // (after a failure) is always run here.
+                    let claimed = confirm
+                        || runtime
+                            .settings
+                            .cluster
+                            .0
+                            .claim(&format!("check:{id}:{endpoint}"), interval.mul_f64(0.8))
+                            .await;
+                    confirm = claimed && runtime.check(id, endpoint).await;
                     let next = if confirm { interval / 4 } else { interval };
                     wait = next.mul_f64(0.9 + fastrand::f64() * 0.2);
                 }
@@ -862,6 +900,22 @@ impl McpRuntime {
             }
         };
         let failed = matches!(verdict, Verdict::Failed(_));
+        self.settings
+            .cluster
+            .0
+            .publish(gateway_domain::ClusterEvent::HealthChecked {
+                server: id,
+                endpoint,
+                error: match &verdict {
+                    Verdict::Answered => None,
+                    Verdict::Failed(reason) | Verdict::TimedOut(reason) => Some(reason.clone()),
+                },
+                latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                protocol_version: self
+                    .monitor
+                    .get(id)
+                    .and_then(|u| lock(&u.protocol_version).clone()),
+            });
         self.metrics
             .upstream_checks
             .with_label_values(&[
@@ -878,6 +932,30 @@ impl McpRuntime {
                     .get(endpoint)
                     .is_some_and(|e| e.state() != HealthState::Unhealthy)
             })
+    }
+
+    /// Applies a health check another replica ran for all (unknown servers and
+    /// endpoints are ignored: this replica has not caught up with them yet).
+    pub fn apply_remote_check(
+        &self,
+        id: ServerId,
+        endpoint: usize,
+        error: Option<String>,
+        latency: Duration,
+        protocol_version: Option<String>,
+    ) {
+        let Some(upstream) = self.monitor.get(id) else {
+            return;
+        };
+        if endpoint >= upstream.endpoints.len() {
+            return;
+        }
+        if let Some(version) = protocol_version {
+            *lock(&upstream.protocol_version) = Some(version);
+        }
+        let verdict = error.map_or(Verdict::Answered, Verdict::Failed);
+        self.monitor
+            .record_probe(id, endpoint, Source::Check, &verdict, latency);
     }
 
     /// Checks every endpoint of a server now (`POST /api/v1/servers/{id}/check`).

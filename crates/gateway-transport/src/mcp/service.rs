@@ -64,6 +64,7 @@ fn build(
     settings: &McpHttpSettings,
     sessions: &tokio_util::sync::CancellationToken,
     manager: Arc<LocalSessionManager>,
+    roaming: &Arc<super::roaming::Roaming>,
 ) -> StreamableHttpService<Audited, LocalSessionManager> {
     let factory_runtime = runtime.clone();
     let trust_forwarded_for = settings.trust_forwarded_for;
@@ -76,6 +77,10 @@ fn build(
         }))
         .session_manager(manager)
         .stateful_mode(true)
+        // Sessions this replica does not hold are rebuilt from their sealed id.
+        .session_store(Arc::new(super::roaming::RestoreFromSealedId(
+            roaming.clone(),
+        )))
         .cancellation_token(sessions.child_token())
         .maybe_allowed_hosts(settings.allowed_hosts.clone())
         .allowed_origins(settings.allowed_origins.clone())
@@ -99,8 +104,12 @@ fn build(
 }
 
 impl McpServices {
-    /// Builds both services over `runtime`.
-    pub fn new(runtime: Arc<McpRuntime>, settings: &McpHttpSettings) -> Self {
+    /// Builds the services over `runtime`, with session ids sealed by `roaming`.
+    pub fn new(
+        runtime: Arc<McpRuntime>,
+        settings: &McpHttpSettings,
+        roaming: Arc<super::roaming::Roaming>,
+    ) -> Self {
         let sessions = tokio_util::sync::CancellationToken::new();
         let managers: Vec<Arc<LocalSessionManager>> = (0..3)
             .map(|_| {
@@ -115,7 +124,7 @@ impl McpServices {
             settings.session_limits,
         ));
         let [aggregate, per_server, per_view] =
-            [0, 1, 2].map(|i| build(&runtime, settings, &sessions, managers[i].clone()));
+            [0, 1, 2].map(|i| build(&runtime, settings, &sessions, managers[i].clone(), &roaming));
         Self {
             aggregate,
             per_server,
@@ -127,6 +136,7 @@ impl McpServices {
                 sessions: book,
                 streams: super::sessions::StreamBook::new(settings.stream_limits),
                 trust_forwarded_for: settings.trust_forwarded_for,
+                roaming,
             },
             sessions,
         }

@@ -79,6 +79,26 @@ impl SessionBook {
         open
     }
 
+    /// Whether this replica holds session `id` (rmcp's id) in memory.
+    pub async fn holds(&self, id: &str) -> bool {
+        let id: rmcp::transport::streamable_http_server::session::SessionId = id.into();
+        for manager in &self.managers {
+            if manager.sessions.read().await.contains_key(&id) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Ends session `id` if this replica holds it (another replica ended it).
+    pub async fn close(&self, id: &str) {
+        use rmcp::transport::streamable_http_server::session::SessionManager;
+        let id: rmcp::transport::streamable_http_server::session::SessionId = id.into();
+        for manager in &self.managers {
+            let _ = manager.close_session(&id).await;
+        }
+    }
+
     /// Whether `caller` may open one more session (sessions that ended are forgotten
     /// on the way).
     pub async fn admit(&self, caller: &str) -> Result<(), SessionRefusal> {

@@ -71,6 +71,9 @@ pub struct ApiState {
     pub ip_limits: super::ip_limit::IpLimits,
     /// Where audit events of admin changes go; `None`: no audit.
     pub audit: Option<Arc<dyn gateway_domain::AuditSink>>,
+    /// Set at shutdown: `/ready` answers 503 so load balancers stop sending traffic
+    /// here while the requests in flight finish.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {

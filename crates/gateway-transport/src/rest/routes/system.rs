@@ -40,8 +40,9 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
-/// Readiness: 200 when the database is reachable and migrated, 503 otherwise (a load
-/// balancer then stops sending traffic here).
+/// Readiness: 200 when the database is reachable and migrated, 503 otherwise or
+/// while the process drains at shutdown (a load balancer then stops sending traffic
+/// here).
 #[utoipa::path(tag = "system", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 #[get("/ready")]
 pub async fn ready(state: Data<ApiState>) -> HttpResponse {
@@ -54,11 +55,18 @@ pub async fn ready(state: Data<ApiState>) -> HttpResponse {
             state.readiness_timeout.as_millis()
         )),
     };
-    let ready = database.is_ok();
-    let checks = BTreeMap::from([(
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let ready = database.is_ok() && !draining;
+    let mut checks = BTreeMap::from([(
         "database".to_owned(),
         database.err().unwrap_or_else(|| "ok".to_owned()),
     )]);
+    if draining {
+        checks.insert(
+            "shutdown".to_owned(),
+            "draining: finishing the requests in flight".to_owned(),
+        );
+    }
     let body = Readiness {
         status: if ready { "ready" } else { "not_ready" },
         checks,

@@ -1,0 +1,74 @@
+//! What this replica does with the other replicas' events: registry changes join the
+//! runtime's queue as if made here, health checks another replica ran are recorded,
+//! ended sessions are closed and refused. After a gap in the link, everything is
+//! reloaded from the database.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use gateway_domain::{ClusterEvent, ClusterListener, RegistryListener};
+
+use super::roaming::Roaming;
+use super::runtime::{McpRuntime, Work, WorkQueue};
+use super::sessions::SessionBook;
+
+/// The [`ClusterListener`] of the MCP face.
+pub struct ClusterInbox {
+    queue: WorkQueue,
+    runtime: Weak<McpRuntime>,
+    sessions: Arc<SessionBook>,
+    roaming: Arc<Roaming>,
+}
+
+impl ClusterInbox {
+    /// Feeds `runtime` (through its `queue`) and the sessions of `services`.
+    pub fn new(
+        queue: WorkQueue,
+        runtime: &Arc<McpRuntime>,
+        services: &super::McpServices,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            queue,
+            runtime: Arc::downgrade(runtime),
+            sessions: services.gate.sessions.clone(),
+            roaming: services.gate.roaming.clone(),
+        })
+    }
+}
+
+impl ClusterListener for ClusterInbox {
+    fn received(&self, event: ClusterEvent) {
+        match event {
+            ClusterEvent::Registry { event } => self.queue.registry_changed(event),
+            ClusterEvent::HealthChecked {
+                server,
+                endpoint,
+                error,
+                latency_us,
+                protocol_version,
+            } => {
+                if let Some(runtime) = self.runtime.upgrade() {
+                    runtime.apply_remote_check(
+                        server,
+                        endpoint,
+                        error,
+                        Duration::from_micros(latency_us),
+                        protocol_version,
+                    );
+                }
+            }
+            ClusterEvent::SessionEnded { session, until } => {
+                self.roaming.forget(&session, until);
+                let sessions = self.sessions.clone();
+                tokio::spawn(async move { sessions.close(&session).await });
+            }
+            ClusterEvent::ClientReply { .. } => {}
+        }
+    }
+
+    fn resynced(&self) {
+        tracing::info!("link to the other replicas is back: reloading the registry");
+        self.queue.push(Work::RefreshAll);
+        self.queue.push(Work::ReloadAccess);
+    }
+}
