@@ -62,6 +62,19 @@ impl ClusterListener for ClusterInbox {
                 let sessions = self.sessions.clone();
                 tokio::spawn(async move { sessions.close(&session).await });
             }
+            ClusterEvent::ClientReply {
+                replica,
+                session,
+                message,
+                ..
+            } if replica == self.roaming.bus().replica() => {
+                let sessions = self.sessions.clone();
+                tokio::spawn(async move {
+                    if !sessions.deliver(&session, message).await {
+                        tracing::debug!(%session, "a relayed client reply found no waiting request");
+                    }
+                });
+            }
             ClusterEvent::ClientReply { .. } => {}
         }
     }

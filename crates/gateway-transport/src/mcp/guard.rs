@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use gateway_router::jsonrpc::{Rejection, inspect};
 
+use super::replies::{Reply, ReplyRoute, Resume, lost_answer};
 use super::roaming::{Refused, Roaming};
 use super::sealed::SessionClaims;
 use super::sessions::{
@@ -95,6 +96,30 @@ pub struct Gate {
     pub trust_forwarded_for: bool,
     /// Sealed session ids, restores on this replica, ended sessions.
     pub roaming: Arc<Roaming>,
+    /// With other replicas: the ids of server-to-client requests carry this
+    /// replica's name, so a reply that lands elsewhere finds its way back.
+    pub replies: Option<Arc<ReplyRoute>>,
+}
+
+/// Tags the requests of a session's SSE stream with this replica (see
+/// [`super::replies`]).
+fn tag_requests(
+    response: ServiceResponse<BoxBody>,
+    gate: &Gate,
+    request: Option<&Value>,
+) -> ServiceResponse<BoxBody> {
+    let Some(route) = &gate.replies else {
+        return response;
+    };
+    let is_stream = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    if !is_stream {
+        return response;
+    }
+    response.map_body(|_, body| route.tagging(body, request))
 }
 
 /// A request's session, once its sealed id was opened.
@@ -124,6 +149,34 @@ async fn open_session(req: &mut ServiceRequest, gate: &Gate) -> Result<Option<Op
         .map_err(|_| Refused::Unknown("is not one this gateway issued"))?;
     req.headers_mut().insert(SESSION_ID, rid);
     Ok(Some(Opened { claims, restoring }))
+}
+
+/// A `GET` resuming a stream (`Last-Event-ID`): this replica's stream resumes from
+/// rmcp's own id; another replica's `POST` stream is answered with an error for its
+/// request (its answer died with that replica); another replica's `GET` stream
+/// starts afresh.
+fn resume_here(req: &mut ServiceRequest, route: &ReplyRoute) -> Option<HttpResponse> {
+    let last = HeaderName::from_static("last-event-id");
+    let resume = route.resume(req.headers().get(&last)?.to_str().ok()?);
+    match resume {
+        Resume::Untagged => None,
+        Resume::Here(original) => {
+            if let Ok(original) = HeaderValue::from_str(&original) {
+                req.headers_mut().insert(last, original);
+            }
+            None
+        }
+        Resume::Afresh => {
+            req.headers_mut().remove(last);
+            None
+        }
+        Resume::Lost(id) => Some(
+            HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .insert_header(("cache-control", "no-cache"))
+                .body(lost_answer(&id)),
+        ),
+    }
 }
 
 /// After rmcp answered: an `initialize` gets its sealed id in place of rmcp's; a
@@ -346,13 +399,18 @@ pub async fn guard(
             Ok(opened) => opened,
             Err(refused) => return Ok(req.into_response(unknown_session(&refused, Value::Null))),
         };
+        if let (Some(route), Some(_)) = (&gate.replies, &opened)
+            && let Some(answer) = resume_here(&mut req, route)
+        {
+            return Ok(holding(req.into_response(answer), permit));
+        }
         let response = next.call(req).await?;
         let mut response = as_json_rpc(response, Value::Null).await;
         if let Err(refusal) = settle(&mut response, &gate, &caller, opened.as_ref(), None) {
             let (request, _) = response.into_parts();
             return Ok(ServiceResponse::new(request, refusal));
         }
-        return Ok(holding(response, permit));
+        return Ok(holding(tag_requests(response, &gate, None), permit));
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
@@ -396,6 +454,25 @@ pub async fn guard(
         Ok(opened) => opened,
         Err(refused) => return Ok(req.into_response(unknown_session(&refused, message.id))),
     };
+    // A client's reply to a server-to-client request goes to the replica that asked.
+    let mut body = body;
+    if let (Some(route), Some(opened), None) = (&gate.replies, &opened, &message.method) {
+        match route.route(&body, &message.id) {
+            Reply::Untagged => {}
+            Reply::Here(original) => body = original,
+            Reply::Elsewhere { replica, message } => {
+                gate.roaming
+                    .bus()
+                    .publish(gateway_domain::ClusterEvent::ClientReply {
+                        replica,
+                        session: opened.claims.rid.clone(),
+                        endpoint: opened.claims.ep.clone(),
+                        message,
+                    });
+                return Ok(req.into_response(HttpResponse::Accepted().finish()));
+            }
+        }
+    }
     // A new session (an `initialize` without a session id) must fit under the caps,
     // and gets a sealed id: its owner, endpoint and `initialize` parameters.
     let init = (opened.is_none() && message.method.as_deref() == Some("initialize")).then(|| {
@@ -412,7 +489,7 @@ pub async fn guard(
     }
     req.set_payload(Payload::from(body));
     let response = next.call(req).await?;
-    let mut response = as_json_rpc(response, message.id).await;
+    let mut response = as_json_rpc(response, message.id.clone()).await;
     let init = init
         .as_ref()
         .map(|(owner, endpoint, params)| (owner.as_str(), endpoint.as_str(), params.clone()));
@@ -420,5 +497,6 @@ pub async fn guard(
         let (request, _) = response.into_parts();
         return Ok(ServiceResponse::new(request, refusal));
     }
-    Ok(holding(response, permit))
+    let request = opened.as_ref().map(|_| &message.id);
+    Ok(holding(tag_requests(response, &gate, request), permit))
 }

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod gateway;
 pub mod guard;
 pub mod monitor;
+pub mod replies;
 pub mod roaming;
 pub mod runtime;
 pub mod sealed;

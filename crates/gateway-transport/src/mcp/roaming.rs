@@ -92,6 +92,11 @@ impl Roaming {
         })
     }
 
+    /// The link to the other replicas.
+    pub fn bus(&self) -> &Arc<dyn ClusterBus> {
+        &self.bus
+    }
+
     /// The sealed id of rmcp's session `rid`, opened by `owner` on `endpoint` with
     /// `init` (the `initialize` parameters).
     pub fn seal(

@@ -136,6 +136,10 @@ impl McpServices {
                 sessions: book,
                 streams: super::sessions::StreamBook::new(settings.stream_limits),
                 trust_forwarded_for: settings.trust_forwarded_for,
+                replies: roaming
+                    .bus()
+                    .is_shared()
+                    .then(|| super::replies::ReplyRoute::new(roaming.bus().replica())),
                 roaming,
             },
             sessions,

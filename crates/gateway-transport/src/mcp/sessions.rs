@@ -90,6 +90,30 @@ impl SessionBook {
         false
     }
 
+    /// Hands a client's reply (relayed by another replica) to session `id`, if this
+    /// replica holds it; `false` when it does not, or the message is no reply.
+    pub async fn deliver(&self, id: &str, message: serde_json::Value) -> bool {
+        use rmcp::transport::streamable_http_server::session::SessionManager;
+        let Ok(message) = serde_json::from_value::<rmcp::model::ClientJsonRpcMessage>(message)
+        else {
+            return false;
+        };
+        if !matches!(
+            message,
+            rmcp::model::ClientJsonRpcMessage::Response(_)
+                | rmcp::model::ClientJsonRpcMessage::Error(_)
+        ) {
+            return false;
+        }
+        let id: rmcp::transport::streamable_http_server::session::SessionId = id.into();
+        for manager in &self.managers {
+            if manager.sessions.read().await.contains_key(&id) {
+                return manager.accept_message(&id, message).await.is_ok();
+            }
+        }
+        false
+    }
+
     /// Ends session `id` if this replica holds it (another replica ended it).
     pub async fn close(&self, id: &str) {
         use rmcp::transport::streamable_http_server::session::SessionManager;
