@@ -49,6 +49,10 @@ fn rules() -> BTreeMap<&'static str, (&'static [&'static str], bool)> {
             "gateway-audit",
             (&["gateway-domain", "gateway-telemetry"][..], false),
         ),
+        (
+            "gateway-cluster",
+            (&["gateway-domain", "gateway-telemetry"][..], false),
+        ),
         ("gateway-migrations", (&[][..], false)),
         (
             "gateway-persistence",
@@ -85,6 +89,7 @@ const PRODUCTION_CRATES: &[&str] = &[
     "gateway-auth",
     "gateway-limits",
     "gateway-audit",
+    "gateway-cluster",
     "gateway-migrations",
     "gateway-persistence",
     "gateway-transport",

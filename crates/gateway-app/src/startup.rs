@@ -104,6 +104,10 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> Result<Store, Sta
             .map_err(|e| StartupError::Database(e.to_string()))?
         {
             MigrationState::Current => tracing::info!("database schema is current"),
+            MigrationState::Ahead(newer) => tracing::warn!(
+                newer = newer.join(", "),
+                "the database schema is newer than this binary (a rolling upgrade?); migrations only add, so serving on"
+            ),
             MigrationState::Pending(names) => {
                 store.close().await;
                 return Err(StartupError::SchemaOutdated(names.join(", ")));
@@ -142,6 +146,8 @@ pub struct Application {
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// How long `/ready` says 503 before the listener closes.
     drain_delay: Duration,
+    /// Shutdown signals, listened for since the listener was bound.
+    signals: ShutdownSignals,
 }
 
 impl Application {
@@ -262,6 +268,7 @@ impl Application {
                 reason: e.to_string(),
             })?
             .run();
+        let signals = ShutdownSignals::install();
         tracing::info!(host = %settings.http.host, port, "listening on http://{}:{port}", settings.http.host);
         Ok(Self {
             server,
@@ -279,6 +286,7 @@ impl Application {
             drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
             draining,
             drain_delay: settings.drain(),
+            signals,
         })
     }
 
@@ -302,9 +310,10 @@ impl Application {
             self.drain_timeout,
         );
         let (draining, drain_delay) = (self.draining.clone(), self.drain_delay);
+        let listening = self.signals;
         let signals = stop_on_signal.then(|| {
             tokio::spawn(async move {
-                let signal = shutdown_signal().await;
+                let signal = listening.received().await;
                 // Behind a load balancer: first say "not ready" and keep serving, so
                 // it stops routing here before the listener closes.
                 draining.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -432,27 +441,51 @@ fn session_sealer(
         .map_err(|e| StartupError::Mcp(e.to_string()))
 }
 
-/// Resolves on SIGINT or SIGTERM, naming which.
-async fn shutdown_signal() -> &'static str {
+/// SIGINT and SIGTERM, listened for from the moment the listener is bound (a
+/// signal that arrives before serving starts still stops the server gracefully).
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            tracing::warn!("cannot listen for shutdown signals");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = interrupt.recv() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
+    listening: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl ShutdownSignals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listening = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(interrupt), Ok(terminate)) => Some((interrupt, terminate)),
+                _ => {
+                    tracing::warn!("cannot listen for shutdown signals");
+                    None
+                }
+            };
+            Self { listening }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
+
+    /// Resolves on SIGINT or SIGTERM, naming which.
+    async fn received(self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let Some((mut interrupt, mut terminate)) = self.listening else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
     }
 }
 

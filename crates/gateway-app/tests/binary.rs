@@ -431,8 +431,26 @@ async fn postgres_schema_must_be_migrated_first() {
         .await
         .expect("ready");
     assert_eq!(response.status(), 200);
+
+    // A rolling upgrade: a newer binary's migration job has run. This binary keeps
+    // serving (and ready) on the newer, additive schema, and says so.
+    gateway_test_support::execute_sql_on(
+        &url,
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000001_from_the_future', 0)",
+    )
+    .await;
+    let response = gateway_test_support::http_client()
+        .get(format!("http://127.0.0.1:{}/ready", running.port))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(response.status(), 200, "still ready on a newer schema");
     sigterm(&running.child);
     assert_eq!(collect_until_exit(running).0, 0);
+    // An older binary starts on it too (before, it refused: "migration file missing").
+    let restarted = start_with_database(dir.path(), &url);
+    sigterm(&restarted.child);
+    assert_eq!(collect_until_exit(restarted).0, 0);
     drop(database);
 }
 

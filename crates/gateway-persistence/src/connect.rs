@@ -177,6 +177,10 @@ pub enum MigrationState {
     Current,
     /// These migrations are not applied yet.
     Pending(Vec<String>),
+    /// Everything this binary knows is applied, and also these migrations of a newer
+    /// binary: a rolling upgrade is under way. Migrations only add (columns, tables,
+    /// indexes), so this binary still works on that schema.
+    Ahead(Vec<String>),
 }
 
 /// The open database: one pool shared by every repository of the process.
@@ -251,20 +255,61 @@ impl Store {
             .map_err(|e| StoreError::Migration(e.to_string()))
     }
 
-    /// Compares the schema with this binary's migrations without changing anything.
-    /// Fails when the database holds migrations this binary does not know (it is older
-    /// than the schema).
+    /// Compares the schema with this binary's migrations without changing anything:
+    /// reads the applied versions from `seaql_migrations` (absent: nothing applied).
     pub async fn migration_state(&self) -> Result<MigrationState, StoreError> {
-        let pending = Migrator::get_pending_migrations_read_only(&self.db)
+        use sea_orm::{ConnectionTrait, Statement};
+        let known: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let backend = self.db.get_database_backend();
+        let exists = match self.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'seaql_migrations'"
+            }
+        };
+        let migration_error = |e: sea_orm::DbErr| StoreError::Migration(e.to_string());
+        let applied: Vec<String> = if self
+            .db
+            .query_one_raw(Statement::from_string(backend, exists))
             .await
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
-        if pending.is_empty() {
-            Ok(MigrationState::Current)
+            .map_err(migration_error)?
+            .is_some()
+        {
+            self.db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT version FROM seaql_migrations",
+                ))
+                .await
+                .map_err(migration_error)?
+                .iter()
+                .map(|row| row.try_get::<String>("", "version"))
+                .collect::<Result<_, _>>()
+                .map_err(migration_error)?
         } else {
-            Ok(MigrationState::Pending(
-                pending.iter().map(|m| m.name().to_owned()).collect(),
-            ))
-        }
+            Vec::new()
+        };
+        let pending: Vec<String> = known
+            .iter()
+            .filter(|name| !applied.contains(name))
+            .cloned()
+            .collect();
+        let newer: Vec<String> = applied
+            .into_iter()
+            .filter(|name| !known.contains(name))
+            .collect();
+        Ok(if !pending.is_empty() {
+            MigrationState::Pending(pending)
+        } else if !newer.is_empty() {
+            MigrationState::Ahead(newer)
+        } else {
+            MigrationState::Current
+        })
     }
 
     /// Closes the pool, waiting for checked-out connections to return.
@@ -283,7 +328,7 @@ impl ReadinessProbe for Store {
             .await
             .map_err(|e| format!("database unreachable: {e}"))?;
         match self.migration_state().await.map_err(|e| e.to_string())? {
-            MigrationState::Current => Ok(()),
+            MigrationState::Current | MigrationState::Ahead(_) => Ok(()),
             MigrationState::Pending(names) => {
                 Err(format!("migrations pending: {}", names.join(", ")))
             }

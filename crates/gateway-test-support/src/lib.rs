@@ -52,6 +52,16 @@ pub async fn postgres_admin_sql(sql: &str) {
     admin.close().await.expect("close admin connection");
 }
 
+/// Runs SQL on the database at `url` (for tests that change a gateway's database
+/// from outside).
+pub async fn execute_sql_on(url: &str, sql: &str) {
+    let db = Database::connect(url)
+        .await
+        .expect("connect to the test database");
+    db.execute_unprepared(sql).await.expect("SQL runs");
+    db.close().await.expect("close connection");
+}
+
 /// A database created for one test and removed after it.
 pub enum TestDatabase {
     /// SQLite file in a temporary directory (removed with it).
