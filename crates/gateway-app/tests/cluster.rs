@@ -36,6 +36,24 @@ use rmcp::service::{RequestContext, ServiceExt};
 use rmcp::{ClientHandler, ErrorData, RoleClient};
 use serde_json::json;
 
+/// Where the test's findings go besides stdout: `.ci/run` prints this file (a
+/// passing test's output is captured).
+fn report_path() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster-report.txt")
+}
+
+/// Prints a finding and appends it to [`report_path`].
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        use std::io::Write as _;
+        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(report_path()) {
+            let _ = writeln!(file, "{line}");
+        }
+    }};
+}
+
 const SECRETS_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 fn free_port() -> u16 {
@@ -455,6 +473,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
         eprintln!("TEST_DATABASE_URL not set: cluster test skipped");
         return;
     };
+    let _ = std::fs::remove_file(report_path());
     let dir = tempfile::tempdir().expect("temporary directory");
     let shared = Shared {
         database_url: database.url(),
@@ -497,7 +516,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
         )
         .await;
         let since = registered.elapsed();
-        println!(
+        report!(
             "cluster: registered on one replica, callable on port {} after {since:?}",
             replica.port
         );
@@ -557,7 +576,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
         r#"gateway_cluster_events_total{direction="published",kind="client_reply"}"#,
     )
     .await;
-    println!(
+    report!(
         "cluster: 12 sampling round trips, {relayed} replies relayed to the replica that asked"
     );
     assert!(
@@ -569,7 +588,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
     for port in &ports {
         let key = format!("127.0.0.1:{port}");
         let served = after.get(&key).copied().unwrap_or(0) - before.get(&key).copied().unwrap_or(0);
-        println!("cluster: replica {key} served {served} requests of the session");
+        report!("cluster: replica {key} served {served} requests of the session");
         assert!(
             served >= 10,
             "replica {key} served {served} requests: {after:?}"
@@ -581,7 +600,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
     let first = metric_sum(&replicas, series).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let checks = metric_sum(&replicas, series).await - first;
-    println!("cluster: {checks} health checks of the upstream in 6 s by 3 replicas (interval 2 s)");
+    report!("cluster: {checks} health checks of the upstream in 6 s by 3 replicas (interval 2 s)");
     assert!(
         (1.0..=5.0).contains(&checks),
         "checked once per interval in all, not per replica: {checks}"
@@ -612,7 +631,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
             allowed += 1;
         }
     }
-    println!("cluster: shared budget of 10 allowed {allowed} of 25 calls across the replicas");
+    report!("cluster: shared budget of 10 allowed {allowed} of 25 calls across the replicas");
     assert_eq!(allowed, 10, "one budget across the replicas");
     let _ = client.cancel().await;
 
@@ -626,13 +645,13 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
     let killed_at = load.counts();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (ok, failed, errors) = load.finish().await;
-    println!(
+    report!(
         "cluster: replica killed under load: {failed} client-visible errors ({} calls ok before, {} after the kill)",
         ok_before,
         ok - killed_at.0
     );
     for error in &errors {
-        println!("cluster:   what the client saw: {error}");
+        report!("cluster:   what the client saw: {error}");
     }
     assert!(
         failed <= 6,
@@ -668,7 +687,7 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (ok, failed, errors) = load.finish().await;
-    println!(
+    report!(
         "cluster: rolling restart of 3 replicas under load: {failed} client-visible errors, {ok} calls ok"
     );
     assert_eq!(failed, 0, "a rolling restart fails no call: {errors:?}");
