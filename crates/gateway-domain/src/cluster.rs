@@ -145,8 +145,11 @@ mod tests {
             },
         ];
         for event in events {
-            let json = serde_json::to_string(&event).unwrap();
-            assert_eq!(serde_json::from_str::<ClusterEvent>(&json).unwrap(), event);
+            let json = serde_json::to_string(&event).expect("test value");
+            assert_eq!(
+                serde_json::from_str::<ClusterEvent>(&json).expect("test value"),
+                event
+            );
         }
     }
 

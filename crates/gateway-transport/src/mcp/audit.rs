@@ -347,8 +347,19 @@ impl ServerHandler for Audited {
             "{} {}",
             request.client_info.name, request.client_info.version
         );
+        // A session rebuilt from its sealed id on this replica (see `roaming`) is not a
+        // new session: it is recorded as a restore.
+        let method = if context
+            .extensions
+            .get::<rmcp::transport::streamable_http_server::session::SessionRestoreMarker>()
+            .is_some()
+        {
+            "initialize (restored)"
+        } else {
+            "initialize"
+        };
         self.audit(
-            "initialize",
+            method,
             Some(target),
             None,
             context,

@@ -188,7 +188,7 @@ fn settle(
     caller: &str,
     opened: Option<&Opened>,
     init: Option<(&str, &str, Value)>,
-) -> Result<(), HttpResponse> {
+) -> Result<(), Box<HttpResponse>> {
     let success = response.status().is_success();
     if let Some(opened) = opened {
         if !success {
@@ -220,9 +220,9 @@ fn settle(
         .and_then(|s| HeaderValue::from_str(&s).map_err(|e| e.to_string()))
         .map_err(|error| {
             tracing::error!(%error, "cannot seal a session id");
-            HttpResponse::InternalServerError()
+            Box::new(HttpResponse::InternalServerError()
                 .content_type("application/json")
-                .body(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": "cannot issue a session id"}}).to_string())
+                .body(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": "cannot issue a session id"}}).to_string()))
         })?;
     response.headers_mut().insert(SESSION_ID, sealed);
     Ok(())
@@ -408,7 +408,7 @@ pub async fn guard(
         let mut response = as_json_rpc(response, Value::Null).await;
         if let Err(refusal) = settle(&mut response, &gate, &caller, opened.as_ref(), None) {
             let (request, _) = response.into_parts();
-            return Ok(ServiceResponse::new(request, refusal));
+            return Ok(ServiceResponse::new(request, *refusal));
         }
         return Ok(holding(tag_requests(response, &gate, None), permit));
     }
@@ -495,7 +495,7 @@ pub async fn guard(
         .map(|(owner, endpoint, params)| (owner.as_str(), endpoint.as_str(), params.clone()));
     if let Err(refusal) = settle(&mut response, &gate, &caller, opened.as_ref(), init) {
         let (request, _) = response.into_parts();
-        return Ok(ServiceResponse::new(request, refusal));
+        return Ok(ServiceResponse::new(request, *refusal));
     }
     let request = opened.as_ref().map(|_| &message.id);
     Ok(holding(tag_requests(response, &gate, request), permit))

@@ -292,7 +292,7 @@ mod tests {
         let mut out = VecDeque::new();
         route().tag_event(Bytes::copy_from_slice(event), "mcpgw:a-1/Nw/", &mut out);
         out.iter()
-            .map(|piece| std::str::from_utf8(piece).unwrap())
+            .map(|piece| std::str::from_utf8(piece).expect("test value"))
             .collect()
     }
 
@@ -368,7 +368,7 @@ mod tests {
                 .trim_start_matches("data: ")
                 .trim(),
         )
-        .unwrap();
+        .expect("test value");
         assert_eq!(answer["id"], 42);
         assert_eq!(answer["error"]["code"], -32603);
     }
@@ -391,9 +391,9 @@ mod tests {
         let all = actix_web::body::to_bytes(route.tagging(body, Some(&Value::from(1))))
             .await
             .map_err(|_| "body")
-            .unwrap();
+            .expect("test value");
         assert_eq!(
-            std::str::from_utf8(&all).unwrap(),
+            std::str::from_utf8(&all).expect("test value"),
             "data: {\"jsonrpc\":\"2.0\",\"id\":\"mcpgw:a-1/3\",\"method\":\"elicitation/create\"}\n\
              id: mcpgw:a-1/MQ/1/0\n\n\
              data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n"

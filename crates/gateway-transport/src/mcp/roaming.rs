@@ -213,7 +213,7 @@ mod tests {
 
     fn roaming() -> Arc<Roaming> {
         Roaming::new(
-            SessionSealer::new(&[9; 32], &[]).unwrap(),
+            SessionSealer::new(&[9; 32], &[]).expect("test value"),
             Duration::from_secs(60),
             gateway_domain::SingleReplica::new("r1"),
         )
@@ -229,8 +229,10 @@ mod tests {
         let roaming = roaming();
         let id = roaming
             .seal("rid-1", "subject:alice", "/mcp", init())
-            .unwrap();
-        let claims = roaming.open(&id, "subject:alice", "/mcp").unwrap();
+            .expect("test value");
+        let claims = roaming
+            .open(&id, "subject:alice", "/mcp")
+            .expect("test value");
         assert_eq!(claims.rid, "rid-1");
         assert!(roaming.open(&id, "subject:mallory", "/mcp").is_err());
         assert!(
@@ -241,14 +243,18 @@ mod tests {
 
         let store = RestoreFromSealedId(roaming.clone());
         assert!(
-            store.load("rid-1").await.unwrap().is_none(),
+            store.load("rid-1").await.expect("test value").is_none(),
             "nothing expected yet"
         );
         assert!(roaming.expect_restore(&claims));
-        let state = store.load("rid-1").await.unwrap().unwrap();
+        let state = store
+            .load("rid-1")
+            .await
+            .expect("test value")
+            .expect("test value");
         assert_eq!(state.initialize_params.client_info.name, "c");
         assert!(
-            store.load("rid-1").await.unwrap().is_none(),
+            store.load("rid-1").await.expect("test value").is_none(),
             "handed over once"
         );
     }
@@ -256,8 +262,10 @@ mod tests {
     #[test]
     fn an_ended_session_is_refused_until_its_id_expires() {
         let roaming = roaming();
-        let id = roaming.seal("rid-2", "anonymous", "/mcp", init()).unwrap();
-        let claims = roaming.open(&id, "anonymous", "/mcp").unwrap();
+        let id = roaming
+            .seal("rid-2", "anonymous", "/mcp", init())
+            .expect("test value");
+        let claims = roaming.open(&id, "anonymous", "/mcp").expect("test value");
         roaming.end(&claims.rid, claims.exp);
         assert_eq!(roaming.open(&id, "anonymous", "/mcp"), Err(Refused::Ended));
         // An end that is already past is not kept.
@@ -275,8 +283,8 @@ mod tests {
                 "/mcp",
                 serde_json::json!({"protocolVersion": 5}),
             )
-            .unwrap();
-        let claims = roaming.open(&id, "anonymous", "/mcp").unwrap();
+            .expect("test value");
+        let claims = roaming.open(&id, "anonymous", "/mcp").expect("test value");
         assert!(!roaming.expect_restore(&claims));
     }
 }

@@ -223,38 +223,38 @@ mod tests {
 
     #[test]
     fn a_sealed_id_opens_to_its_claims_until_it_expires() {
-        let sealer = SessionSealer::new(&[7; 32], &[]).unwrap();
-        let id = sealer.seal(&claims()).unwrap();
+        let sealer = SessionSealer::new(&[7; 32], &[]).expect("test value");
+        let id = sealer.seal(&claims()).expect("test value");
         assert!(id.starts_with(&format!("v1.{}.", sealer.key_id())));
         assert!(
             id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
             "visible ASCII only: {id}"
         );
-        assert_eq!(sealer.open(&id, 150).unwrap(), claims());
+        assert_eq!(sealer.open(&id, 150).expect("test value"), claims());
         assert_eq!(sealer.open(&id, 200), Err(OpenError::Expired));
         // Two seals of the same claims differ (fresh nonce).
-        assert_ne!(sealer.seal(&claims()).unwrap(), id);
+        assert_ne!(sealer.seal(&claims()).expect("test value"), id);
     }
 
     #[test]
     fn a_rotated_key_still_opens_old_ids_and_an_unknown_key_does_not() {
-        let old = SessionSealer::new(&[1; 32], &[]).unwrap();
-        let id = old.seal(&claims()).unwrap();
-        let rotated = SessionSealer::new(&[2; 32], &[vec![1; 32]]).unwrap();
-        assert_eq!(rotated.open(&id, 150).unwrap(), claims());
-        let other = SessionSealer::new(&[3; 32], &[]).unwrap();
+        let old = SessionSealer::new(&[1; 32], &[]).expect("test value");
+        let id = old.seal(&claims()).expect("test value");
+        let rotated = SessionSealer::new(&[2; 32], &[vec![1; 32]]).expect("test value");
+        assert_eq!(rotated.open(&id, 150).expect("test value"), claims());
+        let other = SessionSealer::new(&[3; 32], &[]).expect("test value");
         assert_eq!(other.open(&id, 150), Err(OpenError::UnknownKey));
     }
 
     #[test]
     fn forged_damaged_and_hostile_ids_are_refused() {
-        let sealer = SessionSealer::new(&[7; 32], &[]).unwrap();
-        let id = sealer.seal(&claims()).unwrap();
+        let sealer = SessionSealer::new(&[7; 32], &[]).expect("test value");
+        let id = sealer.seal(&claims()).expect("test value");
         let kid = sealer.key_id();
         let mut flipped = id.clone().into_bytes();
         let last = flipped.len() - 3;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
-        let flipped = String::from_utf8(flipped).unwrap();
+        let flipped = String::from_utf8(flipped).expect("test value");
         let huge = format!("v1.{kid}.{}", "A".repeat(MAX_SEALED_LEN));
         for bad in [
             "",
@@ -263,7 +263,7 @@ mod tests {
             "2b7a1c5e-6c53-4c1e-a0e8-5ad7f3c8d1e2",
             &format!("v1.{kid}.not base64!"),
             &format!("v1.{kid}.AAAA"),
-            &format!("v2.{kid}.{}", id.rsplit('.').next().unwrap()),
+            &format!("v2.{kid}.{}", id.rsplit('.').next().expect("test value")),
             &flipped,
             &huge,
         ] {
@@ -285,7 +285,7 @@ mod tests {
             serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
                 "clientInfo": {"name": "big", "version": "2"}})
         );
-        let sealer = SessionSealer::new(&[7; 32], &[]).unwrap();
-        assert!(sealer.seal(&claims).unwrap().len() < 1024);
+        let sealer = SessionSealer::new(&[7; 32], &[]).expect("test value");
+        assert!(sealer.seal(&claims).expect("test value").len() < 1024);
     }
 }
