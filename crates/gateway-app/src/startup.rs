@@ -246,6 +246,7 @@ impl Application {
                 .clone()
                 .map(|sink| sink as Arc<dyn gateway_domain::AuditSink>),
             draining: draining.clone(),
+            cluster: bus.clone(),
         });
         let http_settings = HttpSettings {
             max_body_bytes: settings.http.max_body_bytes,

@@ -440,26 +440,41 @@ async fn register(replica: &Replica, name: &str, url: &str) -> Instant {
     registered
 }
 
-/// Calls `tool` on `url` in a fresh session until it answers, or `deadline`.
-async fn callable_by(url: &str, tool: &str, deadline: Instant) -> Option<Duration> {
-    let (client, _) = connect(url).await;
-    let started = Instant::now();
+type Client = rmcp::service::RunningService<RoleClient, gateway_test_support::mcp::Recorder>;
+
+/// Calls `up__echo` through `client` until `expect(result)` holds, or `deadline`;
+/// returns when it held.
+async fn until(
+    client: &Client,
+    deadline: Instant,
+    expect: impl Fn(&Result<rmcp::model::CallToolResult, rmcp::ServiceError>) -> bool,
+) -> Option<Instant> {
     loop {
-        if let Ok(result) = client
+        let result = client
             .peer()
-            .call_tool(call(tool, json!({"text": "hello"})))
-            .await
-            && text_of(&result) == "hello"
-        {
-            let _ = client.cancel().await;
-            return Some(started.elapsed());
+            .call_tool(call("up__echo", json!({"text": "hello"})))
+            .await;
+        if expect(&result) {
+            return Some(Instant::now());
         }
         if Instant::now() > deadline {
-            let _ = client.cancel().await;
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+fn answered(result: &Result<rmcp::model::CallToolResult, rmcp::ServiceError>) -> bool {
+    result.as_ref().is_ok_and(|r| text_of(r) == "hello")
+}
+
+async fn post(replica: &Replica, path: &str) -> u16 {
+    http_client()
+        .post(replica.url(path))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -508,21 +523,18 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
     let all_up: Vec<(u16, bool)> = ports.iter().map(|p| (*p, true)).collect();
     let nginx = Nginx::start(&nginx, dir.path(), &all_up);
 
-    // 1. Registered through replica 0, callable through 1 and 2 within a second; a
-    // client of replica 2 hears that its list changed.
+    // 1. Registered through replica 0, callable through 1 and 2 within a second (by
+    // clients already connected to them); a client of replica 2 hears that its list
+    // changed. A drain through one replica holds on the others within a second too.
     let (listener, mut pushed) = connect(&replicas[2].url("/mcp")).await;
+    let (other, _) = connect(&replicas[1].url("/mcp")).await;
     let registered = register(&replicas[0], "up", &upstream.url()).await;
-    for replica in &replicas[1..] {
-        let took = callable_by(
-            &replica.url("/mcp"),
-            "up__echo",
-            registered + Duration::from_secs(1),
-        )
-        .await;
-        let since = registered.elapsed();
+    for (client, replica) in [(&other, &replicas[1]), (&listener, &replicas[2])] {
+        let took = until(client, registered + Duration::from_secs(1), answered).await;
         report!(
-            "cluster: registered on one replica, callable on port {} after {since:?}",
-            replica.port
+            "cluster: registered on one replica, callable on port {} after {:?}",
+            replica.port,
+            took.map(|t| t - registered)
         );
         assert!(
             took.is_some(),
@@ -530,6 +542,28 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
             replica.port
         );
     }
+    assert_eq!(post(&replicas[0], "/api/v1/servers/up/drain").await, 202);
+    let drained = Instant::now();
+    let refused = until(
+        &listener,
+        drained + Duration::from_secs(1),
+        |r| matches!(r, Err(rmcp::ServiceError::McpError(e)) if e.code.0 == -32037),
+    )
+    .await;
+    report!(
+        "cluster: drained through one replica, refused on another after {:?}",
+        refused.map(|t| t - drained)
+    );
+    assert!(refused.is_some(), "the drain reached replica 2 within 1 s");
+    assert_eq!(post(&replicas[1], "/api/v1/servers/up/enable").await, 200);
+    let enabled = Instant::now();
+    assert!(
+        until(&listener, enabled + Duration::from_secs(1), answered)
+            .await
+            .is_some(),
+        "enabled through replica 1, served again by replica 2 within 1 s"
+    );
+    let _ = other.cancel().await;
     let heard = tokio::time::timeout(Duration::from_secs(1), async {
         while let Some(event) = pushed.recv().await {
             if event == Pushed::ToolsChanged {

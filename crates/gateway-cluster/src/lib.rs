@@ -35,6 +35,10 @@ const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Longest wait between two attempts to re-subscribe.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// How long a replica that cannot reach Redis at start stays unready before it
+/// serves anyway (alone, until the link comes).
+const READY_GRACE: Duration = Duration::from_secs(10);
+
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct RedisClusterSettings {
@@ -59,6 +63,7 @@ fn kind(event: &ClusterEvent) -> &'static str {
     match event {
         ClusterEvent::Registry { .. } => "registry",
         ClusterEvent::HealthChecked { .. } => "health_checked",
+        ClusterEvent::ServerDrained { .. } => "server_drained",
         ClusterEvent::SessionEnded { .. } => "session_ended",
         ClusterEvent::ClientReply { .. } => "client_reply",
     }
@@ -72,6 +77,9 @@ pub struct RedisCluster {
     connection: Mutex<Option<MultiplexedConnection>>,
     outbox: mpsc::Sender<String>,
     metrics: Option<Arc<Metrics>>,
+    /// Set once the first subscription is up.
+    subscribed: std::sync::atomic::AtomicBool,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for RedisCluster {
@@ -100,6 +108,8 @@ impl RedisCluster {
             connection: Mutex::new(None),
             outbox,
             metrics,
+            subscribed: std::sync::atomic::AtomicBool::new(false),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(publisher(Arc::downgrade(&cluster), queue));
         Ok(cluster)
@@ -228,6 +238,8 @@ impl RedisCluster {
         .map_err(|_| "timed out subscribing".to_owned())?
         .map_err(|e| e.to_string())?;
         self.link_up(true);
+        self.subscribed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(replica = %self.settings.replica, "subscribed to the other replicas' changes");
         if !first {
             listener.resynced();
@@ -362,5 +374,15 @@ impl ClusterBus for RedisCluster {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn readiness(&self) -> Result<(), String> {
+        if self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
+            || self.started.elapsed() >= READY_GRACE
+        {
+            Ok(())
+        } else {
+            Err("not yet subscribed to the other replicas' changes (Redis)".to_owned())
+        }
     }
 }

@@ -35,6 +35,14 @@ pub enum ClusterEvent {
         /// Protocol version the upstream speaks, when the check learned it.
         protocol_version: Option<String>,
     },
+    /// A server was drained (or its drain ended) through one replica: every replica
+    /// stops (or resumes) sending it new calls.
+    ServerDrained {
+        /// The server.
+        server: ServerId,
+        /// Drained (`true`) or back in service.
+        draining: bool,
+    },
     /// An MCP session was ended (`DELETE`): no replica may serve or restore it again.
     SessionEnded {
         /// The session's id inside the gateway (not the sealed id the client holds).
@@ -78,6 +86,14 @@ pub trait ClusterBus: Send + Sync {
     async fn claim(&self, key: &str, ttl: Duration) -> bool;
     /// Whether other replicas may exist (a real link is configured).
     fn is_shared(&self) -> bool;
+
+    /// For `/ready`: `Err` while a replica that just started has not heard the
+    /// others yet (it would miss their changes). After that first link (or a grace
+    /// period), `Ok` even if the link breaks: losing Redis must not take every
+    /// replica out of the load balancer.
+    fn readiness(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The bus of a gateway that runs alone: publishes nowhere, every claim is won.

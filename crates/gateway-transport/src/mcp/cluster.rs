@@ -57,6 +57,11 @@ impl ClusterListener for ClusterInbox {
                     );
                 }
             }
+            ClusterEvent::ServerDrained { server, draining } => {
+                if let Some(runtime) = self.runtime.upgrade() {
+                    runtime.monitor.set_draining(server, draining);
+                }
+            }
             ClusterEvent::SessionEnded { session, until } => {
                 self.roaming.forget(&session, until);
                 let sessions = self.sessions.clone();

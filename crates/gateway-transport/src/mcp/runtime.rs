@@ -541,8 +541,8 @@ impl McpRuntime {
         self.refresh_all().await;
         let mut tick = tokio::time::interval(self.settings.discovery_interval);
         tick.tick().await;
-        // Rules changed through another replica reach this one within this period
-        // (until the shared change notifications of issue #7).
+        // Rules changed through another replica arrive as cluster events; this
+        // period is the safety net for an event the link lost.
         let mut rules_tick = tokio::time::interval(RULES_RELOAD);
         rules_tick.tick().await;
         let mut relist = HashSet::new();
@@ -932,6 +932,19 @@ impl McpRuntime {
                     .get(endpoint)
                     .is_some_and(|e| e.state() != HealthState::Unhealthy)
             })
+    }
+
+    /// Drains a server (no new calls; those in flight finish) or ends its drain, here
+    /// and on every other replica. Returns this replica's calls in flight to it.
+    pub fn drain(&self, id: ServerId, draining: bool) -> Option<usize> {
+        self.settings
+            .cluster
+            .0
+            .publish(gateway_domain::ClusterEvent::ServerDrained {
+                server: id,
+                draining,
+            });
+        self.monitor.set_draining(id, draining)
     }
 
     /// Applies a health check another replica ran for all (unknown servers and

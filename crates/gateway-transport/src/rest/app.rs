@@ -74,6 +74,9 @@ pub struct ApiState {
     /// Set at shutdown: `/ready` answers 503 so load balancers stop sending traffic
     /// here while the requests in flight finish.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The link to the other replicas, for `/ready` (a replica that just started is
+    /// ready once it hears them).
+    pub cluster: Arc<dyn gateway_domain::ClusterBus>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {

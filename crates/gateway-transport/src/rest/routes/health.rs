@@ -207,7 +207,7 @@ pub(crate) async fn switch(
     if let Some(runtime) = runtime {
         if enabled {
             // Enabling ends a drain and gives the circuits a fresh start.
-            runtime.monitor.set_draining(server.id, false);
+            runtime.drain(server.id, false);
         }
         // The lists change before the answer: a disabled server's tools are gone.
         runtime.rebuild().await;
@@ -252,8 +252,8 @@ pub async fn disable_server(
 
 /// Drain a server: it takes no new calls (they fail fast with `-32037`) and its tools
 /// leave the lists, while calls in flight finish. Watch `in_flight` reach 0 on
-/// `GET …/health`, then disable or remove it. `enable` ends the drain. The drain is
-/// held by this process.
+/// `GET …/health`, then disable or remove it. `enable` ends the drain. Every replica
+/// drains the server; `in_flight` counts this replica's calls.
 #[utoipa::path(
     tag = "health",
     params(("server" = String, Path, description = "Server id or name")),
@@ -270,10 +270,7 @@ pub async fn drain_server(
     path: Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (server, runtime) = enabled_server(&state, &path).await?;
-    let in_flight = runtime
-        .monitor
-        .set_draining(server.id, true)
-        .unwrap_or_default();
+    let in_flight = runtime.drain(server.id, true).unwrap_or_default();
     Ok(HttpResponse::Accepted().json(DrainView {
         name: server.spec.name.to_string(),
         draining: true,

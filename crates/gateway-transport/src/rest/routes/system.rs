@@ -56,11 +56,18 @@ pub async fn ready(state: Data<ApiState>) -> HttpResponse {
         )),
     };
     let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
-    let ready = database.is_ok() && !draining;
+    let cluster = state.cluster.readiness();
+    let ready = database.is_ok() && cluster.is_ok() && !draining;
     let mut checks = BTreeMap::from([(
         "database".to_owned(),
         database.err().unwrap_or_else(|| "ok".to_owned()),
     )]);
+    if state.cluster.is_shared() {
+        checks.insert(
+            "cluster".to_owned(),
+            cluster.err().unwrap_or_else(|| "ok".to_owned()),
+        );
+    }
     if draining {
         checks.insert(
             "shutdown".to_owned(),
