@@ -260,6 +260,10 @@ mod tests {
                 "gateway-audit",
                 &["gateway-domain", "gateway-telemetry", "tokio"],
             ),
+            (
+                "gateway-cluster",
+                &["gateway-domain", "gateway-telemetry", "deadpool-redis"],
+            ),
             ("gateway-migrations", &["sea-orm-migration"]),
             (
                 "gateway-persistence",

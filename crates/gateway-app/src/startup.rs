@@ -91,7 +91,10 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> Result<Store, Sta
     let store = Store::connect(&settings.connect_settings())
         .await
         .map_err(|e| StartupError::Database(e.to_string()))?;
-    if migrate {
+    // A schema newer than this binary (a rolling upgrade) has nothing to apply;
+    // sea-orm would refuse it ("migration file missing").
+    let ahead = matches!(store.migration_state().await, Ok(MigrationState::Ahead(_)));
+    if migrate && !ahead {
         store
             .migrate()
             .await
@@ -392,8 +395,15 @@ fn replica_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty() && h.len() <= 64)
+        // It travels in ids and SSE event ids: only characters safe there.
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "gateway".to_owned());
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}", &suffix[..8])

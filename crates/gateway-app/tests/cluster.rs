@@ -563,6 +563,24 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
             .is_some(),
         "enabled through replica 1, served again by replica 2 within 1 s"
     );
+    // ...and every replica lists its tools again within the second.
+    for replica in &replicas {
+        let (client, _) = connect(&replica.url("/mcp")).await;
+        let deadline = enabled + Duration::from_secs(1);
+        loop {
+            let tools = client.peer().list_all_tools().await.expect("tools/list");
+            if tools.iter().any(|t| t.name == "up__echo") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "port {} lists up__echo again",
+                replica.port
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = client.cancel().await;
+    }
     let _ = other.cancel().await;
     let heard = tokio::time::timeout(Duration::from_secs(1), async {
         while let Some(event) = pushed.recv().await {
@@ -730,6 +748,25 @@ async fn three_replicas_behind_nginx_act_as_one_gateway() {
     );
     assert_eq!(failed, 0, "a rolling restart fails no call: {errors:?}");
     assert!(ok > 100, "the load ran through the restart: {ok}");
+
+    // 7. A drain outlives the replicas that heard it: one started afterwards drains too.
+    assert_eq!(post(&replicas[0], "/api/v1/servers/up/drain").await, 202);
+    replicas[2].signal("-TERM");
+    replicas[2].wait_exit().await;
+    replicas[2] = Replica::start(&shared, 2, ports[2]);
+    replicas[2].wait_ready().await;
+    let (late, _) = connect(&replicas[2].url("/mcp")).await;
+    let refused = until(
+        &late,
+        Instant::now() + Duration::from_secs(5),
+        |r| matches!(r, Err(rmcp::ServiceError::McpError(e)) if e.code.0 == -32037),
+    )
+    .await;
+    assert!(
+        refused.is_some(),
+        "a replica started after the drain drains too"
+    );
+    let _ = late.cancel().await;
     drop(replicas);
     drop(nginx);
     upstream.stop().await;

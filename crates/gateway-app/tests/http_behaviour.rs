@@ -694,7 +694,12 @@ async fn sessions_are_capped_per_caller_and_in_total_and_idle_ones_end() {
         .await
         .expect("sent");
     assert!(ended.status().is_success(), "{}", ended.status());
-    assert_eq!(initialize(&app).await.status(), StatusCode::OK);
+    let third = initialize(&app).await;
+    assert_eq!(third.status(), StatusCode::OK);
+    let third = third.headers()["mcp-session-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
 
     // Idle sessions leave memory by themselves: their place is free...
     tokio::time::sleep(std::time::Duration::from_secs(4)).await;
@@ -719,6 +724,15 @@ async fn sessions_are_capped_per_caller_and_in_total_and_idle_ones_end() {
         StatusCode::OK,
         "an idle session comes back"
     );
+    // A rebuilt session counts like a new one: the caller now holds two, its cap.
+    let over = ping(third).await.expect("sent");
+    assert_eq!(
+        over.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "restores obey the cap"
+    );
+    let error: Value = over.json().await.expect("json-rpc error");
+    assert_eq!(error["error"]["code"], -32039, "{error}");
     // A session ended with DELETE does not.
     let ended = ping(ids[0].clone()).await.expect("sent");
     assert_eq!(ended.status(), StatusCode::NOT_FOUND);

@@ -29,6 +29,12 @@ use tokio::sync::mpsc;
 /// Events waiting to be published; more are dropped (and counted).
 const QUEUE: usize = 10_000;
 
+/// Bytes of events waiting to be published; more are dropped (and counted).
+const QUEUE_BYTES: usize = 64 << 20;
+
+/// Attempts at publishing one event before it is dropped.
+const PUBLISH_ATTEMPTS: u32 = 3;
+
 /// Largest event accepted from the channel.
 const MAX_EVENT_BYTES: usize = 1 << 20;
 
@@ -40,7 +46,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const READY_GRACE: Duration = Duration::from_secs(10);
 
 /// How to reach Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisClusterSettings {
     /// `redis://host:port/db` (never logged: it may hold a password).
     pub url: String,
@@ -50,6 +56,16 @@ pub struct RedisClusterSettings {
     pub replica: String,
     /// Longest wait for one Redis command (a lease, a publish).
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterSettings")
+            .field("key_prefix", &self.key_prefix)
+            .field("replica", &self.replica)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What travels on the channel.
@@ -64,6 +80,7 @@ fn kind(event: &ClusterEvent) -> &'static str {
         ClusterEvent::Registry { .. } => "registry",
         ClusterEvent::HealthChecked { .. } => "health_checked",
         ClusterEvent::ServerDrained { .. } => "server_drained",
+        ClusterEvent::Drains { .. } => "drains",
         ClusterEvent::SessionEnded { .. } => "session_ended",
         ClusterEvent::ClientReply { .. } => "client_reply",
     }
@@ -79,6 +96,8 @@ pub struct RedisCluster {
     metrics: Option<Arc<Metrics>>,
     /// Set once the first subscription is up.
     subscribed: std::sync::atomic::AtomicBool,
+    /// Bytes waiting in `outbox`.
+    queued: std::sync::atomic::AtomicUsize,
     started: std::time::Instant,
 }
 
@@ -109,6 +128,7 @@ impl RedisCluster {
             outbox,
             metrics,
             subscribed: std::sync::atomic::AtomicBool::new(false),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             started: std::time::Instant::now(),
         });
         tokio::spawn(publisher(Arc::downgrade(&cluster), queue));
@@ -121,6 +141,45 @@ impl RedisCluster {
 
     fn ended_key(&self) -> String {
         format!("{}:sessions:ended", self.settings.key_prefix)
+    }
+
+    fn drains_key(&self) -> String {
+        format!("{}:drains", self.settings.key_prefix)
+    }
+
+    /// The servers drained through any replica.
+    async fn drained(&self) -> Result<Vec<gateway_domain::ServerId>, String> {
+        let key = self.drains_key();
+        let ids: Vec<String> = self.run(|mut c| async move { c.hkeys(&key).await }).await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| serde_json::from_value(serde_json::Value::String(id.clone())).ok())
+            .collect())
+    }
+
+    /// Runs `command` in the background on the shared connection (or a new one):
+    /// state kept in Redis beside an event, for replicas not listening now.
+    fn keep(&self, what: &'static str, command: redis::Cmd) {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let client = self.client.clone();
+        let timeout = self.settings.timeout;
+        tokio::spawn(async move {
+            let stored = tokio::time::timeout(timeout, async {
+                let mut connection = match connection {
+                    Some(c) => c,
+                    None => client.get_multiplexed_async_connection().await?,
+                };
+                command.query_async::<redis::Value>(&mut connection).await
+            })
+            .await;
+            if !matches!(stored, Ok(Ok(_))) {
+                tracing::warn!(what, "cannot record shared state in Redis");
+            }
+        });
     }
 
     fn count(&self, direction: &str, kind: &str) {
@@ -238,13 +297,10 @@ impl RedisCluster {
         .map_err(|_| "timed out subscribing".to_owned())?
         .map_err(|e| e.to_string())?;
         self.link_up(true);
-        self.subscribed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(replica = %self.settings.replica, "subscribed to the other replicas' changes");
-        if !first {
-            listener.resynced();
-        }
-        // Sessions ended while this replica was away (or before it started).
+        tracing::info!(replica = %self.settings.replica, first, "subscribed to the other replicas' changes");
+        // What was published before this subscription (or during a gap) is not
+        // heard: catch up with the database, and with the sessions ended meanwhile.
+        listener.resynced();
         match self.ended().await {
             Ok(ended) => {
                 for (session, until) in ended {
@@ -253,6 +309,12 @@ impl RedisCluster {
             }
             Err(error) => tracing::warn!(%error, "cannot read the ended sessions"),
         }
+        match self.drained().await {
+            Ok(servers) => listener.received(ClusterEvent::Drains { servers }),
+            Err(error) => tracing::warn!(%error, "cannot read the drained servers"),
+        }
+        self.subscribed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
             let payload: &[u8] = message.get_payload_bytes();
@@ -282,14 +344,27 @@ async fn publisher(cluster: std::sync::Weak<RedisCluster>, mut queue: mpsc::Rece
         let Some(cluster) = cluster.upgrade() else {
             break;
         };
-        let channel = cluster.channel();
-        let sent = cluster
-            .run(|mut c| async move { c.publish::<_, _, i64>(channel, payload).await })
-            .await;
-        if let Err(error) = sent {
-            cluster.count("dropped", "unsent");
-            tracing::warn!(%error, "cannot publish a change to the other replicas");
+        let size = payload.len();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (channel, payload) = (cluster.channel(), payload.clone());
+            let sent = cluster
+                .run(|mut c| async move { c.publish::<_, _, i64>(channel, payload).await })
+                .await;
+            match sent {
+                Ok(_) => break,
+                Err(error) if attempt >= PUBLISH_ATTEMPTS => {
+                    cluster.count("dropped", "unsent");
+                    tracing::warn!(%error, "cannot publish a change to the other replicas; they catch up at their next discovery round");
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await,
+            }
         }
+        cluster
+            .queued
+            .fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -307,29 +382,22 @@ impl ClusterBus for RedisCluster {
 
     fn publish(&self, event: ClusterEvent) {
         let kind = kind(&event);
-        if let ClusterEvent::SessionEnded { session, until } = &event {
-            // Kept beyond the moment, for replicas that are not listening now.
-            let (key, session, until) = (self.ended_key(), session.clone(), *until);
-            let connection = self
-                .connection
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            let client = self.client.clone();
-            let timeout = self.settings.timeout;
-            tokio::spawn(async move {
-                let stored = tokio::time::timeout(timeout, async {
-                    let mut connection = match connection {
-                        Some(c) => c,
-                        None => client.get_multiplexed_async_connection().await?,
-                    };
-                    connection.zadd::<_, _, _, i64>(key, session, until).await
-                })
-                .await;
-                if !matches!(stored, Ok(Ok(_))) {
-                    tracing::warn!("cannot record an ended session in Redis");
+        // Kept beyond the moment, for replicas that are not listening now.
+        match &event {
+            ClusterEvent::SessionEnded { session, until } => {
+                let mut command = redis::cmd("ZADD");
+                command.arg(self.ended_key()).arg(*until).arg(session);
+                self.keep("ended session", command);
+            }
+            ClusterEvent::ServerDrained { server, draining } => {
+                let mut command = redis::cmd(if *draining { "HSET" } else { "HDEL" });
+                command.arg(self.drains_key()).arg(server.to_string());
+                if *draining {
+                    command.arg(1);
                 }
-            });
+                self.keep("drain", command);
+            }
+            _ => {}
         }
         let envelope = Envelope {
             from: self.settings.replica.clone(),
@@ -338,9 +406,25 @@ impl ClusterBus for RedisCluster {
         let Ok(payload) = serde_json::to_string(&envelope) else {
             return;
         };
+        let size = payload.len();
+        let queued = self
+            .queued
+            .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        if queued + size > QUEUE_BYTES || size > MAX_EVENT_BYTES {
+            self.queued
+                .fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
+            self.count("dropped", "queue_full");
+            tracing::warn!(
+                size,
+                "an event for the other replicas does not fit the queue; dropped"
+            );
+            return;
+        }
         match self.outbox.try_send(payload) {
             Ok(()) => self.count("published", kind),
             Err(_) => {
+                self.queued
+                    .fetch_sub(size, std::sync::atomic::Ordering::Relaxed);
                 self.count("dropped", "queue_full");
                 tracing::warn!("the queue of changes for the other replicas is full; dropped one");
             }

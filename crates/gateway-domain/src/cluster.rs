@@ -43,6 +43,12 @@ pub enum ClusterEvent {
         /// Drained (`true`) or back in service.
         draining: bool,
     },
+    /// Every server drained now (what a replica reads when it subscribes: drains made
+    /// before, or during a gap in its link).
+    Drains {
+        /// The drained servers.
+        servers: Vec<ServerId>,
+    },
     /// An MCP session was ended (`DELETE`): no replica may serve or restore it again.
     SessionEnded {
         /// The session's id inside the gateway (not the sealed id the client holds).
@@ -69,7 +75,8 @@ pub enum ClusterEvent {
 pub trait ClusterListener: Send + Sync {
     /// Another replica published `event`.
     fn received(&self, event: ClusterEvent);
-    /// The subscription was (re)established; anything published meanwhile is lost.
+    /// The subscription was established (at start, or again after a gap): anything
+    /// published before is not heard, so catch up with the database.
     fn resynced(&self);
 }
 

@@ -381,13 +381,33 @@ pub fn redact_url(url: &str) -> String {
             let _ = parsed.set_password(Some("********"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // Unparseable: whatever sits between the scheme and the last `@` may be a
+        // password, so it goes.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://********{}", &url[..scheme], &url[at..])
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_is_redacted_even_from_a_url_that_does_not_parse() {
+        assert_eq!(
+            redact_url("redis://u:s3cret@h:6379/0"),
+            "redis://u:********@h:6379/0"
+        );
+        let shown = redact_url("redis://u:s3 cr@t@ho st:6379");
+        assert!(!shown.contains("s3"), "{shown}");
+        assert_eq!(shown, "redis://********@ho st:6379");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 
     #[test]
     fn backend_follows_the_scheme() {

@@ -1,7 +1,7 @@
 //! What this replica does with the other replicas' events: registry changes join the
 //! runtime's queue as if made here, health checks another replica ran are recorded,
-//! ended sessions are closed and refused. After a gap in the link, everything is
-//! reloaded from the database.
+//! ended sessions are closed and refused. Each time the link is (re-)established,
+//! the replica catches up with the database (what it may have missed meanwhile).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -62,6 +62,11 @@ impl ClusterListener for ClusterInbox {
                     runtime.monitor.set_draining(server, draining);
                 }
             }
+            ClusterEvent::Drains { servers } => {
+                if let Some(runtime) = self.runtime.upgrade() {
+                    runtime.monitor.set_drained(&servers);
+                }
+            }
             ClusterEvent::SessionEnded { session, until } => {
                 self.roaming.forget(&session, until);
                 let sessions = self.sessions.clone();
@@ -85,8 +90,8 @@ impl ClusterListener for ClusterInbox {
     }
 
     fn resynced(&self) {
-        tracing::info!("link to the other replicas is back: reloading the registry");
-        self.queue.push(Work::RefreshAll);
+        tracing::info!("subscribed to the other replicas: catching up with the registry");
+        self.queue.push(Work::Reconcile);
         self.queue.push(Work::ReloadAccess);
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use gateway_router::jsonrpc::{Rejection, inspect};
 
 use super::replies::{Reply, ReplyRoute, Resume, lost_answer};
-use super::roaming::{Refused, Roaming};
+use super::roaming::{Refused, Restore, Roaming};
 use super::sealed::SessionClaims;
 use super::sessions::{
     SessionBook, SessionRefusal, StreamBook, StreamPermit, TOO_MANY_SESSIONS, TOO_MANY_STREAMS,
@@ -142,42 +142,98 @@ async fn open_session(req: &mut ServiceRequest, gate: &Gate) -> Result<Option<Op
         .roaming
         .open(sealed, &session_owner(req), &endpoint_of(req))?;
     let restoring = !gate.sessions.holds(&claims.rid).await;
-    if restoring && !gate.roaming.expect_restore(&claims) {
-        return Err(Refused::Unknown("cannot be restored"));
-    }
     let rid = HeaderValue::from_str(&claims.rid)
         .map_err(|_| Refused::Unknown("is not one this gateway issued"))?;
     req.headers_mut().insert(SESSION_ID, rid);
     Ok(Some(Opened { claims, restoring }))
 }
 
+/// Right before rmcp gets a request of a session this replica does not hold: the
+/// rebuilt session must fit under the session caps like a new one, and its
+/// parameters are left for rmcp's restore. A `DELETE` needs no restore.
+async fn prepare_restore(
+    req: &ServiceRequest,
+    gate: &Gate,
+    caller: &str,
+    opened: Option<&Opened>,
+    id: &Value,
+) -> Result<(), Box<HttpResponse>> {
+    let Some(opened) = opened.filter(|o| o.restoring) else {
+        return Ok(());
+    };
+    if req.method() == Method::DELETE {
+        return Ok(());
+    }
+    if let Err(refusal) = gate.sessions.admit(caller).await {
+        return Err(Box::new(Cap::Sessions.refusal(refusal, id.clone())));
+    }
+    match gate.roaming.expect_restore(&opened.claims) {
+        Restore::Expected => Ok(()),
+        Restore::Unparseable => Err(Box::new(unknown_session(
+            &Refused::Unknown("cannot be restored"),
+            id.clone(),
+        ))),
+        Restore::Busy => {
+            let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": Refused::Busy.message()}});
+            Err(Box::new(
+                HttpResponse::ServiceUnavailable()
+                    .content_type("application/json")
+                    .insert_header(("retry-after", "1"))
+                    .body(body.to_string()),
+            ))
+        }
+    }
+}
+
 /// A `GET` resuming a stream (`Last-Event-ID`): this replica's stream resumes from
-/// rmcp's own id; another replica's `POST` stream is answered with an error for its
-/// request (its answer died with that replica); another replica's `GET` stream
-/// starts afresh.
-fn resume_here(req: &mut ServiceRequest, route: &ReplyRoute) -> Option<HttpResponse> {
+/// rmcp's own id (and keeps the tag of the request it answers); another replica's
+/// `POST` stream is answered with an error for its request (its events lived in
+/// that replica's memory); another replica's `GET` stream starts afresh.
+fn resume_here(
+    req: &mut ServiceRequest,
+    route: &ReplyRoute,
+) -> Result<Option<Value>, Box<HttpResponse>> {
     let last = HeaderName::from_static("last-event-id");
-    let resume = route.resume(req.headers().get(&last)?.to_str().ok()?);
+    let Some(resume) = req
+        .headers()
+        .get(&last)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| route.resume(v))
+    else {
+        return Ok(None);
+    };
     match resume {
-        Resume::Untagged => None,
-        Resume::Here(original) => {
+        Resume::Untagged => Ok(None),
+        Resume::Here { original, request } => {
             if let Ok(original) = HeaderValue::from_str(&original) {
                 req.headers_mut().insert(last, original);
             }
-            None
+            Ok(request)
         }
         Resume::Afresh => {
             req.headers_mut().remove(last);
-            None
+            Ok(None)
         }
-        Resume::Lost(id) => Some(
+        Resume::Lost(id) => Err(Box::new(
             HttpResponse::Ok()
                 .content_type("text/event-stream")
                 .insert_header(("cache-control", "no-cache"))
                 .body(lost_answer(&id)),
-        ),
+        )),
     }
 }
+
+/// Drops restore parameters rmcp did not take (it held the session after all, or
+/// refused the request before a restore).
+fn forget_unused_restore(gate: &Gate, opened: Option<&Opened>) {
+    if let Some(opened) = opened.filter(|o| o.restoring) {
+        gate.roaming.cancel_restore(&opened.claims.rid);
+    }
+}
+
+/// Largest client reply relayed to another replica (the link carries at most 1 MiB
+/// per event).
+const MAX_RELAYED_REPLY: usize = 512 * 1024;
 
 /// After rmcp answered: an `initialize` gets its sealed id in place of rmcp's; a
 /// session rebuilt here is counted under its owner's cap; a `DELETE` ends the
@@ -399,18 +455,29 @@ pub async fn guard(
             Ok(opened) => opened,
             Err(refused) => return Ok(req.into_response(unknown_session(&refused, Value::Null))),
         };
-        if let (Some(route), Some(_)) = (&gate.replies, &opened)
-            && let Some(answer) = resume_here(&mut req, route)
-        {
-            return Ok(holding(req.into_response(answer), permit));
+        let mut resumed = None;
+        if let (Some(route), Some(_)) = (&gate.replies, &opened) {
+            match resume_here(&mut req, route) {
+                Ok(request) => resumed = request,
+                Err(answer) => return Ok(holding(req.into_response(*answer), permit)),
+            }
         }
-        let response = next.call(req).await?;
-        let mut response = as_json_rpc(response, Value::Null).await;
+        if let Err(refusal) =
+            prepare_restore(&req, &gate, &caller, opened.as_ref(), &Value::Null).await
+        {
+            return Ok(req.into_response(*refusal));
+        }
+        let response = next.call(req).await;
+        forget_unused_restore(&gate, opened.as_ref());
+        let mut response = as_json_rpc(response?, Value::Null).await;
         if let Err(refusal) = settle(&mut response, &gate, &caller, opened.as_ref(), None) {
             let (request, _) = response.into_parts();
             return Ok(ServiceResponse::new(request, *refusal));
         }
-        return Ok(holding(tag_requests(response, &gate, None), permit));
+        return Ok(holding(
+            tag_requests(response, &gate, resumed.as_ref()),
+            permit,
+        ));
     }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
@@ -460,6 +527,15 @@ pub async fn guard(
         match route.route(&body, &message.id) {
             Reply::Untagged => {}
             Reply::Here(original) => body = original,
+            Reply::Elsewhere { .. } if body.len() > MAX_RELAYED_REPLY => {
+                let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600,
+                    "message": format!("Invalid Request: a reply relayed between gateway replicas may be at most {MAX_RELAYED_REPLY} bytes")}});
+                return Ok(req.into_response(
+                    HttpResponse::PayloadTooLarge()
+                        .content_type("application/json")
+                        .body(body.to_string()),
+                ));
+            }
             Reply::Elsewhere { replica, message } => {
                 gate.roaming
                     .bus()
@@ -482,14 +558,29 @@ pub async fn guard(
             .unwrap_or(Value::Null);
         (session_owner(&req), endpoint_of(&req), params)
     });
+    if let Some((_, _, params)) = &init
+        && !gate.roaming.fits(params)
+    {
+        let rejection = Rejection::new(
+            -32602,
+            "Invalid params: the initialize parameters (capabilities, clientInfo) are too large to carry in a session id".to_owned(),
+            message.id,
+        );
+        return Ok(req.into_response(rejection_response(&rejection)));
+    }
     if init.is_some()
         && let Err(refusal) = gate.sessions.admit(&caller).await
     {
         return Ok(req.into_response(Cap::Sessions.refusal(refusal, message.id)));
     }
+    if let Err(refusal) = prepare_restore(&req, &gate, &caller, opened.as_ref(), &message.id).await
+    {
+        return Ok(req.into_response(*refusal));
+    }
     req.set_payload(Payload::from(body));
-    let response = next.call(req).await?;
-    let mut response = as_json_rpc(response, message.id.clone()).await;
+    let response = next.call(req).await;
+    forget_unused_restore(&gate, opened.as_ref());
+    let mut response = as_json_rpc(response?, message.id.clone()).await;
     let init = init
         .as_ref()
         .map(|(owner, endpoint, params)| (owner.as_str(), endpoint.as_str(), params.clone()));

@@ -398,6 +398,9 @@ pub struct Monitor {
     settings: ResilienceSettings,
     upstreams: RwLock<HashMap<ServerId, Arc<UpstreamState>>>,
     changes: mpsc::UnboundedSender<Change>,
+    /// Drained servers, also those not tracked yet (a drain made through another
+    /// replica before this one connected), so a state made later starts drained.
+    drained: std::sync::Mutex<std::collections::HashSet<ServerId>>,
 }
 
 impl Monitor {
@@ -407,6 +410,7 @@ impl Monitor {
             settings,
             upstreams: RwLock::new(HashMap::new()),
             changes,
+            drained: std::sync::Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -437,6 +441,18 @@ impl Monitor {
             .entry(server.id)
             .or_insert_with(|| Arc::new(self.new_state(server)))
             .clone()
+    }
+
+    /// Makes the drained servers exactly `servers` (what the other replicas hold).
+    pub fn set_drained(&self, servers: &[ServerId]) {
+        let wanted: std::collections::HashSet<ServerId> = servers.iter().copied().collect();
+        let before = std::mem::replace(&mut *lock(&self.drained), wanted.clone());
+        for id in before.difference(&wanted) {
+            self.set_draining(*id, false);
+        }
+        for id in &wanted {
+            self.set_draining(*id, true);
+        }
     }
 
     /// Every server's state.
@@ -513,7 +529,7 @@ impl Monitor {
                 .collect(),
             bulkhead: Arc::new(Semaphore::new(self.settings.max_concurrent_calls.max(1))),
             in_flight: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
+            draining: AtomicBool::new(lock(&self.drained).contains(&server.id)),
             turn: AtomicUsize::new(0),
             last_view: Mutex::new(None),
             protocol_version: Mutex::new(server.health.protocol_version.clone()),
@@ -662,8 +678,14 @@ impl Monitor {
         }
     }
 
-    /// Starts or stops draining a server; returns its calls in flight.
+    /// Starts or stops draining a server; returns its calls in flight (`None` when
+    /// it is not tracked yet: it starts drained when it is).
     pub fn set_draining(&self, id: ServerId, draining: bool) -> Option<usize> {
+        if draining {
+            lock(&self.drained).insert(id);
+        } else {
+            lock(&self.drained).remove(&id);
+        }
         let upstream = self.get(id)?;
         upstream.draining.store(draining, Ordering::Relaxed);
         if !draining {

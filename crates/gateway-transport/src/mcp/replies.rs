@@ -66,8 +66,14 @@ pub enum Reply {
 pub enum Resume {
     /// Not one of our tagged ids: pass it on unchanged.
     Untagged,
-    /// A stream of this replica: resume it from rmcp's own id.
-    Here(String),
+    /// A stream of this replica: resume it from rmcp's own id; `request` is the
+    /// JSON-RPC id of the `POST` it answers (its events keep that tag).
+    Here {
+        /// rmcp's event id.
+        original: String,
+        /// The `POST`'s JSON-RPC id; `None` for a `GET` stream.
+        request: Option<Value>,
+    },
     /// A `POST` stream of another replica: its answer is lost; tell the client so
     /// for this JSON-RPC id.
     Lost(Value),
@@ -154,6 +160,12 @@ impl ReplyRoute {
         let Ok(mut message) = serde_json::from_slice::<Value>(body) else {
             return Reply::Untagged;
         };
+        // Only a response is routed (a request with such an id is the client's own).
+        let is_response = message.get("method").is_none()
+            && (message.get("result").is_some() || message.get("error").is_some());
+        if !is_response {
+            return Reply::Untagged;
+        }
         if let Some(object) = message.as_object_mut() {
             object.insert("id".to_owned(), original);
         }
@@ -178,15 +190,18 @@ impl ReplyRoute {
         else {
             return Resume::Untagged;
         };
-        if replica == self.replica {
-            return Resume::Here(original.to_owned());
-        }
-        URL_SAFE_NO_PAD
+        let request = URL_SAFE_NO_PAD
             .decode(request)
             .ok()
             .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
-            .filter(|id| id.is_number() || id.is_string())
-            .map_or(Resume::Afresh, Resume::Lost)
+            .filter(|id| id.is_number() || id.is_string());
+        if replica == self.replica {
+            return Resume::Here {
+                original: original.to_owned(),
+                request,
+            };
+        }
+        request.map_or(Resume::Afresh, Resume::Lost)
     }
 
     /// Wraps an SSE response body so its requests and event ids carry this replica;
@@ -208,7 +223,7 @@ impl ReplyRoute {
 pub fn lost_answer(id: &Value) -> String {
     let error = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {
         "code": -32603,
-        "message": "the gateway replica serving this request stopped before it answered; the request's outcome is unknown (retry it if that is safe)",
+        "message": "this request's stream was served by another gateway replica and cannot be resumed here (that replica may have stopped); the request's outcome is unknown: retry it only if that is safe",
     }});
     format!("data: {error}\n\n")
 }
@@ -345,6 +360,17 @@ mod tests {
         ] {
             assert_eq!(route.route(b"{}", &id), Reply::Untagged, "{id}");
         }
+        // A request (or anything but a response) with a tagged id is not routed.
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":"mcpgw:b-2/7","method":"tools/call"}"#[..],
+            br#"{"jsonrpc":"2.0","id":"mcpgw:b-2/7"}"#,
+            br#"[1,2]"#,
+        ] {
+            assert_eq!(
+                route.route(body, &Value::String("mcpgw:b-2/7".into())),
+                Reply::Untagged
+            );
+        }
     }
 
     #[test]
@@ -354,7 +380,17 @@ mod tests {
         assert_eq!(route.resume("3/5"), Resume::Untagged);
         assert_eq!(
             route.resume(&format!("mcpgw:a-1/{request}/3/5")),
-            Resume::Here("3/5".into())
+            Resume::Here {
+                original: "3/5".into(),
+                request: Some(Value::from(42))
+            }
+        );
+        assert_eq!(
+            route.resume("mcpgw:a-1//0"),
+            Resume::Here {
+                original: "0".into(),
+                request: None
+            }
         );
         assert_eq!(
             route.resume(&format!("mcpgw:b-2/{request}/3/5")),

@@ -26,8 +26,14 @@ use super::sealed::{OpenError, SessionClaims, SessionSealer};
 /// How long opened parameters wait for rmcp's restore before they are dropped.
 const PENDING_TTL: Duration = Duration::from_secs(30);
 
-/// Most restores waiting at once (more: the oldest are dropped).
+/// Most restores waiting at once (more: refused with 503 until some are done).
 const MAX_PENDING: usize = 10_000;
+
+/// Most ended sessions remembered (more: the one that expires first is forgotten).
+const MAX_ENDED: usize = 100_000;
+
+/// Largest `initialize` parameters a session id carries (after trimming).
+const MAX_CARRIED_INIT: usize = 6144;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -47,6 +53,19 @@ pub enum Refused {
     Unknown(&'static str),
     /// Ended with `DELETE`.
     Ended,
+    /// Too many sessions are being rebuilt on this replica right now.
+    Busy,
+}
+
+/// Whether a session can be rebuilt here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// Its parameters wait for rmcp.
+    Expected,
+    /// Its `initialize` parameters do not parse.
+    Unparseable,
+    /// Too many restores are waiting.
+    Busy,
 }
 
 impl Refused {
@@ -57,6 +76,7 @@ impl Refused {
                 "Session not found: the Mcp-Session-Id {why}; send initialize without it to start a new session"
             ),
             Self::Ended => "Session not found: the session was ended (DELETE); send initialize without Mcp-Session-Id to start a new one".to_owned(),
+            Self::Busy => "this gateway replica is rebuilding too many sessions at once; retry shortly".to_owned(),
         }
     }
 }
@@ -68,7 +88,7 @@ pub struct Roaming {
     bus: Arc<dyn ClusterBus>,
     pending: Mutex<HashMap<String, (InitializeRequestParams, Instant)>>,
     /// Sessions ended through any replica, until their ids would expire.
-    ended: Mutex<HashMap<String, i64>>,
+    ended: Mutex<Ended>,
 }
 
 impl std::fmt::Debug for Roaming {
@@ -88,7 +108,7 @@ impl Roaming {
             ttl,
             bus,
             pending: Mutex::new(HashMap::new()),
-            ended: Mutex::new(HashMap::new()),
+            ended: Mutex::new(Ended::default()),
         })
     }
 
@@ -139,28 +159,48 @@ impl Roaming {
                 "is not one this gateway issued to you here",
             ));
         }
-        if lock(&self.ended).contains_key(&claims.rid) {
+        if lock(&self.ended).by_session.contains_key(&claims.rid) {
             return Err(Refused::Ended);
         }
         Ok(claims)
     }
 
-    /// Leaves what rmcp needs to rebuild session `claims.rid` on this replica.
-    /// `false` when the parameters do not parse (the id cannot be restored).
-    pub fn expect_restore(&self, claims: &SessionClaims) -> bool {
+    /// Whether `init` (a client's `initialize` parameters) fits in a session id.
+    pub fn fits(&self, init: &serde_json::Value) -> bool {
+        let trimmed = SessionClaims {
+            rid: String::new(),
+            sub: String::new(),
+            ep: String::new(),
+            init: serde_json::Value::Null,
+            iat: 0,
+            exp: 0,
+        }
+        .with_init(init.clone());
+        serde_json::to_vec(&trimmed.init).is_ok_and(|v| v.len() <= MAX_CARRIED_INIT)
+    }
+
+    /// Leaves what rmcp needs to rebuild session `claims.rid` on this replica (call
+    /// right before rmcp gets the request; it takes them once).
+    pub fn expect_restore(&self, claims: &SessionClaims) -> Restore {
         let Ok(params) = serde_json::from_value::<InitializeRequestParams>(claims.init.clone())
         else {
-            return false;
+            return Restore::Unparseable;
         };
         let now = Instant::now();
         let mut pending = lock(&self.pending);
         if pending.len() >= MAX_PENDING {
             pending.retain(|_, (_, at)| now.duration_since(*at) < PENDING_TTL);
         }
-        if pending.len() < MAX_PENDING {
-            pending.insert(claims.rid.clone(), (params, now));
+        if pending.len() >= MAX_PENDING {
+            return Restore::Busy;
         }
-        true
+        pending.insert(claims.rid.clone(), (params, now));
+        Restore::Expected
+    }
+
+    /// Drops parameters rmcp did not take (the request ended before a restore).
+    pub fn cancel_restore(&self, rid: &str) {
+        lock(&self.pending).remove(rid);
     }
 
     /// Session `rid` was ended here: every replica forgets it.
@@ -174,17 +214,38 @@ impl Roaming {
 
     /// Session `rid` was ended (here or on another replica): refuse it until `until`.
     pub fn forget(&self, rid: &str, until: i64) {
-        let now = unix_now();
-        let mut ended = lock(&self.ended);
-        ended.retain(|_, until| *until > now);
-        if until > now {
-            ended.insert(rid.to_owned(), until);
-        }
+        lock(&self.ended).insert(rid, until, unix_now());
     }
 
     fn take_pending(&self, rid: &str) -> Option<InitializeRequestParams> {
         let (params, at) = lock(&self.pending).remove(rid)?;
         (at.elapsed() < PENDING_TTL).then_some(params)
+    }
+}
+
+/// Ended sessions by id, and in the order their ids expire (so expired ones are
+/// dropped from the front, and the set stays bounded).
+#[derive(Default)]
+struct Ended {
+    by_session: HashMap<String, i64>,
+    by_expiry: std::collections::BTreeSet<(i64, String)>,
+}
+
+impl Ended {
+    fn insert(&mut self, rid: &str, until: i64, now: i64) {
+        while let Some(first) = self.by_expiry.first() {
+            if first.0 > now && self.by_expiry.len() < MAX_ENDED {
+                break;
+            }
+            if let Some((_, old)) = self.by_expiry.pop_first() {
+                self.by_session.remove(&old);
+            }
+        }
+        if until <= now || self.by_session.contains_key(rid) {
+            return;
+        }
+        self.by_session.insert(rid.to_owned(), until);
+        self.by_expiry.insert((until, rid.to_owned()));
     }
 }
 
@@ -246,7 +307,7 @@ mod tests {
             store.load("rid-1").await.expect("test value").is_none(),
             "nothing expected yet"
         );
-        assert!(roaming.expect_restore(&claims));
+        assert_eq!(roaming.expect_restore(&claims), Restore::Expected);
         let state = store
             .load("rid-1")
             .await
@@ -270,7 +331,47 @@ mod tests {
         assert_eq!(roaming.open(&id, "anonymous", "/mcp"), Err(Refused::Ended));
         // An end that is already past is not kept.
         roaming.forget("rid-3", unix_now() - 1);
-        assert!(!lock(&roaming.ended).contains_key("rid-3"));
+        assert!(!lock(&roaming.ended).by_session.contains_key("rid-3"));
+    }
+
+    #[test]
+    fn ended_sessions_stay_bounded_and_leave_in_expiry_order() {
+        let mut ended = Ended::default();
+        for i in 0..MAX_ENDED + 10 {
+            ended.insert(
+                &format!("s{i}"),
+                1_000 + i64::try_from(i).expect("small"),
+                0,
+            );
+        }
+        assert!(ended.by_session.len() <= MAX_ENDED);
+        assert_eq!(ended.by_session.len(), ended.by_expiry.len());
+        assert!(
+            !ended.by_session.contains_key("s0"),
+            "the soonest to expire went first"
+        );
+        assert!(
+            ended
+                .by_session
+                .contains_key(&format!("s{}", MAX_ENDED + 9))
+        );
+        // Time passes: the expired ones leave at the next insert.
+        ended.insert("late", 10_000_000, 1_000 + 50_000);
+        assert!(!ended.by_session.contains_key("s40000"));
+        assert!(ended.by_session.contains_key("s60000"));
+    }
+
+    #[test]
+    fn initialize_parameters_too_big_for_an_id_are_told_apart() {
+        let roaming = roaming();
+        assert!(roaming.fits(&init()));
+        let huge_name = serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "n".repeat(10_000), "version": "1"}});
+        assert!(!roaming.fits(&huge_name));
+        let trimmable = serde_json::json!({"protocolVersion": "2025-06-18",
+            "capabilities": {"experimental": {"x": "y".repeat(10_000)}},
+            "clientInfo": {"name": "c", "version": "1"}});
+        assert!(roaming.fits(&trimmable));
     }
 
     #[test]
@@ -285,6 +386,6 @@ mod tests {
             )
             .expect("test value");
         let claims = roaming.open(&id, "anonymous", "/mcp").expect("test value");
-        assert!(!roaming.expect_restore(&claims));
+        assert_eq!(roaming.expect_restore(&claims), Restore::Unparseable);
     }
 }

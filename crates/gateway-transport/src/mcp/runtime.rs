@@ -252,6 +252,9 @@ pub enum Work {
     Rebuild,
     /// Re-fetch every enabled server.
     RefreshAll,
+    /// Catch up with the database: refresh only the servers this replica does not
+    /// know (or knows at an older version), close those gone, rebuild.
+    Reconcile,
     /// Reload the access rules (and re-list for every client).
     ReloadAccess,
 }
@@ -599,6 +602,10 @@ impl McpRuntime {
                     let lease = self.settings.discovery_interval.mul_f64(0.8);
                     if self.settings.cluster.0.claim("discovery", lease).await {
                         self.refresh_all().await;
+                    } else {
+                        // Another replica re-fetches; this one still catches up with
+                        // the database, in case a change event was lost.
+                        self.reconcile().await;
                     }
                 }
                 _ = rules_tick.tick() => self.reload_access().await,
@@ -627,12 +634,39 @@ impl McpRuntime {
                 }
                 Work::Rebuild => rebuild = true,
                 Work::RefreshAll => self.refresh_all().await,
+                Work::Reconcile => self.reconcile().await,
                 Work::ReloadAccess => self.apply_rules().await,
             }
         }
         if rebuild {
             self.rebuild().await;
         }
+    }
+
+    async fn reconcile(&self) {
+        let servers = match self.registry.all_servers().await {
+            Ok(servers) => servers,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list servers to catch up");
+                return;
+            }
+        };
+        let current = self.current();
+        for server in servers.iter().filter(|s| s.spec.enabled) {
+            if current
+                .servers
+                .get(&server.id)
+                .is_none_or(|known| known.version != server.version)
+            {
+                self.refresh_server(server).await;
+            }
+        }
+        for id in current.servers.keys() {
+            if !servers.iter().any(|s| s.id == *id && s.spec.enabled) {
+                self.pool.close(*id).await;
+            }
+        }
+        self.rebuild().await;
     }
 
     async fn refresh_all(&self) {
