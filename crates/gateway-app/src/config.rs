@@ -2032,6 +2032,40 @@ mod tests {
     }
 
     #[test]
+    fn bad_cluster_settings_are_each_named_and_no_secret_is_printed() {
+        let with = |file: &str| load_with(Some(file), &Overrides::default());
+        let message = with(
+            "[cluster]\nredis_url = \"http://u:hunter2@cache\"\nkey_prefix = \"\"\nredis_timeout_ms = 0\nsession_key = \"c2hvcnQ=\"\nprevious_session_keys = [\"!!\"]\nsession_ttl_secs = 5\ndrain_secs = 301\n",
+        )
+        .expect_err("every cluster key is wrong")
+        .to_string();
+        for key in [
+            "cluster.redis_url",
+            "cluster.key_prefix",
+            "cluster.redis_timeout_ms",
+            "cluster.session_key",
+            "cluster.previous_session_keys",
+            "cluster.session_ttl_secs",
+            "cluster.drain_secs",
+        ] {
+            assert!(message.contains(key), "{key} in {message}");
+        }
+        assert!(!message.contains("hunter2"), "{message}");
+        let unknown = with("[cluster]\nsessions_key = \"x\"\n")
+            .expect_err("a misspelt key")
+            .to_string();
+        assert!(unknown.contains("sessions_key"), "{unknown}");
+        let settings = with(&format!(
+            "[cluster]\nsession_key = \"{}\"\n[rate_limits]\nredis_url = \"redis://r:6379\"\n",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+        ))
+        .expect("a valid key; the link defaults to the rate limiter's Redis");
+        assert_eq!(settings.cluster_redis_url(), Some("redis://r:6379"));
+        assert_eq!(settings.drain(), Duration::from_secs(5));
+        assert_eq!(Settings::default().drain(), Duration::ZERO);
+    }
+
+    #[test]
     fn the_shipped_example_is_valid_and_matches_the_defaults() {
         let example = concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -650,6 +650,96 @@ async fn initialize(app: &TestApp) -> reqwest::Response {
         .expect("sent")
 }
 
+/// Session ids that are not this gateway's, damaged, of another endpoint, hostile
+/// bytes or oversized are all "session not found" (404, JSON-RPC `-32001`, saying
+/// why), on every method; none reaches rmcp or creates anything.
+#[tokio::test]
+async fn forged_damaged_and_misplaced_session_ids_are_not_found() {
+    let app = TestApp::spawn(TestBackend::Sqlite).await.expect("app");
+    let opened = initialize(&app).await;
+    assert_eq!(opened.status(), StatusCode::OK);
+    let id = opened.headers()["mcp-session-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert!(id.starts_with("v1."), "a sealed id: {id}");
+    let mut damaged = id.clone().into_bytes();
+    let middle = damaged.len() / 2;
+    damaged[middle] = if damaged[middle] == b'A' { b'B' } else { b'A' };
+    let damaged = String::from_utf8(damaged).expect("ascii");
+    let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
+    let cases: Vec<(&str, reqwest::header::HeaderValue, &str)> = vec![
+        (
+            "/mcp",
+            "2b7a1c5e-6c53-4c1e-a0e8-5ad7f3c8d1e2".parse().expect("v"),
+            "not one this gateway issued",
+        ),
+        (
+            "/mcp",
+            damaged.parse().expect("v"),
+            "not one this gateway issued",
+        ),
+        (
+            "/mcp",
+            format!("v1.{}", "A".repeat(9000)).parse().expect("v"),
+            "not one this gateway issued",
+        ),
+        (
+            "/mcp",
+            reqwest::header::HeaderValue::from_bytes(b"v1.\xff\xfe").expect("obs-text"),
+            "not one this gateway issued",
+        ),
+        (
+            "/mcp/servers/anything",
+            id.parse().expect("v"),
+            "issued to you here",
+        ),
+    ];
+    for (path, value, why) in cases {
+        for method in [
+            reqwest::Method::POST,
+            reqwest::Method::GET,
+            reqwest::Method::DELETE,
+        ] {
+            let mut request = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .header("mcp-session-id", value.clone());
+            if method == reqwest::Method::POST {
+                request = request.json(&ping);
+            }
+            let answer = request.send().await.expect("sent");
+            assert_eq!(
+                answer.status(),
+                StatusCode::NOT_FOUND,
+                "{method} {path} {value:?}"
+            );
+            let error: Value = answer.json().await.expect("json-rpc error");
+            assert_eq!(error["error"]["code"], -32001, "{error}");
+            assert!(
+                error["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(why)),
+                "{method} {path}: {error}"
+            );
+        }
+    }
+    // The genuine id still works.
+    let fine = app
+        .client
+        .post(app.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &id)
+        .json(&ping)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(fine.status(), StatusCode::OK);
+}
+
 /// A greedy client cannot hold every session: past the per-caller cap a new session
 /// is 429 with JSON-RPC `-32039`, past the total cap 503; ending a session, or
 /// letting one go idle, frees its place (an idle one's id still works: it is rebuilt
