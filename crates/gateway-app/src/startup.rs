@@ -164,7 +164,11 @@ impl Application {
             gateway_telemetry::Metrics::new(SERVICE_INFO.version)
                 .map_err(|e| StartupError::Mcp(e.to_string()))?,
         );
-        let (bus, redis_link) = cluster_bus(settings, &metrics)?;
+        let redis_link = redis_link(settings, &metrics)?;
+        let bus: Arc<dyn gateway_domain::ClusterBus> = match &redis_link {
+            Some(link) => link.clone(),
+            None => gateway_domain::SingleReplica::new(replica_id()),
+        };
         let registry = registry(settings, &store_arc)
             .with_listener(Arc::new(queue.clone()))
             .with_listener(Arc::new(gateway_domain::AnnounceToReplicas(bus.clone())));
@@ -358,35 +362,26 @@ impl Application {
     }
 }
 
-/// The link to the other replicas: Redis when `cluster.redis_url` (or the rate
-/// limiter's Redis) is set, else a lone replica. The Redis link is also returned, to
-/// subscribe once the services exist.
-#[allow(clippy::type_complexity)]
-fn cluster_bus(
+/// The Redis link to the other replicas, when `cluster.redis_url` (or the rate
+/// limiter's Redis) is set; without one the process runs as a single replica.
+fn redis_link(
     settings: &Settings,
     metrics: &Arc<gateway_telemetry::Metrics>,
-) -> Result<
-    (
-        Arc<dyn gateway_domain::ClusterBus>,
-        Option<Arc<gateway_cluster::RedisCluster>>,
-    ),
-    StartupError,
-> {
-    let replica = replica_id();
+) -> Result<Option<Arc<gateway_cluster::RedisCluster>>, StartupError> {
     let Some(url) = settings.cluster_redis_url() else {
-        return Ok((gateway_domain::SingleReplica::new(replica), None));
+        return Ok(None);
     };
-    let link = gateway_cluster::RedisCluster::new(
+    gateway_cluster::RedisCluster::new(
         gateway_cluster::RedisClusterSettings {
             url: url.to_owned(),
             key_prefix: settings.cluster.key_prefix.clone(),
-            replica,
+            replica: replica_id(),
             timeout: Duration::from_millis(settings.cluster.redis_timeout_ms),
         },
         Some(metrics.clone()),
     )
-    .map_err(StartupError::Mcp)?;
-    Ok((link.clone(), Some(link)))
+    .map(Some)
+    .map_err(StartupError::Mcp)
 }
 
 /// This process's id among the replicas: the host name (a pod's name) and a random

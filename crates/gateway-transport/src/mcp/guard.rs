@@ -23,7 +23,7 @@ use gateway_router::jsonrpc::{Rejection, inspect};
 
 use super::replies::{Reply, ReplyRoute, Resume, lost_answer};
 use super::roaming::{Refused, Restore, Roaming};
-use super::sealed::SessionClaims;
+use super::sealed::{SessionClaims, carried_init};
 use super::sessions::{
     SessionBook, SessionRefusal, StreamBook, StreamPermit, TOO_MANY_SESSIONS, TOO_MANY_STREAMS,
 };
@@ -31,32 +31,30 @@ use super::sessions::{
 /// Who is opening a session, for the per-caller cap: the token's subject, the admin
 /// key, or else the client's address.
 fn caller_key(req: &ServiceRequest, trust_forwarded_for: bool) -> String {
-    use actix_web::HttpMessage;
-    match req.extensions().get::<crate::rest::auth::Caller>() {
-        Some(crate::rest::auth::Caller::Token(principal)) => {
-            format!("subject:{}", principal.subject)
-        }
-        Some(crate::rest::auth::Caller::ApiKey) => "admin-api-key".to_owned(),
-        None => format!(
+    authenticated(req).unwrap_or_else(|| {
+        format!(
             "address:{}",
             crate::rest::ip_limit::client_address(req.request(), trust_forwarded_for)
                 .map(|a| a.to_string())
                 .unwrap_or_default()
-        ),
+        )
+    })
+}
+
+/// The caller the auth gate admitted: the token's subject or the admin key.
+fn authenticated(req: &ServiceRequest) -> Option<String> {
+    match req.extensions().get::<crate::rest::auth::Caller>()? {
+        crate::rest::auth::Caller::Token(principal) => {
+            Some(format!("subject:{}", principal.subject))
+        }
+        crate::rest::auth::Caller::ApiKey => Some("admin-api-key".to_owned()),
     }
 }
 
-/// Whose a session is, for its sealed id: the token's subject or the admin key;
-/// without a token, `anonymous` (an address is no identity: it changes, and a load
-/// balancer hides it).
+/// Whose a session is, for its sealed id: the authenticated caller, else
+/// `anonymous` (an address is no identity: it changes, and a load balancer hides it).
 fn session_owner(req: &ServiceRequest) -> String {
-    match req.extensions().get::<crate::rest::auth::Caller>() {
-        Some(crate::rest::auth::Caller::Token(principal)) => {
-            format!("subject:{}", principal.subject)
-        }
-        Some(crate::rest::auth::Caller::ApiKey) => "admin-api-key".to_owned(),
-        None => "anonymous".to_owned(),
-    }
+    authenticated(req).unwrap_or_else(|| "anonymous".to_owned())
 }
 
 /// The endpoint a session belongs to: the request path without a trailing `/`.
@@ -551,23 +549,23 @@ pub async fn guard(
     }
     // A new session (an `initialize` without a session id) must fit under the caps,
     // and gets a sealed id: its owner, endpoint and `initialize` parameters.
-    let init = (opened.is_none() && message.method.as_deref() == Some("initialize")).then(|| {
+    let init = if opened.is_none() && message.method.as_deref() == Some("initialize") {
         let params = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|mut v| v.get_mut("params").map(Value::take))
             .unwrap_or(Value::Null);
-        (session_owner(&req), endpoint_of(&req), params)
-    });
-    if let Some((_, _, params)) = &init
-        && !gate.roaming.fits(params)
-    {
-        let rejection = Rejection::new(
-            -32602,
-            "Invalid params: the initialize parameters (capabilities, clientInfo) are too large to carry in a session id".to_owned(),
-            message.id,
-        );
-        return Ok(req.into_response(rejection_response(&rejection)));
-    }
+        let Some(carried) = carried_init(params) else {
+            let rejection = Rejection::new(
+                -32602,
+                "Invalid params: the initialize parameters (capabilities, clientInfo) are too large to carry in a session id".to_owned(),
+                message.id,
+            );
+            return Ok(req.into_response(rejection_response(&rejection)));
+        };
+        Some((session_owner(&req), endpoint_of(&req), carried))
+    } else {
+        None
+    };
     if init.is_some()
         && let Err(refusal) = gate.sessions.admit(&caller).await
     {

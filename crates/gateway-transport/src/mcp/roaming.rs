@@ -32,9 +32,6 @@ const MAX_PENDING: usize = 10_000;
 /// Most ended sessions remembered (more: the one that expires first is forgotten).
 const MAX_ENDED: usize = 100_000;
 
-/// Largest `initialize` parameters a session id carries (after trimming).
-const MAX_CARRIED_INIT: usize = 6144;
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -118,7 +115,8 @@ impl Roaming {
     }
 
     /// The sealed id of rmcp's session `rid`, opened by `owner` on `endpoint` with
-    /// `init` (the `initialize` parameters).
+    /// `init` (the `initialize` parameters, as [`super::sealed::carried_init`] keeps
+    /// them).
     pub fn seal(
         &self,
         rid: &str,
@@ -131,11 +129,10 @@ impl Roaming {
             rid: rid.to_owned(),
             sub: owner.to_owned(),
             ep: endpoint.to_owned(),
-            init: serde_json::Value::Null,
+            init,
             iat: now,
             exp: now.saturating_add(i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX)),
-        }
-        .with_init(init);
+        };
         self.sealer.seal(&claims)
     }
 
@@ -163,20 +160,6 @@ impl Roaming {
             return Err(Refused::Ended);
         }
         Ok(claims)
-    }
-
-    /// Whether `init` (a client's `initialize` parameters) fits in a session id.
-    pub fn fits(&self, init: &serde_json::Value) -> bool {
-        let trimmed = SessionClaims {
-            rid: String::new(),
-            sub: String::new(),
-            ep: String::new(),
-            init: serde_json::Value::Null,
-            iat: 0,
-            exp: 0,
-        }
-        .with_init(init.clone());
-        serde_json::to_vec(&trimmed.init).is_ok_and(|v| v.len() <= MAX_CARRIED_INIT)
     }
 
     /// Leaves what rmcp needs to rebuild session `claims.rid` on this replica (call
@@ -359,19 +342,6 @@ mod tests {
         ended.insert("late", 10_000_000, 1_000 + 50_000);
         assert!(!ended.by_session.contains_key("s40000"));
         assert!(ended.by_session.contains_key("s60000"));
-    }
-
-    #[test]
-    fn initialize_parameters_too_big_for_an_id_are_told_apart() {
-        let roaming = roaming();
-        assert!(roaming.fits(&init()));
-        let huge_name = serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "n".repeat(10_000), "version": "1"}});
-        assert!(!roaming.fits(&huge_name));
-        let trimmable = serde_json::json!({"protocolVersion": "2025-06-18",
-            "capabilities": {"experimental": {"x": "y".repeat(10_000)}},
-            "clientInfo": {"name": "c", "version": "1"}});
-        assert!(roaming.fits(&trimmable));
     }
 
     #[test]

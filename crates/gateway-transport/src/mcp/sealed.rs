@@ -43,35 +43,36 @@ pub struct SessionClaims {
     pub exp: i64,
 }
 
-impl SessionClaims {
-    /// Keeps the `initialize` parameters small enough for a header: when they are
-    /// over [`MAX_INIT_BYTES`], only the protocol version, the standard capabilities
-    /// and the client's name and version stay.
-    pub fn with_init(mut self, init: serde_json::Value) -> Self {
-        let size = serde_json::to_vec(&init).map_or(usize::MAX, |v| v.len());
-        self.init = if size <= MAX_INIT_BYTES {
-            init
-        } else {
-            let mut capabilities = init
-                .get("capabilities")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({}));
-            if let Some(map) = capabilities.as_object_mut() {
-                map.remove("experimental");
-                map.remove("extensions");
-            }
-            let client = init.get("clientInfo");
-            serde_json::json!({
-                "protocolVersion": init.get("protocolVersion"),
-                "capabilities": capabilities,
-                "clientInfo": {
-                    "name": client.and_then(|c| c.get("name")).cloned().unwrap_or_default(),
-                    "version": client.and_then(|c| c.get("version")).cloned().unwrap_or_default(),
-                },
-            })
-        };
-        self
+/// Largest `initialize` parameters a session id carries after trimming; bigger ones
+/// are refused (the id would not fit a header).
+const MAX_CARRIED_INIT: usize = 6144;
+
+/// The `initialize` parameters a session id carries: whole up to [`MAX_INIT_BYTES`];
+/// over it only the protocol version, the standard capabilities and the client's
+/// name and version; `None` when even that is over [`MAX_CARRIED_INIT`].
+pub fn carried_init(init: serde_json::Value) -> Option<serde_json::Value> {
+    let size = |v: &serde_json::Value| serde_json::to_vec(v).map_or(usize::MAX, |v| v.len());
+    if size(&init) <= MAX_INIT_BYTES {
+        return Some(init);
     }
+    let mut capabilities = init
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    if let Some(map) = capabilities.as_object_mut() {
+        map.remove("experimental");
+        map.remove("extensions");
+    }
+    let client = init.get("clientInfo");
+    let trimmed = serde_json::json!({
+        "protocolVersion": init.get("protocolVersion"),
+        "capabilities": capabilities,
+        "clientInfo": {
+            "name": client.and_then(|c| c.get("name")).cloned().unwrap_or_default(),
+            "version": client.and_then(|c| c.get("version")).cloned().unwrap_or_default(),
+        },
+    });
+    (size(&trimmed) <= MAX_CARRIED_INIT).then_some(trimmed)
 }
 
 /// Why a session id was not accepted.
@@ -279,7 +280,10 @@ mod tests {
             "capabilities": {"sampling": {}, "experimental": {"blob": "x".repeat(10_000)}},
             "clientInfo": {"name": "big", "version": "2", "description": "y".repeat(5000)},
         });
-        let claims = claims().with_init(init);
+        let claims = SessionClaims {
+            init: carried_init(init).expect("fits once trimmed"),
+            ..claims()
+        };
         assert_eq!(
             claims.init,
             serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
@@ -287,5 +291,18 @@ mod tests {
         );
         let sealer = SessionSealer::new(&[7; 32], &[]).expect("test value");
         assert!(sealer.seal(&claims).expect("test value").len() < 1024);
+    }
+
+    #[test]
+    fn initialize_parameters_too_big_for_an_id_are_told_apart() {
+        let small = claims().init;
+        assert_eq!(carried_init(small.clone()), Some(small));
+        let huge_name = serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "n".repeat(10_000), "version": "1"}});
+        assert_eq!(carried_init(huge_name), None);
+        let trimmable = serde_json::json!({"protocolVersion": "2025-06-18",
+            "capabilities": {"experimental": {"x": "y".repeat(10_000)}},
+            "clientInfo": {"name": "c", "version": "1"}});
+        assert!(carried_init(trimmable).is_some());
     }
 }

@@ -14,6 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
 use rmcp_actix_web::transport::LocalSessionManager;
 
 /// JSON-RPC error code of a refused session.
@@ -79,21 +80,24 @@ impl SessionBook {
         open
     }
 
-    /// Whether this replica holds session `id` (rmcp's id) in memory.
-    pub async fn holds(&self, id: &str) -> bool {
-        let id: rmcp::transport::streamable_http_server::session::SessionId = id.into();
+    /// The manager holding session `id` (rmcp's id) on this replica, if any.
+    async fn manager_of(&self, id: &SessionId) -> Option<&Arc<LocalSessionManager>> {
         for manager in &self.managers {
-            if manager.sessions.read().await.contains_key(&id) {
-                return true;
+            if manager.sessions.read().await.contains_key(id) {
+                return Some(manager);
             }
         }
-        false
+        None
+    }
+
+    /// Whether this replica holds session `id` (rmcp's id) in memory.
+    pub async fn holds(&self, id: &str) -> bool {
+        self.manager_of(&id.into()).await.is_some()
     }
 
     /// Hands a client's reply (relayed by another replica) to session `id`, if this
     /// replica holds it; `false` when it does not, or the message is no reply.
     pub async fn deliver(&self, id: &str, message: serde_json::Value) -> bool {
-        use rmcp::transport::streamable_http_server::session::SessionManager;
         let Ok(message) = serde_json::from_value::<rmcp::model::ClientJsonRpcMessage>(message)
         else {
             return false;
@@ -105,20 +109,17 @@ impl SessionBook {
         ) {
             return false;
         }
-        let id: rmcp::transport::streamable_http_server::session::SessionId = id.into();
-        for manager in &self.managers {
-            if manager.sessions.read().await.contains_key(&id) {
-                return manager.accept_message(&id, message).await.is_ok();
-            }
+        let id: SessionId = id.into();
+        match self.manager_of(&id).await {
+            Some(manager) => manager.accept_message(&id, message).await.is_ok(),
+            None => false,
         }
-        false
     }
 
     /// Ends session `id` if this replica holds it (another replica ended it).
     pub async fn close(&self, id: &str) {
-        use rmcp::transport::streamable_http_server::session::SessionManager;
-        let id: rmcp::transport::streamable_http_server::session::SessionId = id.into();
-        for manager in &self.managers {
+        let id: SessionId = id.into();
+        if let Some(manager) = self.manager_of(&id).await {
             let _ = manager.close_session(&id).await;
         }
     }
