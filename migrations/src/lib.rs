@@ -14,6 +14,7 @@ mod m20261126_000004_rate_limits;
 mod m20261126_000005_audit;
 mod m20261126_000006_views;
 mod m20261126_000007_published_servers;
+mod m20261126_000008_oauth_facade;
 
 /// Runs and inspects the migrations; `cargo xtask migrate` and `serve` use it.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_audit::Migration),
             Box::new(m20261126_000006_views::Migration),
             Box::new(m20261126_000007_published_servers::Migration),
+            Box::new(m20261126_000008_oauth_facade::Migration),
         ]
     }
 }

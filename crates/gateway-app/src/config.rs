@@ -467,6 +467,104 @@ pub struct AuthConfig {
     /// Access rules defined here (`[[auth.rules]]`), in force next to those managed
     /// through `/api/v1/policies`, and read-only there.
     pub rules: Vec<AccessRuleConfig>,
+    /// `[auth.facade]`: the gateway as the OAuth authorization server its MCP clients
+    /// log in with, in front of the `[auth]` identity provider.
+    pub facade: FacadeConfig,
+}
+
+/// `[auth.facade]`: the OAuth 2.1 authorization-server façade (docs/auth.md).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FacadeConfig {
+    /// Serve `/oauth/*` and the authorization server metadata.
+    pub enabled: bool,
+    /// The gateway's client id at the identity provider (`entra`: default
+    /// `auth.client_id`).
+    pub client_id: Option<String>,
+    /// Its client secret (prefer `MCP_GATEWAY_AUTH__FACADE__CLIENT_SECRET`).
+    pub client_secret: Option<String>,
+    /// Or a certificate (PEM) registered with the app, with its private key (PEM).
+    pub client_certificate_path: Option<PathBuf>,
+    /// The certificate's private key (PEM, RSA).
+    pub client_private_key_path: Option<PathBuf>,
+    /// Scopes clients may ask for (default: `auth.scopes_supported`, else `mcp`).
+    pub scopes: Vec<String>,
+    /// Prefixed to each scope asked of the identity provider (`entra`: default
+    /// `<app_id_uri>/`, so `mcp.call` becomes `api://<app>/mcp.call`).
+    pub upstream_scope_prefix: Option<String>,
+    /// Asked of the identity provider on every login, besides `openid`.
+    pub upstream_scopes: Vec<String>,
+    /// Lifetime of the façade's access tokens, in seconds (60 to 3600).
+    pub access_token_ttl_secs: u64,
+    /// Longest life of a login's refresh tokens, in seconds (rotation does not extend
+    /// it; 0 issues no refresh tokens).
+    pub refresh_token_ttl_secs: u64,
+    /// How long a browser's consent to a client is remembered, in days (0: ask every
+    /// time).
+    pub consent_ttl_days: u64,
+    /// How often a new signing key takes over, in days.
+    pub signing_key_rotation_days: u64,
+    /// Globs a client's redirect URIs must match.
+    pub redirect_uris: Vec<String>,
+    /// Open Dynamic Client Registration (`/oauth/register`).
+    pub dynamic_registration: bool,
+    /// Accept client ids that are metadata document URLs.
+    pub client_metadata_documents: bool,
+    /// Private networks (CIDR) a metadata document may be fetched from anyway.
+    pub client_metadata_networks: Vec<String>,
+    /// How long a fetched metadata document is trusted, in seconds.
+    pub client_metadata_ttl_secs: u64,
+}
+
+impl Default for FacadeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            client_id: None,
+            client_secret: None,
+            client_certificate_path: None,
+            client_private_key_path: None,
+            scopes: Vec::new(),
+            upstream_scope_prefix: None,
+            upstream_scopes: vec!["profile".into(), "offline_access".into()],
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 30 * 86_400,
+            consent_ttl_days: 30,
+            signing_key_rotation_days: 30,
+            redirect_uris: [
+                "http://127.0.0.1:*",
+                "http://127.0.0.1/*",
+                "http://localhost:*",
+                "http://localhost/*",
+                "http://[::1]:*",
+                "http://[::1]/*",
+                "https://claude.ai/api/mcp/auth_callback",
+                "https://claude.com/api/mcp/auth_callback",
+                "https://vscode.dev/redirect",
+                "https://insiders.vscode.dev/redirect",
+                "https://chatgpt.com/connector_platform_oauth_redirect",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+            dynamic_registration: true,
+            client_metadata_documents: true,
+            client_metadata_networks: Vec::new(),
+            client_metadata_ttl_secs: 3600,
+        }
+    }
+}
+
+impl std::fmt::Debug for FacadeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FacadeConfig")
+            .field("enabled", &self.enabled)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "********"))
+            .field("client_certificate_path", &self.client_certificate_path)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `[[auth.rules]]` entry: `role` may do `actions` on items matching `patterns`.
@@ -518,6 +616,7 @@ impl Default for AuthConfig {
             roles_claim: "roles".into(),
             tenant_claim: "tid".into(),
             rules: Vec::new(),
+            facade: FacadeConfig::default(),
         }
     }
 }
@@ -1572,6 +1671,58 @@ impl Settings {
         }
     }
 
+    fn validate_facade(&self, problems: &mut Vec<String>, key_url_ok: &dyn Fn(&str) -> bool) {
+        let (auth, facade) = (&self.auth, &self.auth.facade);
+        if !facade.enabled {
+            return;
+        }
+        if auth.provider == AuthProvider::None {
+            problems.push("auth.facade.enabled: needs an identity provider behind it (auth.provider = \"oidc\" or \"entra\")".into());
+        }
+        match auth.public_url.as_deref() {
+            Some(url) if key_url_ok(url) => {}
+            Some(url) => problems.push(format!("auth.public_url = {url:?}: the façade's issuer must be an https URL (http only for localhost)")),
+            None => problems.push("auth.public_url: required with auth.facade (it is the issuer of the façade's tokens and where the identity provider sends browsers back)".into()),
+        }
+        if facade.client_id.is_none()
+            && !(auth.provider == AuthProvider::Entra && auth.client_id.is_some())
+        {
+            problems.push("auth.facade.client_id: the gateway's client id at the identity provider is required".into());
+        }
+        let certificate = facade.client_certificate_path.is_some() || facade.client_private_key_path.is_some();
+        match (&facade.client_secret, certificate) {
+            (Some(_), true) => problems.push("auth.facade: give client_secret or client_certificate_path with client_private_key_path, not both".into()),
+            (None, false) => problems.push("auth.facade.client_secret: required (or client_certificate_path with client_private_key_path)".into()),
+            (None, true) if facade.client_certificate_path.is_none() || facade.client_private_key_path.is_none() => {
+                problems.push("auth.facade: client_certificate_path and client_private_key_path go together".into());
+            }
+            _ => {}
+        }
+        if !(60..=3600).contains(&facade.access_token_ttl_secs) {
+            problems.push(format!("auth.facade.access_token_ttl_secs = {}: must be 60 to 3600", facade.access_token_ttl_secs));
+        }
+        if facade.refresh_token_ttl_secs > 365 * 86_400 {
+            problems.push(format!("auth.facade.refresh_token_ttl_secs = {}: must be at most a year", facade.refresh_token_ttl_secs));
+        }
+        if !(1..=365).contains(&facade.signing_key_rotation_days) {
+            problems.push(format!("auth.facade.signing_key_rotation_days = {}: must be 1 to 365", facade.signing_key_rotation_days));
+        }
+        if facade.consent_ttl_days > 365 {
+            problems.push(format!("auth.facade.consent_ttl_days = {}: must be at most 365", facade.consent_ttl_days));
+        }
+        if facade.redirect_uris.is_empty() {
+            problems.push("auth.facade.redirect_uris: at least one pattern is required".into());
+        }
+        for network in &facade.client_metadata_networks {
+            if let Err(error) = gateway_domain::Network::parse(network) {
+                problems.push(format!("auth.facade.client_metadata_networks: {network:?}: {error}"));
+            }
+        }
+        if facade.scopes.iter().chain(&facade.upstream_scopes).any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+            problems.push("auth.facade.scopes / upstream_scopes: a scope is one word without spaces".into());
+        }
+    }
+
     fn validate_auth(&self, problems: &mut Vec<String>) {
         let auth = &self.auth;
         let mut seen = Vec::new();
@@ -1678,6 +1829,7 @@ impl Settings {
                 problems.push("auth.admin_api_key_sha256: each entry must be 64 hex digits (sha256sum of the key)".into());
             }
         }
+        self.validate_facade(problems, &key_url_ok);
         if auth.leeway_secs > 600 {
             problems.push(format!(
                 "auth.leeway_secs = {}: must be at most 600",

@@ -239,7 +239,7 @@ impl Application {
             );
         }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-
+        let auth = auth_wiring(settings, port, &store_arc)?;
         let state = Data::new(ApiState {
             registry,
             readiness: store_arc,
@@ -247,7 +247,9 @@ impl Application {
             info: SERVICE_INFO,
             mcp: Some(runtime.clone()),
             metrics,
-            auth: auth_gate(settings, port)?,
+            auth: auth.gate,
+            oauth: auth.facade,
+            oauth_issuer: auth.issuer,
             ip_limits: ip_limits(settings),
             audit: audit
                 .clone()
@@ -653,13 +655,40 @@ fn ip_limits(settings: &Settings) -> gateway_transport::rest::ip_limit::IpLimits
 /// How often the issuer's keys are fetched again regardless of traffic.
 const KEY_REFRESH: Duration = Duration::from_secs(600);
 
-/// The authentication gate from `[auth]`, or `None` when it is off. The issuer's keys
-/// are fetched in the background, so an issuer that is down does not stop the start
-/// (tokens are refused as unverifiable until it answers).
-fn auth_gate(
+/// What `[auth]` wires: the gate, and the OAuth façade with its issuer when it is on.
+#[derive(Default)]
+struct AuthWiring {
+    gate: Option<Arc<gateway_transport::rest::auth::AuthGate>>,
+    facade: Option<Arc<dyn gateway_domain::AuthorizationServer>>,
+    issuer: Option<String>,
+}
+
+/// Refreshes a verifier's keys every `every` while it lives.
+fn refresh_keys(verifier: &Arc<gateway_auth::JwtVerifier>, every: Duration) {
+    let refresher = Arc::downgrade(verifier);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(verifier) = refresher.upgrade() else {
+                break;
+            };
+            if let Err(error) = verifier.keys().refresh().await {
+                tracing::warn!(%error, "cannot fetch the issuer's keys; keeping the ones cached");
+            }
+        }
+    });
+}
+
+/// The authentication gate from `[auth]` (and the façade from `[auth.facade]`), or
+/// nothing when it is off. The issuer's keys are fetched in the background, so an
+/// issuer that is down does not stop the start (tokens are refused as unverifiable
+/// until it answers).
+fn auth_wiring(
     settings: &Settings,
     port: u16,
-) -> Result<Option<Arc<gateway_transport::rest::auth::AuthGate>>, StartupError> {
+    store: &Arc<Store>,
+) -> Result<AuthWiring, StartupError> {
     use crate::config::AuthProvider;
     let auth = &settings.auth;
     let (mut verifier_settings, authorization_server) = match auth.provider {
@@ -667,7 +696,7 @@ fn auth_gate(
             if settings.http.insecure {
                 tracing::warn!(host = %settings.http.host, "serving WITHOUT authentication beyond loopback (--insecure): anyone who reaches the port can call every upstream and change the registry");
             }
-            return Ok(None);
+            return Ok(AuthWiring::default());
         }
         AuthProvider::Oidc => {
             let issuer = auth.issuer.clone().unwrap_or_default();
@@ -702,19 +731,7 @@ fn auth_gate(
     // Fetch the keys now, then every 10 minutes: a key the issuer withdraws without
     // publishing a new one stops verifying within that time (and its remembered
     // verdicts with it).
-    let refresher = Arc::downgrade(&verifier);
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(KEY_REFRESH);
-        loop {
-            every.tick().await;
-            let Some(verifier) = refresher.upgrade() else {
-                break;
-            };
-            if let Err(error) = verifier.keys().refresh().await {
-                tracing::warn!(%error, "cannot fetch the issuer's keys; keeping the ones cached");
-            }
-        }
-    });
+    refresh_keys(&verifier, KEY_REFRESH);
     let public_url = auth.public_url.clone().unwrap_or_else(|| {
         let host = match settings.http.host.as_str() {
             "0.0.0.0" | "::" => "127.0.0.1",
@@ -722,16 +739,148 @@ fn auth_gate(
         };
         format!("http://{host}:{port}")
     });
+    let public_url = public_url.trim_end_matches('/').to_owned();
     tracing::info!(provider = ?auth.provider, issuer = %authorization_server, "bearer tokens required on /mcp; registry writes need an admin role or key");
-    Ok(Some(Arc::new(gateway_transport::rest::auth::AuthGate {
+    let (verifier, facade, authorization_server): (Arc<dyn gateway_domain::TokenVerifier>, _, _) =
+        if auth.facade.enabled {
+            let (routed, facade) = facade(settings, &public_url, &authorization_server, verifier, store)?;
+            tracing::info!(issuer = %public_url, upstream = %authorization_server, "OAuth authorization-server façade on: clients log in at /oauth/authorize");
+            (routed, Some(facade), public_url.clone())
+        } else {
+            (verifier, None, authorization_server)
+        };
+    let gate = Arc::new(gateway_transport::rest::auth::AuthGate {
         verifier,
-        public_url: public_url.trim_end_matches('/').to_owned(),
+        public_url: public_url.clone(),
         authorization_servers: vec![authorization_server],
         scopes_supported: auth.scopes_supported.clone(),
         admin_roles: auth.admin_roles.clone(),
         admin_key_digests: gateway_transport::rest::auth::parse_digests(&auth.admin_api_key_sha256),
         protect_reads: auth.protect_reads,
-    })))
+    });
+    Ok(AuthWiring {
+        gate: Some(gate),
+        issuer: facade.is_some().then_some(public_url),
+        facade,
+    })
+}
+
+/// The OAuth façade of `[auth.facade]` in front of the `[auth]` provider, and the
+/// verifier `/mcp` uses then: the façade's own tokens (its keys read from the shared
+/// database) and the provider's, each by its issuer.
+fn facade(
+    settings: &Settings,
+    public_url: &str,
+    upstream_issuer: &str,
+    upstream_verifier: Arc<gateway_auth::JwtVerifier>,
+    store: &Arc<Store>,
+) -> Result<
+    (
+        Arc<dyn gateway_domain::TokenVerifier>,
+        Arc<dyn gateway_domain::AuthorizationServer>,
+    ),
+    StartupError,
+> {
+    use crate::config::AuthProvider;
+    let (auth, config) = (&settings.auth, &settings.auth.facade);
+    let failed = |what: &str, error: String| StartupError::Mcp(format!("auth.facade.{what}: {error}"));
+    let client_auth = match (&config.client_secret, &config.client_certificate_path, &config.client_private_key_path) {
+        (Some(secret), _, _) => gateway_auth::facade::UpstreamClientAuth::Secret(secret.clone()),
+        (None, Some(certificate), Some(key)) => {
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read_to_string(path).map_err(|e| failed(what, format!("{}: {e}", path.display())))
+            };
+            gateway_auth::facade::UpstreamClientAuth::certificate(
+                &read(certificate, "client_certificate_path")?,
+                read(key, "client_private_key_path")?,
+            )
+            .map_err(|e| failed("client_certificate_path", e))?
+        }
+        _ => return Err(failed("client_secret", "required".into())),
+    };
+    let entra = auth.provider == AuthProvider::Entra;
+    let multi_tenant = entra && matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"));
+    let scopes = if !config.scopes.is_empty() {
+        config.scopes.clone()
+    } else if !auth.scopes_supported.is_empty() {
+        auth.scopes_supported.clone()
+    } else {
+        vec!["mcp".to_owned()]
+    };
+    let scope_prefix = config.upstream_scope_prefix.clone().unwrap_or_else(|| {
+        match (&auth.app_id_uri, &auth.client_id) {
+            (Some(app), _) if entra => format!("{}/", app.trim_end_matches('/')),
+            (None, Some(client)) if entra => format!("api://{client}/"),
+            _ => String::new(),
+        }
+    });
+    let settings_of_facade = gateway_auth::FacadeSettings {
+        issuer: public_url.to_owned(),
+        default_resource: format!("{public_url}/mcp"),
+        scopes,
+        access_token_ttl: Duration::from_secs(config.access_token_ttl_secs),
+        refresh_token_ttl: Duration::from_secs(config.refresh_token_ttl_secs),
+        code_ttl: Duration::from_secs(60),
+        login_ttl: Duration::from_secs(600),
+        consent_ttl: Duration::from_secs(config.consent_ttl_days * 86_400),
+        key_rotation: Duration::from_secs(config.signing_key_rotation_days * 86_400),
+        leeway: Duration::from_secs(auth.leeway_secs),
+        redirect_uri_patterns: config.redirect_uris.clone(),
+        dynamic_registration: config.dynamic_registration,
+        metadata_documents: config.client_metadata_documents,
+        metadata_networks: config
+            .client_metadata_networks
+            .iter()
+            .filter_map(|n| gateway_domain::Network::parse(n).ok())
+            .collect(),
+        metadata_ttl: Duration::from_secs(config.client_metadata_ttl_secs),
+        fetch_timeout: Duration::from_secs(5),
+        roles_claim: auth.roles_claim.clone(),
+        tenant_claim: auth.tenant_claim.clone(),
+        upstream: gateway_auth::facade::UpstreamIdp {
+            issuer: upstream_issuer.to_owned(),
+            client_id: config.client_id.clone().or_else(|| auth.client_id.clone()).unwrap_or_default(),
+            auth: client_auth,
+            scope_prefix,
+            extra_scopes: config.upstream_scopes.clone(),
+            require_issuer_match: !multi_tenant,
+            allowed_tenants: if multi_tenant { auth.allowed_tenants.clone() } else { Vec::new() },
+            redirect_uri: format!("{public_url}/oauth/callback"),
+        },
+    };
+    let provider_verifier: Arc<dyn gateway_domain::TokenVerifier> = upstream_verifier.clone();
+    let facade = Arc::new(
+        gateway_auth::Facade::new(settings_of_facade, store.clone(), Some(provider_verifier))
+            .map_err(|e| failed("enabled", e))?,
+    );
+    // The façade's tokens go through the same verifier as the provider's: issuer,
+    // audience (any of the gateway's resources), algorithm, expiry, scopes.
+    let mut own = facade.verifier_settings();
+    own.leeway = Duration::from_secs(auth.leeway_secs);
+    own.required_scopes = auth.required_scopes.clone();
+    own.claims.roles = auth.roles_claim.clone();
+    own.claims.tenant = auth.tenant_claim.clone();
+    let own = Arc::new(gateway_auth::JwtVerifier::new(own).map_err(StartupError::Mcp)?);
+    // Other replicas' rotations and retirements are seen within 30 s.
+    refresh_keys(&own, Duration::from_secs(30));
+    let purger = Arc::downgrade(&facade);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Some(facade) = purger.upgrade() else { break };
+            match facade.purge().await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired OAuth grants deleted"),
+                Err(error) => tracing::warn!(%error, "cannot delete expired OAuth grants"),
+            }
+        }
+    });
+    let routed = gateway_auth::verifier::ByIssuer::new(
+        vec![(public_url.to_owned(), own)],
+        upstream_verifier,
+    );
+    Ok((Arc::new(routed), facade))
 }
 
 /// Health, breaker, bulkhead and balancing settings from the configuration.

@@ -126,6 +126,16 @@ impl KeyStore {
     }
 
     async fn fetch(&self) -> Result<usize, AuthError> {
+        if let KeySource::Local(local) = &self.source {
+            let document = local
+                .0
+                .jwks()
+                .await
+                .map_err(|e| unavailable("cannot read the gateway's own keys", e))?;
+            let set: JwkSet = serde_json::from_str(&document)
+                .map_err(|e| unavailable("the gateway's key set is not valid JWKS", e))?;
+            return Ok(self.store(set, "gateway"));
+        }
         if let KeySource::Inline(document) = &self.source {
             let set: JwkSet = serde_json::from_str(document)
                 .map_err(|e| unavailable("the inline key set is not valid JWKS", e))?;
@@ -199,6 +209,7 @@ impl KeyStore {
     async fn discover(&self) -> Result<String, AuthError> {
         let issuer = match &self.source {
             KeySource::JwksUri(uri) | KeySource::Inline(uri) => return Ok(uri.clone()),
+            KeySource::Local(_) => return Ok("gateway".to_owned()),
             KeySource::Discovery(issuer) => issuer,
         };
         let issuer_url = IssuerUrl::new(issuer.clone())

@@ -11,6 +11,7 @@
 //! `refresh_interval`); verifying a token with a cached key is pure computation.
 //! Only asymmetric algorithms are ever accepted.
 
+pub mod facade;
 pub mod http;
 pub mod keys;
 pub mod ring_provider;
@@ -19,6 +20,7 @@ pub mod upstream_tokens;
 pub mod verifier;
 
 pub use keys::KeyStore;
-pub use settings::{AuthSettings, ClaimNames, EntraSettings, KeySource};
+pub use facade::{Facade, FacadeSettings};
+pub use settings::{AuthSettings, ClaimNames, EntraSettings, KeySource, LocalJwks, LocalKeys};
 pub use upstream_tokens::ClientCredentialsTokens;
 pub use verifier::JwtVerifier;

@@ -6,6 +6,32 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+/// A key set this process reads without HTTP: the façade's own keys, from the
+/// database every replica shares.
+#[async_trait::async_trait]
+pub trait LocalJwks: Send + Sync {
+    /// The current JWKS document.
+    async fn jwks(&self) -> Result<String, String>;
+}
+
+/// A [`LocalJwks`] as a key source (compared by identity).
+#[derive(Clone)]
+pub struct LocalKeys(pub std::sync::Arc<dyn LocalJwks>);
+
+impl PartialEq for LocalKeys {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LocalKeys {}
+
+impl std::fmt::Debug for LocalKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalKeys")
+    }
+}
+
 /// Where the signing keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
@@ -16,6 +42,8 @@ pub enum KeySource {
     JwksUri(String),
     /// A JWKS document given inline (air-gapped set-ups, benchmarks); never refreshed.
     Inline(String),
+    /// Read in process (the façade's keys); refreshed like a fetched set.
+    Local(LocalKeys),
 }
 
 /// Which claims hold the principal's parts; the first present one of a list wins.
@@ -52,6 +80,9 @@ pub struct AuthSettings {
     pub issuers: Vec<String>,
     /// Accepted `aud` values: a token minted for another API is refused.
     pub audiences: Vec<String>,
+    /// Also accept an `aud` that is this URL or below it (`<prefix>/…`): the façade's
+    /// tokens name the resource they were asked for (RFC 8707), any of the gateway's.
+    pub audience_prefix: Option<String>,
     /// Where the keys come from.
     pub keys: KeySource,
     /// Accepted signature algorithms (asymmetric only; others are dropped).
@@ -95,6 +126,7 @@ impl AuthSettings {
                     unique
                 }),
             audiences,
+            audience_prefix: None,
             keys: KeySource::Discovery(issuer.to_owned()),
             algorithms: ASYMMETRIC.to_vec(),
             leeway: Duration::from_secs(60),

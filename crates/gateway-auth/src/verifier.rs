@@ -55,6 +55,9 @@ impl JwtVerifier {
                 validation.algorithms = vec![algorithm];
                 validation.set_issuer(&settings.issuers);
                 validation.set_audience(&settings.audiences);
+                // With a prefix, `aud` is checked in `principal` (jsonwebtoken knows
+                // only exact values).
+                validation.validate_aud = settings.audience_prefix.is_none();
                 validation.leeway = settings.leeway.as_secs();
                 validation.validate_nbf = true;
                 validation.required_spec_claims = ["exp", "iss", "aud"]
@@ -78,6 +81,9 @@ impl JwtVerifier {
     }
 
     fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {
+        if let Some(prefix) = &self.settings.audience_prefix {
+            self.check_audience(claims, prefix)?;
+        }
         let names = &self.settings.claims;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let list = |name: &str| -> Option<Vec<String>> {
@@ -131,6 +137,32 @@ impl JwtVerifier {
             scopes,
             client_id: names.client_id.iter().find_map(|name| text(name)),
         })
+    }
+}
+
+impl JwtVerifier {
+    /// `aud` (a string or an array) holds a configured audience, or the prefix URL or
+    /// a URL below it.
+    fn check_audience(&self, claims: &Value, prefix: &str) -> Result<(), AuthError> {
+        let audiences: Vec<&str> = match claims.get("aud") {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => return Err(AuthError::Invalid("no `aud` claim".into())),
+        };
+        let ours = |aud: &str| {
+            self.settings.audiences.iter().any(|a| a == aud)
+                || aud == prefix
+                || aud
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        if audiences.iter().any(|aud| ours(aud)) {
+            Ok(())
+        } else {
+            Err(AuthError::Invalid(
+                "the token was issued for another audience".into(),
+            ))
+        }
     }
 }
 
@@ -243,5 +275,54 @@ impl JwtVerifier {
                 key_generation,
             },
         );
+    }
+}
+
+/// Several issuers behind one port: a token goes to the verifier of the issuer its
+/// (unverified) `iss` names, and to the default one otherwise, which then refuses it
+/// with its own reasons. Choosing by `iss` decides only which checks run; every check
+/// still runs.
+pub struct ByIssuer {
+    by_issuer: Vec<(String, Arc<JwtVerifier>)>,
+    default: Arc<JwtVerifier>,
+}
+
+impl ByIssuer {
+    /// Routes tokens of each issuer of `by_issuer` to its verifier, others to `default`.
+    pub fn new(by_issuer: Vec<(String, Arc<JwtVerifier>)>, default: Arc<JwtVerifier>) -> Self {
+        Self { by_issuer, default }
+    }
+
+    /// The `iss` a compact JWS claims, without verifying anything.
+    fn claimed_issuer(token: &str) -> Option<String> {
+        use base64::Engine;
+        let payload = token.split('.').nth(1)?;
+        if payload.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        #[derive(serde::Deserialize)]
+        struct Issuer {
+            iss: Option<String>,
+        }
+        serde_json::from_slice::<Issuer>(&bytes).ok()?.iss
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for ByIssuer {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let claimed = Self::claimed_issuer(token.trim());
+        let verifier = claimed
+            .and_then(|iss| {
+                self.by_issuer
+                    .iter()
+                    .find(|(issuer, _)| *issuer == iss)
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or(&self.default);
+        verifier.verify(token).await
     }
 }

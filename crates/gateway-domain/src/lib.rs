@@ -16,6 +16,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod name;
+pub mod oauth;
 pub mod page;
 pub mod ports;
 pub mod published;
@@ -34,6 +35,11 @@ pub use error::{FieldError, RepositoryError, ValidationErrors};
 pub use health::{HealthState, HealthStatus};
 pub use limits::{
     Budget, LimitScope, LimitSubject, Quota, RateDecision, RateLimitRule, RateLimiter, RateLimits,
+};
+pub use oauth::{
+    AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
+    ConsentRequest, GrantKind, OAuthClientRecord, OAuthFailure, OAuthStore, SigningKeyRecord,
+    StoredGrant, Taken,
 };
 pub use name::{RESERVED_SERVER_NAME, ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};

@@ -12,6 +12,7 @@ mod connect;
 mod entity;
 mod error;
 mod limits;
+mod oauth;
 mod published;
 pub mod sealing;
 mod servers;

@@ -77,6 +77,10 @@ pub struct ApiState {
     /// The link to the other replicas, for `/ready` (a replica that just started is
     /// ready once it hears them).
     pub cluster: Arc<dyn gateway_domain::ClusterBus>,
+    /// The OAuth authorization-server façade (`/oauth/*`); `None` when it is off.
+    pub oauth: Option<Arc<dyn gateway_domain::AuthorizationServer>>,
+    /// The façade's issuer (the public URL its pages and metadata name).
+    pub oauth_issuer: Option<String>,
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -190,6 +194,16 @@ pub fn build_app(
         .service(system::metrics)
         .service(super::auth::resource_metadata)
         .service(super::auth::resource_metadata_for)
+        .service(super::oauth::authorization_server_metadata)
+        .service(super::oauth::authorization_server_metadata_for)
+        .service(super::oauth::openid_configuration)
+        .service(super::oauth::jwks)
+        .service(super::oauth::register)
+        .service(super::oauth::authorize)
+        .service(super::oauth::consent_answer)
+        .service(super::oauth::callback)
+        .service(super::oauth::token)
+        .service(super::oauth::revoke)
         .service(
             utoipa_actix_web::scope("/api/v1")
                 .service(registry::import_servers)
@@ -213,6 +227,7 @@ pub fn build_app(
                 .service(access::create_policy)
                 .service(access::delete_policy)
                 .service(access::list_roles)
+                .service(super::oauth::rotate_signing_key)
                 .service(limits::list_rate_limits)
                 .service(limits::create_rate_limit)
                 .service(limits::delete_rate_limit)

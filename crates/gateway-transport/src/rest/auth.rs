@@ -153,8 +153,8 @@ enum Area {
     Public,
 }
 
-/// Paths anyone may reach: probes, service information, API documentation and the
-/// resource metadata. Everything else is protected, so a path the gate does not know
+/// Paths anyone may reach: probes, service information, API documentation, the
+/// resource metadata and the OAuth façade (which authenticates its clients itself). Everything else is protected, so a path the gate does not know
 /// is never open by accident.
 fn is_public(path: &str) -> bool {
     matches!(
@@ -163,6 +163,10 @@ fn is_public(path: &str) -> bool {
     ) || path.starts_with("/docs/")
         || path == "/.well-known/oauth-protected-resource"
         || path.starts_with("/.well-known/oauth-protected-resource/")
+        || path == "/.well-known/oauth-authorization-server"
+        || path.starts_with("/.well-known/oauth-authorization-server/")
+        || path == "/.well-known/openid-configuration"
+        || path.starts_with("/oauth/")
 }
 
 /// Classifies the path actix routes on (percent-decoded), never the raw one: an
@@ -415,6 +419,9 @@ mod tests {
         assert!(matches!(area("/health"), Area::Public));
         assert!(matches!(area("/docs/index.html"), Area::Public));
         assert!(matches!(area("/anything-else"), Area::Api));
+        assert!(matches!(area("/oauth/token"), Area::Public));
+        assert!(matches!(area("/.well-known/oauth-authorization-server"), Area::Public));
+        assert!(matches!(area("/oauthx"), Area::Api));
     }
 
     #[test]

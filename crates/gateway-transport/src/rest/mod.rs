@@ -8,6 +8,7 @@ pub mod cors;
 pub(crate) mod dto;
 pub mod ip_limit;
 mod middleware;
+pub mod oauth;
 mod openapi;
 mod problem;
 pub(crate) mod routes;

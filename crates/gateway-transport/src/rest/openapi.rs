@@ -21,6 +21,7 @@ use super::problem::{InvalidField, Problem};
         (name = "health", description = "Upstream health, circuit breakers and admin operations (enable, disable, drain, check)"),
         (name = "metrics", description = "Per-server call statistics"),
         (name = "auth", description = "OAuth 2.0 protected resource metadata (RFC 9728)"),
+        (name = "oauth", description = "The OAuth 2.1 authorization-server façade (auth.facade): metadata, registration, login, tokens"),
         (name = "access", description = "Access rules (RBAC): which role may list, call, read or get which items"),
         (name = "audit", description = "The audit trail of MCP operations and admin changes (admins only)"),
         (name = "rate-limits", description = "Rate-limit rules: a budget per tenant, principal, role, server or tool"),

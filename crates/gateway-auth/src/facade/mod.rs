@@ -1,0 +1,243 @@
+//! The OAuth 2.1 authorization-server façade: the gateway is the authorization server
+//! its MCP clients see (RFC 8414 metadata, Client ID Metadata Documents and Dynamic
+//! Client Registration, authorization code with PKCE, its own short-lived JWT access
+//! tokens and rotating refresh tokens), and a confidential client of the
+//! organisation's identity provider (Entra ID or any OIDC issuer) behind it, which it
+//! asks with its own client id, PKCE, state and nonce, never with the client's
+//! `resource` parameter (Entra refuses it).
+//!
+//! Every step's state lives behind the domain's [`OAuthStore`] (the shared database):
+//! a login begun on one replica completes on another, and survives a restart. Bearer
+//! handles (codes, refresh tokens, states) are stored only as SHA-256 digests.
+//!
+//! Module map: [`clients`] (registration, metadata documents, redirect URIs),
+//! [`signer`] (signing keys, access tokens, JWKS), [`upstream`] (the identity
+//! provider), [`flow`] (the endpoints' logic).
+
+pub mod clients;
+pub mod flow;
+pub mod signer;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gateway_domain::{Network, OAuthStore, TokenVerifier};
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+
+pub use clients::ClientDirectory;
+pub use signer::Signer;
+pub use upstream::{UpstreamClientAuth, UpstreamIdp};
+
+/// Everything the façade is configured with.
+#[derive(Debug, Clone)]
+pub struct FacadeSettings {
+    /// The gateway's public base URL: the `iss` of its tokens and metadata.
+    pub issuer: String,
+    /// The resource a token is for when the client names none (`<issuer>/mcp`).
+    pub default_resource: String,
+    /// Scopes clients may ask for (the gateway's own names, e.g. `mcp.call`).
+    pub scopes: Vec<String>,
+    /// Lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// Longest life of a login's refresh tokens (rotation does not extend it).
+    pub refresh_token_ttl: Duration,
+    /// Lifetime of authorization codes.
+    pub code_ttl: Duration,
+    /// Longest time between the authorize request and the identity provider's answer.
+    pub login_ttl: Duration,
+    /// How long a browser's consent to a client is remembered.
+    pub consent_ttl: Duration,
+    /// How often a new signing key takes over.
+    pub key_rotation: Duration,
+    /// Clock skew allowed to verifiers (keys stay published this much longer).
+    pub leeway: Duration,
+    /// Globs a redirect URI must match (after parsing; never with user info).
+    pub redirect_uri_patterns: Vec<String>,
+    /// Whether `/oauth/register` (RFC 7591) is open.
+    pub dynamic_registration: bool,
+    /// Whether client ids may be metadata document URLs.
+    pub metadata_documents: bool,
+    /// Private networks a metadata document may be fetched from anyway (tests, an
+    /// internal client catalogue); public addresses are always allowed.
+    pub metadata_networks: Vec<Network>,
+    /// How long a fetched metadata document is trusted before it is fetched again.
+    pub metadata_ttl: Duration,
+    /// Longest wait for a metadata document.
+    pub fetch_timeout: Duration,
+    /// Claim names of the roles and tenant, in upstream tokens and in the façade's.
+    pub roles_claim: String,
+    /// See `roles_claim`.
+    pub tenant_claim: String,
+    /// The identity provider behind the façade.
+    pub upstream: UpstreamIdp,
+}
+
+/// The façade: implements the domain's `AuthorizationServer` port (in [`flow`]).
+pub struct Facade {
+    settings: FacadeSettings,
+    store: Arc<dyn OAuthStore>,
+    clients: ClientDirectory,
+    signer: Arc<Signer>,
+    upstream: upstream::Upstream,
+    /// Verifies the identity provider's access tokens (the `[auth]` verifier): when it
+    /// accepts one, the principal comes from it; otherwise from the ID token.
+    upstream_verifier: Option<Arc<dyn TokenVerifier>>,
+}
+
+impl Facade {
+    /// A façade over `store`; nothing is fetched until the first login.
+    pub fn new(
+        settings: FacadeSettings,
+        store: Arc<dyn OAuthStore>,
+        upstream_verifier: Option<Arc<dyn TokenVerifier>>,
+    ) -> Result<Self, String> {
+        crate::ring_provider::install();
+        let clients = ClientDirectory::new(&settings, store.clone())?;
+        let signer = Arc::new(Signer::new(&settings, store.clone()));
+        let upstream = upstream::Upstream::new(&settings)?;
+        Ok(Self {
+            settings,
+            store,
+            clients,
+            signer,
+            upstream,
+            upstream_verifier,
+        })
+    }
+
+    /// The signer (its keys back the verifier of the façade's tokens).
+    pub fn signer(&self) -> Arc<Signer> {
+        self.signer.clone()
+    }
+
+    /// What a verifier of the façade's own tokens checks: its issuer, an audience that
+    /// is one of the gateway's resources, ES256 with its published keys (read in
+    /// process; an unknown key id reads them again at most every 5 s).
+    pub fn verifier_settings(&self) -> crate::AuthSettings {
+        let issuer = &self.settings.issuer;
+        let mut settings = crate::AuthSettings::oidc(issuer, Vec::new());
+        settings.issuers = vec![issuer.clone()];
+        settings.audience_prefix = Some(issuer.clone());
+        settings.keys = crate::KeySource::Local(crate::LocalKeys(self.signer.clone()));
+        settings.algorithms = vec![jsonwebtoken::Algorithm::ES256];
+        settings.refresh_interval = Duration::from_secs(5);
+        settings
+    }
+
+    /// Deletes grants expired for a day (kept that long so late replays are still
+    /// recognised as replays).
+    pub async fn purge(&self) -> Result<u64, String> {
+        let before = chrono::Utc::now() - chrono::Duration::days(1);
+        self.store
+            .purge_grants(before)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A random handle: 32 bytes, base64url (256 bits, unguessable).
+pub(crate) fn random_handle() -> Result<String, gateway_domain::OAuthFailure> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| {
+        gateway_domain::OAuthFailure::unavailable("the system random generator failed")
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The hex SHA-256 under which a handle is stored.
+pub(crate) fn digest(handle: &str) -> String {
+    hex(&Sha256::digest(handle.as_bytes()))
+}
+
+/// Lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The single value of `name` among the pairs: `Ok(None)` when absent, an error when
+/// repeated (RFC 6749 §3.1: parameters must not be included more than once).
+pub(crate) fn single<'a>(
+    pairs: &'a [(String, String)],
+    name: &str,
+) -> Result<Option<&'a str>, gateway_domain::OAuthFailure> {
+    let mut found = pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(gateway_domain::OAuthFailure::bad(
+            "invalid_request",
+            format!("`{name}` is given more than once"),
+        ));
+    }
+    Ok(first.map(String::as_str).filter(|v| !v.is_empty()))
+}
+
+/// Like [`single`], but required.
+pub(crate) fn required<'a>(
+    pairs: &'a [(String, String)],
+    name: &str,
+) -> Result<&'a str, gateway_domain::OAuthFailure> {
+    single(pairs, name)?.ok_or_else(|| {
+        gateway_domain::OAuthFailure::bad("invalid_request", format!("`{name}` is required"))
+    })
+}
+
+/// Whether a PKCE verifier matches an S256 challenge (RFC 7636 §4.6).
+pub(crate) fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    computed == challenge
+}
+
+/// Whether a PKCE verifier or challenge has the RFC 7636 shape: 43 to 128 characters
+/// of `[A-Za-z0-9-._~]`.
+pub(crate) fn pkce_shaped(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn pkce_s256_matches_the_rfc_example() {
+        // RFC 7636 appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_matches(verifier, challenge));
+        assert!(!pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXj", challenge));
+        assert!(pkce_shaped(verifier) && pkce_shaped(challenge));
+        assert!(!pkce_shaped("short") && !pkce_shaped(&"a".repeat(129)));
+        assert!(!pkce_shaped(&format!("{}+", "a".repeat(50))));
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let query = pairs(&[("a", "1"), ("b", "2"), ("a", "3"), ("e", "")]);
+        assert!(single(&query, "a").is_err());
+        assert_eq!(single(&query, "b").ok().flatten(), Some("2"));
+        assert_eq!(single(&query, "e").ok().flatten(), None);
+        assert!(required(&query, "missing").is_err());
+    }
+
+    #[test]
+    fn handles_are_random_and_stored_as_digests() {
+        let (a, b) = (random_handle().expect("a"), random_handle().expect("b"));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(digest(&a).len(), 64);
+        assert_ne!(digest(&a), a);
+    }
+}

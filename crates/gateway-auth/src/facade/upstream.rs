@@ -1,0 +1,347 @@
+//! The identity provider behind the façade, through openidconnect: discovery (cached,
+//! read again every 10 minutes so rotated keys are picked up), the authorization URL
+//! with the gateway's own client id, PKCE, state and nonce and the mapped scopes (never
+//! the client's `resource`: Entra refuses it), the code exchange authenticated with a
+//! client secret or a certificate (a signed client assertion, RFC 7523), and the ID
+//! token checked (signature, issuer, audience, expiry, nonce).
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use gateway_domain::OAuthFailure;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use serde_json::Value;
+
+use super::FacadeSettings;
+use crate::http::AuthHttp;
+
+/// How long discovered provider metadata (with its keys) is used.
+const DISCOVERY_TTL: Duration = Duration::from_secs(600);
+
+/// How the gateway authenticates to the identity provider.
+#[derive(Clone)]
+pub enum UpstreamClientAuth {
+    /// A client secret (`client_secret_basic`).
+    Secret(String),
+    /// A certificate: the private key (PKCS#8 PEM) signs a client assertion whose
+    /// `x5t` is the certificate's SHA-1 thumbprint (what Entra expects).
+    Certificate {
+        /// The RSA private key, PEM.
+        private_key_pem: String,
+        /// The certificate's SHA-1 thumbprint, base64url.
+        thumbprint: String,
+    },
+}
+
+impl std::fmt::Debug for UpstreamClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Secret(_) => "Secret(********)",
+            Self::Certificate { .. } => "Certificate(********)",
+        })
+    }
+}
+
+impl UpstreamClientAuth {
+    /// Certificate authentication from a PEM certificate and its PEM private key.
+    pub fn certificate(certificate_pem: &str, private_key_pem: String) -> Result<Self, String> {
+        let body: String = certificate_pem
+            .lines()
+            .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("-----END CERTIFICATE-----"))
+            .collect();
+        let der = STANDARD
+            .decode(body.trim())
+            .map_err(|e| format!("the certificate is not PEM: {e}"))?;
+        if der.is_empty() {
+            return Err("the certificate file holds no CERTIFICATE block".into());
+        }
+        jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+            .map_err(|e| format!("the private key is not an RSA PEM key: {e}"))?;
+        let thumbprint =
+            URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der));
+        Ok(Self::Certificate {
+            private_key_pem,
+            thumbprint,
+        })
+    }
+}
+
+/// The identity provider's settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamIdp {
+    /// Its issuer (where discovery starts).
+    pub issuer: String,
+    /// The gateway's client id there.
+    pub client_id: String,
+    /// How the gateway authenticates.
+    pub auth: UpstreamClientAuth,
+    /// Prefixed to each of the gateway's scopes when asking the provider
+    /// (`api://<app>/` for Entra).
+    pub scope_prefix: String,
+    /// Asked for on every login besides `openid` (`profile`, `offline_access`, …).
+    pub extra_scopes: Vec<String>,
+    /// Whether the ID token's `iss` must equal the discovered issuer (off only for a
+    /// multi-tenant Entra app, whose tokens name each tenant; `allowed_tenants` then
+    /// decides).
+    pub require_issuer_match: bool,
+    /// Tenants accepted (empty: any).
+    pub allowed_tenants: Vec<String>,
+    /// The callback URL registered at the provider (`<public>/oauth/callback`).
+    pub redirect_uri: String,
+}
+
+/// What a login at the provider returned.
+pub struct UpstreamLogin {
+    /// The verified ID token's claims.
+    pub claims: Value,
+    /// The provider's access token.
+    pub access_token: String,
+    /// The provider's refresh token, if any.
+    pub refresh_token: Option<String>,
+    /// The scopes the provider granted, when it says.
+    pub scopes: Option<Vec<String>>,
+}
+
+struct Discovered {
+    metadata: CoreProviderMetadata,
+    at: Instant,
+}
+
+/// The provider, as the façade uses it.
+pub struct Upstream {
+    idp: UpstreamIdp,
+    http: AuthHttp,
+    discovered: RwLock<Option<Arc<Discovered>>>,
+}
+
+fn idp_failure(what: &str, error: impl std::fmt::Display) -> OAuthFailure {
+    OAuthFailure {
+        status: 502,
+        error: "temporarily_unavailable",
+        description: format!("the identity provider: {what}: {error}"),
+    }
+}
+
+impl Upstream {
+    /// The provider of `settings`; nothing is fetched yet.
+    pub fn new(settings: &FacadeSettings) -> Result<Self, String> {
+        Ok(Self {
+            idp: settings.upstream.clone(),
+            http: AuthHttp::new(settings.fetch_timeout.max(Duration::from_secs(10)))?,
+            discovered: RwLock::new(None),
+        })
+    }
+
+    async fn metadata(&self) -> Result<CoreProviderMetadata, OAuthFailure> {
+        if let Some(found) = self
+            .discovered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|d| d.at.elapsed() < DISCOVERY_TTL)
+        {
+            return Ok(found.metadata.clone());
+        }
+        let issuer =
+            IssuerUrl::new(self.idp.issuer.clone()).map_err(|e| idp_failure("issuer URL", e))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http.for_oauth())
+            .await
+            .map_err(|e| idp_failure("discovery failed", e))?;
+        *self
+            .discovered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Discovered {
+            metadata: metadata.clone(),
+            at: Instant::now(),
+        }));
+        Ok(metadata)
+    }
+
+    fn client(
+        &self,
+        metadata: CoreProviderMetadata,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        OAuthFailure,
+    > {
+        let secret = match &self.idp.auth {
+            UpstreamClientAuth::Secret(secret) => Some(ClientSecret::new(secret.clone())),
+            UpstreamClientAuth::Certificate { .. } => None,
+        };
+        let redirect = RedirectUrl::new(self.idp.redirect_uri.clone())
+            .map_err(|e| idp_failure("callback URL", e))?;
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.idp.client_id.clone()),
+            secret,
+        )
+        .set_redirect_uri(redirect))
+    }
+
+    /// The scopes asked of the provider for the gateway scopes `scopes`.
+    pub fn upstream_scopes(&self, scopes: &[String]) -> Vec<String> {
+        let mut all: Vec<String> = self.idp.extra_scopes.clone();
+        all.extend(scopes.iter().map(|s| format!("{}{s}", self.idp.scope_prefix)));
+        all.dedup();
+        all
+    }
+
+    /// The gateway scope of a provider scope (the prefix taken off), if it is one.
+    pub fn gateway_scope<'a>(&self, upstream: &'a str) -> &'a str {
+        upstream
+            .strip_prefix(self.idp.scope_prefix.as_str())
+            .unwrap_or(upstream)
+    }
+
+    /// A fresh PKCE verifier.
+    pub fn pkce_verifier() -> String {
+        let (_, verifier) = PkceCodeChallenge::new_random_sha256();
+        verifier.secret().clone()
+    }
+
+    /// Where to send the browser.
+    pub async fn authorize_url(
+        &self,
+        state: &str,
+        nonce: &str,
+        pkce_verifier: &str,
+        scopes: &[String],
+    ) -> Result<String, OAuthFailure> {
+        let client = self.client(self.metadata().await?)?;
+        let (state, nonce) = (state.to_owned(), nonce.to_owned());
+        let mut request = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(
+                &PkceCodeVerifier::new(pkce_verifier.to_owned()),
+            ));
+        for scope in self.upstream_scopes(scopes) {
+            request = request.add_scope(Scope::new(scope));
+        }
+        let (url, _, _) = request.url();
+        Ok(url.to_string())
+    }
+
+    /// Exchanges the provider's code and checks the ID token.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        nonce: &str,
+    ) -> Result<UpstreamLogin, OAuthFailure> {
+        let metadata = self.metadata().await?;
+        let token_endpoint = metadata
+            .token_endpoint()
+            .map(|u| u.url().to_string())
+            .ok_or_else(|| idp_failure("discovery", "no token endpoint"))?;
+        let client = self.client(metadata)?;
+        let mut request = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| idp_failure("configuration", e))?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
+        if let UpstreamClientAuth::Certificate {
+            private_key_pem,
+            thumbprint,
+        } = &self.idp.auth
+        {
+            let assertion =
+                self.client_assertion(&token_endpoint, private_key_pem, thumbprint)?;
+            request = request
+                .add_extra_param(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                )
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request
+            .request_async(&self.http.for_oauth())
+            .await
+            .map_err(|e| OAuthFailure {
+                status: 502,
+                error: "access_denied",
+                description: format!("the identity provider refused the code exchange: {e}"),
+            })?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| idp_failure("token response", "no ID token"))?;
+        let verifier = client
+            .id_token_verifier()
+            .require_issuer_match(self.idp.require_issuer_match);
+        id_token
+            .claims(&verifier, &Nonce::new(nonce.to_owned()))
+            .map_err(|e| OAuthFailure {
+                status: 502,
+                error: "access_denied",
+                description: format!("the identity provider's ID token is not valid: {e}"),
+            })?;
+        // Verified above; the raw payload gives the claims openidconnect does not model
+        // (roles, tenant).
+        let raw = id_token.to_string();
+        let claims = raw
+            .split('.')
+            .nth(1)
+            .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .ok_or_else(|| idp_failure("ID token", "its claims do not decode"))?;
+        if !self.idp.allowed_tenants.is_empty() {
+            let tenant = claims.get("tid").and_then(Value::as_str).unwrap_or_default();
+            if !self.idp.allowed_tenants.iter().any(|t| t == tenant) {
+                return Err(OAuthFailure {
+                    status: 403,
+                    error: "access_denied",
+                    description: "the signed-in account's tenant is not allowed".into(),
+                });
+            }
+        }
+        Ok(UpstreamLogin {
+            claims,
+            access_token: response.access_token().secret().clone(),
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            scopes: response
+                .scopes()
+                .map(|scopes| scopes.iter().map(|s| s.to_string()).collect()),
+        })
+    }
+
+    /// A client assertion (RFC 7523) signed with the certificate's key.
+    fn client_assertion(
+        &self,
+        token_endpoint: &str,
+        private_key_pem: &str,
+        thumbprint: &str,
+    ) -> Result<String, OAuthFailure> {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+            .map_err(|e| idp_failure("certificate key", e))?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.x5t = Some(thumbprint.to_owned());
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "aud": token_endpoint,
+            "iss": self.idp.client_id,
+            "sub": self.idp.client_id,
+            "jti": super::random_handle()?,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+        });
+        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| idp_failure("client assertion", e))
+    }
+}
