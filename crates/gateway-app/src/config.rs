@@ -560,7 +560,10 @@ impl std::fmt::Debug for FacadeConfig {
         f.debug_struct("FacadeConfig")
             .field("enabled", &self.enabled)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "********"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "********"),
+            )
             .field("client_certificate_path", &self.client_certificate_path)
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
@@ -1689,7 +1692,8 @@ impl Settings {
         {
             problems.push("auth.facade.client_id: the gateway's client id at the identity provider is required".into());
         }
-        let certificate = facade.client_certificate_path.is_some() || facade.client_private_key_path.is_some();
+        let certificate =
+            facade.client_certificate_path.is_some() || facade.client_private_key_path.is_some();
         match (&facade.client_secret, certificate) {
             (Some(_), true) => problems.push("auth.facade: give client_secret or client_certificate_path with client_private_key_path, not both".into()),
             (None, false) => problems.push("auth.facade.client_secret: required (or client_certificate_path with client_private_key_path)".into()),
@@ -1699,27 +1703,48 @@ impl Settings {
             _ => {}
         }
         if !(60..=3600).contains(&facade.access_token_ttl_secs) {
-            problems.push(format!("auth.facade.access_token_ttl_secs = {}: must be 60 to 3600", facade.access_token_ttl_secs));
+            problems.push(format!(
+                "auth.facade.access_token_ttl_secs = {}: must be 60 to 3600",
+                facade.access_token_ttl_secs
+            ));
         }
         if facade.refresh_token_ttl_secs > 365 * 86_400 {
-            problems.push(format!("auth.facade.refresh_token_ttl_secs = {}: must be at most a year", facade.refresh_token_ttl_secs));
+            problems.push(format!(
+                "auth.facade.refresh_token_ttl_secs = {}: must be at most a year",
+                facade.refresh_token_ttl_secs
+            ));
         }
         if !(1..=365).contains(&facade.signing_key_rotation_days) {
-            problems.push(format!("auth.facade.signing_key_rotation_days = {}: must be 1 to 365", facade.signing_key_rotation_days));
+            problems.push(format!(
+                "auth.facade.signing_key_rotation_days = {}: must be 1 to 365",
+                facade.signing_key_rotation_days
+            ));
         }
         if facade.consent_ttl_days > 365 {
-            problems.push(format!("auth.facade.consent_ttl_days = {}: must be at most 365", facade.consent_ttl_days));
+            problems.push(format!(
+                "auth.facade.consent_ttl_days = {}: must be at most 365",
+                facade.consent_ttl_days
+            ));
         }
         if facade.redirect_uris.is_empty() {
             problems.push("auth.facade.redirect_uris: at least one pattern is required".into());
         }
         for network in &facade.client_metadata_networks {
             if let Err(error) = gateway_domain::Network::parse(network) {
-                problems.push(format!("auth.facade.client_metadata_networks: {network:?}: {error}"));
+                problems.push(format!(
+                    "auth.facade.client_metadata_networks: {network:?}: {error}"
+                ));
             }
         }
-        if facade.scopes.iter().chain(&facade.upstream_scopes).any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
-            problems.push("auth.facade.scopes / upstream_scopes: a scope is one word without spaces".into());
+        if facade
+            .scopes
+            .iter()
+            .chain(&facade.upstream_scopes)
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            problems.push(
+                "auth.facade.scopes / upstream_scopes: a scope is one word without spaces".into(),
+            );
         }
     }
 

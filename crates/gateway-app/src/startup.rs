@@ -743,7 +743,13 @@ fn auth_wiring(
     tracing::info!(provider = ?auth.provider, issuer = %authorization_server, "bearer tokens required on /mcp; registry writes need an admin role or key");
     let (verifier, facade, authorization_server): (Arc<dyn gateway_domain::TokenVerifier>, _, _) =
         if auth.facade.enabled {
-            let (routed, facade) = facade(settings, &public_url, &authorization_server, verifier, store)?;
+            let (routed, facade) = facade(
+                settings,
+                &public_url,
+                &authorization_server,
+                verifier,
+                store,
+            )?;
             tracing::info!(issuer = %public_url, upstream = %authorization_server, "OAuth authorization-server façade on: clients log in at /oauth/authorize");
             (routed, Some(facade), public_url.clone())
         } else {
@@ -783,12 +789,18 @@ fn facade(
 > {
     use crate::config::AuthProvider;
     let (auth, config) = (&settings.auth, &settings.auth.facade);
-    let failed = |what: &str, error: String| StartupError::Mcp(format!("auth.facade.{what}: {error}"));
-    let client_auth = match (&config.client_secret, &config.client_certificate_path, &config.client_private_key_path) {
+    let failed =
+        |what: &str, error: String| StartupError::Mcp(format!("auth.facade.{what}: {error}"));
+    let client_auth = match (
+        &config.client_secret,
+        &config.client_certificate_path,
+        &config.client_private_key_path,
+    ) {
         (Some(secret), _, _) => gateway_auth::facade::UpstreamClientAuth::Secret(secret.clone()),
         (None, Some(certificate), Some(key)) => {
             let read = |path: &std::path::Path, what: &str| {
-                std::fs::read_to_string(path).map_err(|e| failed(what, format!("{}: {e}", path.display())))
+                std::fs::read_to_string(path)
+                    .map_err(|e| failed(what, format!("{}: {e}", path.display())))
             };
             gateway_auth::facade::UpstreamClientAuth::certificate(
                 &read(certificate, "client_certificate_path")?,
@@ -799,7 +811,8 @@ fn facade(
         _ => return Err(failed("client_secret", "required".into())),
     };
     let entra = auth.provider == AuthProvider::Entra;
-    let multi_tenant = entra && matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"));
+    let multi_tenant =
+        entra && matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"));
     let scopes = if !config.scopes.is_empty() {
         config.scopes.clone()
     } else if !auth.scopes_supported.is_empty() {
@@ -839,12 +852,20 @@ fn facade(
         tenant_claim: auth.tenant_claim.clone(),
         upstream: gateway_auth::facade::UpstreamIdp {
             issuer: upstream_issuer.to_owned(),
-            client_id: config.client_id.clone().or_else(|| auth.client_id.clone()).unwrap_or_default(),
+            client_id: config
+                .client_id
+                .clone()
+                .or_else(|| auth.client_id.clone())
+                .unwrap_or_default(),
             auth: client_auth,
             scope_prefix,
             extra_scopes: config.upstream_scopes.clone(),
             require_issuer_match: !multi_tenant,
-            allowed_tenants: if multi_tenant { auth.allowed_tenants.clone() } else { Vec::new() },
+            allowed_tenants: if multi_tenant {
+                auth.allowed_tenants.clone()
+            } else {
+                Vec::new()
+            },
             redirect_uri: format!("{public_url}/oauth/callback"),
         },
     };
@@ -868,7 +889,9 @@ fn facade(
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            let Some(facade) = purger.upgrade() else { break };
+            let Some(facade) = purger.upgrade() else {
+                break;
+            };
             match facade.purge().await {
                 Ok(0) => {}
                 Ok(purged) => tracing::info!(purged, "expired OAuth grants deleted"),

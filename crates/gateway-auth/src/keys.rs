@@ -40,6 +40,8 @@ struct Cached {
     fetched_at: Option<Instant>,
     /// Bumped by every fetch, so verdicts reached with an older key set expire.
     generation: u64,
+    /// For a local source: its version when the set was read.
+    local_version: u64,
 }
 
 /// The cached keys of one issuer.
@@ -78,21 +80,30 @@ impl KeyStore {
     /// The key with id `kid` (or the only key, when the token names none and the set
     /// has exactly one), fetching the set if it is not known yet.
     pub async fn key(&self, kid: Option<&str>) -> Result<Arc<CachedKey>, AuthError> {
-        if let Some(found) = self.lookup(kid) {
+        if !self.local_is_stale()
+            && let Some(found) = self.lookup(kid)
+        {
             return Ok(found);
         }
         let _one_fetch = self.refreshing.lock().await;
+        if self.local_is_stale() {
+            self.fetch_for(kid).await?;
+        }
         if let Some(found) = self.lookup(kid) {
             return Ok(found); // Another task fetched it meanwhile.
         }
-        let recently = self
-            .cached
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < self.refresh_interval);
+        // The gateway's own keys are a local read (rate-limited by their source), so a
+        // key a replica just made is found at once.
+        let local = matches!(self.source, KeySource::Local(_));
+        let recently = !local
+            && self
+                .cached
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < self.refresh_interval);
         if !recently {
-            if let Err(error) = self.fetch().await {
+            if let Err(error) = self.fetch_for(kid).await {
                 // A failed attempt counts too: an issuer that is down is not hammered.
                 self.cached
                     .write()
@@ -108,6 +119,21 @@ impl KeyStore {
             Some(_) => "the token's key id is not among the issuer's keys".to_owned(),
             None => "the token names no key id".to_owned(),
         }))
+    }
+
+    /// Whether a local source withdrew keys since the set was read.
+    fn local_is_stale(&self) -> bool {
+        match &self.source {
+            KeySource::Local(local) => {
+                local.0.version()
+                    != self
+                        .cached
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .local_version
+            }
+            _ => false,
+        }
     }
 
     fn lookup(&self, kid: Option<&str>) -> Option<Arc<CachedKey>> {
@@ -126,15 +152,25 @@ impl KeyStore {
     }
 
     async fn fetch(&self) -> Result<usize, AuthError> {
+        self.fetch_for(None).await
+    }
+
+    async fn fetch_for(&self, wanted: Option<&str>) -> Result<usize, AuthError> {
         if let KeySource::Local(local) = &self.source {
+            let version = local.0.version();
             let document = local
                 .0
-                .jwks()
+                .jwks(wanted)
                 .await
                 .map_err(|e| unavailable("cannot read the gateway's own keys", e))?;
             let set: JwkSet = serde_json::from_str(&document)
                 .map_err(|e| unavailable("the gateway's key set is not valid JWKS", e))?;
-            return Ok(self.store(set, "gateway"));
+            let count = self.store(set, "gateway");
+            self.cached
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .local_version = version;
+            return Ok(count);
         }
         if let KeySource::Inline(document) = &self.source {
             let set: JwkSet = serde_json::from_str(document)
@@ -197,10 +233,12 @@ impl KeyStore {
         }
         let count = keys.len();
         let mut cached = self.cached.write().unwrap_or_else(PoisonError::into_inner);
+        let local_version = cached.local_version;
         *cached = Cached {
             keys,
             fetched_at: Some(Instant::now()),
             generation,
+            local_version,
         };
         tracing::info!(keys = count, jwks = %from, "issuer keys fetched");
         count
@@ -223,6 +261,9 @@ impl KeyStore {
 
     /// Which key set is current (changes with every fetch).
     pub fn generation(&self) -> u64 {
+        if self.local_is_stale() {
+            return u64::MAX; // Matches no verdict: keys were withdrawn.
+        }
         self.cached
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -19,8 +19,8 @@ pub mod settings;
 pub mod upstream_tokens;
 pub mod verifier;
 
-pub use keys::KeyStore;
 pub use facade::{Facade, FacadeSettings};
+pub use keys::KeyStore;
 pub use settings::{AuthSettings, ClaimNames, EntraSettings, KeySource, LocalJwks, LocalKeys};
 pub use upstream_tokens::ClientCredentialsTokens;
 pub use verifier::JwtVerifier;

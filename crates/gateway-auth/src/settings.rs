@@ -10,8 +10,15 @@ use jsonwebtoken::Algorithm;
 /// database every replica shares.
 #[async_trait::async_trait]
 pub trait LocalJwks: Send + Sync {
-    /// The current JWKS document.
-    async fn jwks(&self) -> Result<String, String>;
+    /// The current JWKS document; `wanted` names a key id a token carries that the
+    /// caller does not know yet (read the source again rather than a cache).
+    async fn jwks(&self, wanted: Option<&str>) -> Result<String, String>;
+    /// Bumped whenever keys are withdrawn here (an emergency rotation): a verifier
+    /// whose set is of another version forgets it, and the verdicts reached with it, at
+    /// once.
+    fn version(&self) -> u64 {
+        0
+    }
 }
 
 /// A [`LocalJwks`] as a key source (compared by identity).

@@ -36,12 +36,12 @@ pub use health::{HealthState, HealthStatus};
 pub use limits::{
     Budget, LimitScope, LimitSubject, Quota, RateDecision, RateLimitRule, RateLimiter, RateLimits,
 };
+pub use name::{RESERVED_SERVER_NAME, ServerName, Tag, TenantId};
 pub use oauth::{
     AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
     ConsentRequest, GrantKind, OAuthClientRecord, OAuthFailure, OAuthStore, SigningKeyRecord,
     StoredGrant, Taken,
 };
-pub use name::{RESERVED_SERVER_NAME, ServerName, Tag, TenantId};
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{
     AccessRuleRepository, CatalogRepository, PoolStats, RateLimitRuleRepository, ReadinessProbe,

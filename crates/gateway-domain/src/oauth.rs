@@ -264,8 +264,7 @@ pub trait AuthorizationServer: Send + Sync {
     /// Dynamic Client Registration (RFC 7591): the registration response.
     async fn register(&self, body: &[u8]) -> Result<serde_json::Value, OAuthFailure>;
     /// `GET /oauth/authorize`.
-    async fn authorize(&self, query: &[(String, String)], cookies: &BrowserCookies)
-    -> BrowserStep;
+    async fn authorize(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
     /// `POST /oauth/consent`: the person approved or denied.
     async fn consent(&self, form: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
     /// `GET /oauth/callback`: the identity provider's answer.

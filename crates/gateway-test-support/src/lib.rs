@@ -247,6 +247,15 @@ impl TestApp {
         Self::start(settings, backend, database).await
     }
 
+    /// A second gateway on the same database with the same settings (adjusted), as
+    /// another replica behind a load balancer would be; it leaves the database to this
+    /// one.
+    pub async fn twin(&self, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.settings.clone();
+        adjust(&mut settings);
+        Self::start(settings, self.backend, None).await
+    }
+
     /// Stops the gateway gracefully and waits until it has closed its pool.
     pub async fn stop(&mut self) {
         self.handle.stop(true).await;

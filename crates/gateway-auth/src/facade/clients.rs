@@ -112,7 +112,10 @@ impl KnownClient {
 
     /// Whether it may use refresh tokens.
     pub fn refreshes(&self) -> bool {
-        self.metadata.grant_types.iter().any(|g| g == "refresh_token")
+        self.metadata
+            .grant_types
+            .iter()
+            .any(|g| g == "refresh_token")
     }
 
     /// Whether `redirect_uri` is one of its own: equal, or for a loopback URI equal
@@ -212,7 +215,9 @@ impl ClientDirectory {
             return Err(format!("redirect URI `{redirect_uri}` has a fragment"));
         }
         if matches!(url.scheme(), "javascript" | "data" | "file" | "blob") {
-            return Err(format!("redirect URI `{redirect_uri}` has a refused scheme"));
+            return Err(format!(
+                "redirect URI `{redirect_uri}` has a refused scheme"
+            ));
         }
         if self
             .patterns
@@ -253,14 +258,24 @@ impl ClientDirectory {
                 "grant type `{bad}` is not supported (authorization_code, refresh_token)"
             )));
         }
-        if !metadata.grant_types.iter().any(|g| g == "authorization_code") {
-            return Err(invalid_metadata("grant_types must include authorization_code"));
+        if !metadata
+            .grant_types
+            .iter()
+            .any(|g| g == "authorization_code")
+        {
+            return Err(invalid_metadata(
+                "grant_types must include authorization_code",
+            ));
         }
         if metadata.response_types.iter().any(|r| r != "code") {
-            return Err(invalid_metadata("only the `code` response type is supported"));
+            return Err(invalid_metadata(
+                "only the `code` response type is supported",
+            ));
         }
         if metadata.client_name.as_ref().is_some_and(|n| n.len() > 200) {
-            return Err(invalid_metadata("client_name is longer than 200 characters"));
+            return Err(invalid_metadata(
+                "client_name is longer than 200 characters",
+            ));
         }
         Ok(())
     }
@@ -299,9 +314,7 @@ impl ClientDirectory {
             source: ClientSource::Registered,
             metadata: serde_json::to_string(&metadata)
                 .map_err(|e| OAuthFailure::unavailable(e.to_string()))?,
-            secret_sha256: secret
-                .as_ref()
-                .map(|s| hex(&Sha256::digest(s.as_bytes()))),
+            secret_sha256: secret.as_ref().map(|s| hex(&Sha256::digest(s.as_bytes()))),
             updated_at: now,
         };
         self.store.save_client(&record).await?;
@@ -321,17 +334,18 @@ impl ClientDirectory {
 
     /// The client with this id: stored, or (for an https URL) fetched and cached.
     pub async fn find(&self, client_id: &str) -> Result<KnownClient, OAuthFailure> {
-        let unknown = || {
-            OAuthFailure {
-                status: 401,
-                error: "invalid_client",
-                description: format!("client `{}` is not registered", truncate(client_id)),
-            }
+        let unknown = || OAuthFailure {
+            status: 401,
+            error: "invalid_client",
+            description: format!("client `{}` is not registered", truncate(client_id)),
         };
         let stored = self.store.client(client_id).await?;
         let fresh = stored.as_ref().is_some_and(|record| {
             record.source == ClientSource::Registered
-                || (Utc::now() - record.updated_at).to_std().unwrap_or_default() < self.metadata_ttl
+                || (Utc::now() - record.updated_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    < self.metadata_ttl
         });
         if let (true, Some(record)) = (fresh, stored) {
             let metadata: ClientMetadata = serde_json::from_str(&record.metadata)
@@ -382,11 +396,17 @@ impl ClientDirectory {
             return Err(refuse("the URL must have a path".into()));
         }
         if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
-            return Err(refuse("the URL must not carry user info or a fragment".into()));
+            return Err(refuse(
+                "the URL must not carry user info or a fragment".into(),
+            ));
         }
         let loopback_allowed = match url.host() {
-            Some(url::Host::Ipv4(ip)) => self.policy.check_ip(IpAddr::V4(ip)).is_ok() && ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => self.policy.check_ip(IpAddr::V6(ip)).is_ok() && ip.is_loopback(),
+            Some(url::Host::Ipv4(ip)) => {
+                self.policy.check_ip(IpAddr::V4(ip)).is_ok() && ip.is_loopback()
+            }
+            Some(url::Host::Ipv6(ip)) => {
+                self.policy.check_ip(IpAddr::V6(ip)).is_ok() && ip.is_loopback()
+            }
             _ => false,
         };
         if url.scheme() != "https" && !(url.scheme() == "http" && loopback_allowed) {
@@ -429,7 +449,8 @@ impl ClientDirectory {
                 metadata.token_endpoint_auth_method
             )));
         }
-        self.check_metadata(&metadata).map_err(|e| refuse(e.description))?;
+        self.check_metadata(&metadata)
+            .map_err(|e| refuse(e.description))?;
         Ok(metadata)
     }
 }
@@ -469,7 +490,10 @@ impl reqwest::dns::Resolve for FencedResolver {
                 .filter(|address| policy.check_ip(address.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
-                return Err(format!("`{host}` resolves to no address a client document may be fetched from").into());
+                return Err(format!(
+                    "`{host}` resolves to no address a client document may be fetched from"
+                )
+                .into());
             }
             let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addresses)
@@ -501,7 +525,10 @@ mod tests {
 
     #[test]
     fn loopback_redirects_match_whatever_the_port() {
-        let c = client(&["http://127.0.0.1:3000/callback", "https://app.example.com/cb"]);
+        let c = client(&[
+            "http://127.0.0.1:3000/callback",
+            "https://app.example.com/cb",
+        ]);
         assert!(c.owns_redirect("http://127.0.0.1:3000/callback"));
         assert!(c.owns_redirect("http://127.0.0.1:49152/callback"));
         assert!(!c.owns_redirect("http://127.0.0.1:49152/other"));

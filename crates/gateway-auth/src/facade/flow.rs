@@ -235,8 +235,10 @@ impl Facade {
                 }
                 None => return Err(("invalid_request", "`response_type` is required".into())),
             }
-            let challenge = get("code_challenge")?
-                .ok_or(("invalid_request", "PKCE is required: `code_challenge` is missing".to_owned()))?;
+            let challenge = get("code_challenge")?.ok_or((
+                "invalid_request",
+                "PKCE is required: `code_challenge` is missing".to_owned(),
+            ))?;
             if !pkce_shaped(challenge) {
                 return Err((
                     "invalid_request",
@@ -331,7 +333,9 @@ impl Facade {
                 location,
                 remember_browser,
             },
-            Err(failure) => self.error_redirect(&request, "temporarily_unavailable", &failure.description),
+            Err(failure) => {
+                self.error_redirect(&request, "temporarily_unavailable", &failure.description)
+            }
         }
     }
 
@@ -357,9 +361,7 @@ impl Facade {
                 .filter_map(Value::as_str)
                 .map(str::to_owned)
                 .collect(),
-            Some(Value::String(joined)) => {
-                joined.split_whitespace().map(str::to_owned).collect()
-            }
+            Some(Value::String(joined)) => joined.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
         };
         StoredPrincipal {
@@ -400,17 +402,22 @@ impl Facade {
                 (basic.client_id.as_str(), Some(basic.secret.as_str()))
             }
             None => (
-                form_id.ok_or_else(|| OAuthFailure::bad("invalid_request", "`client_id` is required"))?,
+                form_id.ok_or_else(|| {
+                    OAuthFailure::bad("invalid_request", "`client_id` is required")
+                })?,
                 form_secret,
             ),
         };
-        let client = self
-            .clients
-            .find(client_id)
-            .await
-            .map_err(|e| if e.status == 401 { unauthorized(&e.description) } else { e })?;
+        let client = self.clients.find(client_id).await.map_err(|e| {
+            if e.status == 401 {
+                unauthorized(&e.description)
+            } else {
+                e
+            }
+        })?;
         if let Some(expected) = &client.secret_sha256 {
-            let given = secret.ok_or_else(|| unauthorized("this client must authenticate with its secret"))?;
+            let given = secret
+                .ok_or_else(|| unauthorized("this client must authenticate with its secret"))?;
             let given = hex(&Sha256::digest(given.as_bytes()));
             // Digests are compared, so the time taken says nothing about the secret.
             if given != *expected {
@@ -438,7 +445,12 @@ impl Facade {
         };
         let access = self
             .signer
-            .issue(&principal, &client.client_id, &session.resource, &session.scopes)
+            .issue(
+                &principal,
+                &client.client_id,
+                &session.resource,
+                &session.scopes,
+            )
             .await?;
         let mut response = json!({
             "access_token": access.token,
@@ -478,11 +490,19 @@ impl Facade {
         form: &[(String, String)],
     ) -> Result<Value, OAuthFailure> {
         let code = required(form, "code")?;
-        let verifier = required(form, "code_verifier")
-            .map_err(|_| OAuthFailure::bad("invalid_request", "PKCE is required: `code_verifier` is missing"))?;
+        let verifier = required(form, "code_verifier").map_err(|_| {
+            OAuthFailure::bad(
+                "invalid_request",
+                "PKCE is required: `code_verifier` is missing",
+            )
+        })?;
         let redirect_uri = single(form, "redirect_uri")?;
         let resource = single(form, "resource")?;
-        let grant = match self.store.take_grant(GrantKind::Code, &digest(code), Self::now()).await? {
+        let grant = match self
+            .store
+            .take_grant(GrantKind::Code, &digest(code), Self::now())
+            .await?
+        {
             Taken::Fresh(grant) => grant,
             Taken::Spent(grant) => {
                 let revoked = self.store.revoke_family(&grant.family).await?;
@@ -491,18 +511,28 @@ impl Facade {
                     "the authorization code was already used; the tokens issued from it are revoked",
                 ));
             }
-            Taken::Missing => return Err(invalid_grant("the authorization code is unknown or expired")),
+            Taken::Missing => {
+                return Err(invalid_grant(
+                    "the authorization code is unknown or expired",
+                ));
+            }
         };
         let session: Session = from_json(&grant.payload)?;
         if session.client_id != client.client_id {
             self.store.revoke_family(&grant.family).await?;
-            return Err(invalid_grant("the authorization code was issued to another client"));
+            return Err(invalid_grant(
+                "the authorization code was issued to another client",
+            ));
         }
         if !pkce_shaped(verifier) || !pkce_matches(verifier, &session.code_challenge) {
-            return Err(invalid_grant("`code_verifier` does not match the code challenge"));
+            return Err(invalid_grant(
+                "`code_verifier` does not match the code challenge",
+            ));
         }
         if redirect_uri.is_some_and(|uri| uri != session.redirect_uri) {
-            return Err(invalid_grant("`redirect_uri` is not the one of the authorize request"));
+            return Err(invalid_grant(
+                "`redirect_uri` is not the one of the authorize request",
+            ));
         }
         if resource.is_some_and(|r| r.trim_end_matches('/') != session.resource) {
             return Err(OAuthFailure::bad(
@@ -519,7 +549,11 @@ impl Facade {
         form: &[(String, String)],
     ) -> Result<Value, OAuthFailure> {
         let token = required(form, "refresh_token")?;
-        let grant = match self.store.take_grant(GrantKind::Refresh, &digest(token), Self::now()).await? {
+        let grant = match self
+            .store
+            .take_grant(GrantKind::Refresh, &digest(token), Self::now())
+            .await?
+        {
             Taken::Fresh(grant) => grant,
             Taken::Spent(grant) => {
                 let revoked = self.store.revoke_family(&grant.family).await?;
@@ -533,7 +567,9 @@ impl Facade {
         let mut session: Session = from_json(&grant.payload)?;
         if session.client_id != client.client_id {
             self.store.revoke_family(&grant.family).await?;
-            return Err(invalid_grant("the refresh token was issued to another client"));
+            return Err(invalid_grant(
+                "the refresh token was issued to another client",
+            ));
         }
         if let Some(scope) = single(form, "scope")? {
             let asked: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
@@ -602,13 +638,21 @@ impl AuthorizationServer for Facade {
         if let Some(browser) = &cookies.browser {
             match self
                 .store
-                .grant(GrantKind::Consent, &Self::consent_digest(browser, &request), now)
+                .grant(
+                    GrantKind::Consent,
+                    &Self::consent_digest(browser, &request),
+                    now,
+                )
                 .await
             {
                 Ok(Some(_)) => return self.to_upstream(request, None).await,
                 Ok(None) => {}
                 Err(error) => {
-                    return self.error_redirect(&request, "temporarily_unavailable", &error.to_string());
+                    return self.error_redirect(
+                        &request,
+                        "temporarily_unavailable",
+                        &error.to_string(),
+                    );
                 }
             }
         }
@@ -644,7 +688,9 @@ impl AuthorizationServer for Facade {
         };
         match step.await {
             Ok(consent) => BrowserStep::Consent(consent),
-            Err(failure) => self.error_redirect(&request, "temporarily_unavailable", &failure.description),
+            Err(failure) => {
+                self.error_redirect(&request, "temporarily_unavailable", &failure.description)
+            }
         }
     }
 
@@ -710,7 +756,11 @@ impl AuthorizationServer for Facade {
                     .put_grant(&Self::consent_digest(&browser, &request), &consent)
                     .await
                 {
-                    return self.error_redirect(&request, "temporarily_unavailable", &error.to_string());
+                    return self.error_redirect(
+                        &request,
+                        "temporarily_unavailable",
+                        &error.to_string(),
+                    );
                 }
                 tracing::info!(client_id = %request.client_id, scopes = %request.scopes.join(" "), "OAuth consent given");
                 self.to_upstream(request, remember).await
@@ -753,11 +803,15 @@ impl AuthorizationServer for Facade {
             return refuse(400, "invalid_request", "the state is not a login's");
         };
         if let Ok(Some(error)) = single(query, "error") {
-            let description = single(query, "error_description").ok().flatten().unwrap_or("");
-            let description: String = format!("the identity provider answered {error}: {description}")
-                .chars()
-                .take(500)
-                .collect();
+            let description = single(query, "error_description")
+                .ok()
+                .flatten()
+                .unwrap_or("");
+            let description: String =
+                format!("the identity provider answered {error}: {description}")
+                    .chars()
+                    .take(500)
+                    .collect();
             return self.error_redirect(&request, "access_denied", &description);
         }
         let code = match required(query, "code") {
@@ -773,11 +827,18 @@ impl AuthorizationServer for Facade {
         };
         let principal = self.principal_of(&login).await;
         if principal.subject.is_empty() {
-            return self.error_redirect(&request, "access_denied", "the identity provider named no subject");
+            return self.error_redirect(
+                &request,
+                "access_denied",
+                "the identity provider named no subject",
+            );
         }
         let mut scopes = request.scopes.clone();
         if let Some(granted) = &login.scopes {
-            let granted: Vec<&str> = granted.iter().map(|s| self.upstream.gateway_scope(s)).collect();
+            let granted: Vec<&str> = granted
+                .iter()
+                .map(|s| self.upstream.gateway_scope(s))
+                .collect();
             scopes.retain(|s| granted.contains(&s.as_str()));
         }
         let step = async {
@@ -823,7 +884,9 @@ impl AuthorizationServer for Facade {
                 ),
                 remember_browser: None,
             },
-            Err(failure) => self.error_redirect(&request, "temporarily_unavailable", &failure.description),
+            Err(failure) => {
+                self.error_redirect(&request, "temporarily_unavailable", &failure.description)
+            }
         }
     }
 
@@ -843,7 +906,9 @@ impl AuthorizationServer for Facade {
             )),
             other => Err(OAuthFailure::bad(
                 "unsupported_grant_type",
-                format!("grant type `{other}` is not supported (authorization_code, refresh_token)"),
+                format!(
+                    "grant type `{other}` is not supported (authorization_code, refresh_token)"
+                ),
             )),
         }
     }

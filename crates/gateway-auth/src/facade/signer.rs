@@ -43,6 +43,8 @@ pub struct Signer {
     tenant_claim: String,
     cached: RwLock<Cached>,
     rotating: tokio::sync::Mutex<()>,
+    /// Bumped by each emergency rotation made here.
+    withdrawals: std::sync::atomic::AtomicU64,
 }
 
 /// The claims of a façade access token (RFC 9068).
@@ -86,14 +88,21 @@ impl Signer {
             tenant_claim: settings.tenant_claim.clone(),
             cached: RwLock::new(Cached::default()),
             rotating: tokio::sync::Mutex::new(()),
+            withdrawals: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// The published keys, read again when the cache is older than 30 s (or `fresh`).
     async fn keys(&self, fresh: bool) -> Result<Vec<SigningKeyRecord>, OAuthFailure> {
+        self.keys_within(if fresh { Duration::ZERO } else { KEY_CACHE })
+            .await
+    }
+
+    /// The published keys, read again when the cache is older than `age`.
+    async fn keys_within(&self, age: Duration) -> Result<Vec<SigningKeyRecord>, OAuthFailure> {
         {
             let cached = self.cached.read().unwrap_or_else(PoisonError::into_inner);
-            if !fresh && cached.read_at.is_some_and(|at| at.elapsed() < KEY_CACHE) {
+            if cached.read_at.is_some_and(|at| at.elapsed() < age) {
                 return Ok(cached.keys.clone());
             }
         }
@@ -140,6 +149,10 @@ impl Signer {
         let retired = self.store.retire_signing_keys(&key.kid, retire_at).await?;
         tracing::info!(kid = %key.kid, retired, immediately = retire_previous, "OAuth façade signing key rotated");
         self.keys(true).await?;
+        if retire_previous {
+            self.withdrawals
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         Ok(key)
     }
 
@@ -200,14 +213,28 @@ impl Signer {
 
 #[async_trait]
 impl LocalJwks for Signer {
-    async fn jwks(&self) -> Result<String, String> {
-        // Verifiers ask when they see an unknown key id: read the database, not the cache.
-        let keys = self.keys(true).await.map_err(|e| e.to_string())?;
+    async fn jwks(&self, wanted: Option<&str>) -> Result<String, String> {
+        // A key id not in the cache may be a key another replica just made: read the
+        // database (one indexed read; verifiers ask one at a time).
+        let cached = self
+            .keys_within(KEY_CACHE)
+            .await
+            .map_err(|e| e.to_string())?;
+        let keys = match wanted {
+            Some(kid) if !cached.iter().any(|k| k.kid == kid) => {
+                self.keys(true).await.map_err(|e| e.to_string())?
+            }
+            _ => cached,
+        };
         let keys: Vec<serde_json::Value> = keys
             .iter()
             .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
             .collect();
         Ok(serde_json::json!({ "keys": keys }).to_string())
+    }
+
+    fn version(&self) -> u64 {
+        self.withdrawals.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

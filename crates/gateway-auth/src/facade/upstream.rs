@@ -65,8 +65,10 @@ impl UpstreamClientAuth {
         }
         jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
             .map_err(|e| format!("the private key is not an RSA PEM key: {e}"))?;
-        let thumbprint =
-            URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der));
+        let thumbprint = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+            &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            &der,
+        ));
         Ok(Self::Certificate {
             private_key_pem,
             thumbprint,
@@ -196,7 +198,11 @@ impl Upstream {
     /// The scopes asked of the provider for the gateway scopes `scopes`.
     pub fn upstream_scopes(&self, scopes: &[String]) -> Vec<String> {
         let mut all: Vec<String> = self.idp.extra_scopes.clone();
-        all.extend(scopes.iter().map(|s| format!("{}{s}", self.idp.scope_prefix)));
+        all.extend(
+            scopes
+                .iter()
+                .map(|s| format!("{}{s}", self.idp.scope_prefix)),
+        );
         all.dedup();
         all
     }
@@ -262,8 +268,7 @@ impl Upstream {
             thumbprint,
         } = &self.idp.auth
         {
-            let assertion =
-                self.client_assertion(&token_endpoint, private_key_pem, thumbprint)?;
+            let assertion = self.client_assertion(&token_endpoint, private_key_pem, thumbprint)?;
             request = request
                 .add_extra_param(
                     "client_assertion_type",
@@ -302,7 +307,10 @@ impl Upstream {
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .ok_or_else(|| idp_failure("ID token", "its claims do not decode"))?;
         if !self.idp.allowed_tenants.is_empty() {
-            let tenant = claims.get("tid").and_then(Value::as_str).unwrap_or_default();
+            let tenant = claims
+                .get("tid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !self.idp.allowed_tenants.iter().any(|t| t == tenant) {
                 return Err(OAuthFailure {
                     status: 403,

@@ -420,7 +420,10 @@ mod tests {
         assert!(matches!(area("/docs/index.html"), Area::Public));
         assert!(matches!(area("/anything-else"), Area::Api));
         assert!(matches!(area("/oauth/token"), Area::Public));
-        assert!(matches!(area("/.well-known/oauth-authorization-server"), Area::Public));
+        assert!(matches!(
+            area("/.well-known/oauth-authorization-server"),
+            Area::Public
+        ));
         assert!(matches!(area("/oauthx"), Area::Api));
     }
 

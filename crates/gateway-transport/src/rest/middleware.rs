@@ -129,10 +129,13 @@ fn to_problem_if_needed<B: MessageBody>(
     request_id: &str,
 ) -> ServiceResponse<EitherBody<B>> {
     let status = response.status();
-    // problem+json is ours; plain JSON is a deliberate body (the /ready report).
+    // problem+json is ours; plain JSON is a deliberate body (the /ready report, OAuth
+    // errors), and so is HTML (the OAuth façade's error pages).
     let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|v| {
         let value = v.as_bytes();
-        value.starts_with(PROBLEM_JSON.as_bytes()) || value.starts_with(b"application/json")
+        value.starts_with(PROBLEM_JSON.as_bytes())
+            || value.starts_with(b"application/json")
+            || value.starts_with(b"text/html")
     });
     // `/mcp` answers in JSON-RPC and plain HTTP statuses as the MCP transport defines.
     let is_mcp = response.request().path().starts_with("/mcp");

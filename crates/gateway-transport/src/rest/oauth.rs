@@ -356,10 +356,17 @@ pub async fn register(state: Data<ApiState>, request: HttpRequest, body: Bytes) 
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|v| {
+            v.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     if !json {
         return oauth_error(
-            &OAuthFailure::bad("invalid_client_metadata", "the body must be application/json"),
+            &OAuthFailure::bad(
+                "invalid_client_metadata",
+                "the body must be application/json",
+            ),
             false,
         );
     }
@@ -408,7 +415,11 @@ pub async fn authorize(state: Data<ApiState>, request: HttpRequest) -> HttpRespo
 /// The consent form's answer (`request`, `csrf`, `decision` = approve or deny).
 #[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 303, description = "To the identity provider, or back to the client (denied)"), (status = 400, description = "An error page: unknown, expired or answered request"), (status = 403, description = "An error page: not submitted from the browser it was shown in")))]
 #[post("/oauth/consent")]
-pub async fn consent_answer(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
+pub async fn consent_answer(
+    state: Data<ApiState>,
+    request: HttpRequest,
+    body: Bytes,
+) -> HttpResponse {
     let facade = match facade(&state) {
         Ok(f) => f,
         Err(response) => return response,
@@ -505,14 +516,19 @@ pub struct RotateParams {
 /// Rotates the façade's signing key (admin).
 #[utoipa::path(tag = "oauth", params(RotateParams), responses((status = 200, description = "The key ids published now"), (status = 404, description = "The façade is off")))]
 #[post("/auth/signing-keys/rotate")]
-pub async fn rotate_signing_key(state: Data<ApiState>, params: Query<RotateParams>) -> HttpResponse {
+pub async fn rotate_signing_key(
+    state: Data<ApiState>,
+    params: Query<RotateParams>,
+) -> HttpResponse {
     let facade = match facade(&state) {
         Ok(f) => f,
         Err(response) => return response,
     };
     match facade.rotate_signing_key(params.retire_previous).await {
         Ok(kids) => HttpResponse::Ok().json(serde_json::json!({ "published": kids })),
-        Err(failure) => ApiError::new(ProblemKind::Unavailable, failure.to_string()).error_response(),
+        Err(failure) => {
+            ApiError::new(ProblemKind::Unavailable, failure.to_string()).error_response()
+        }
     }
 }
 
