@@ -2053,6 +2053,59 @@ mod tests {
     }
 
     #[test]
+    fn every_facade_setting_is_validated() {
+        let base = "[auth]\nprovider = \"oidc\"\nissuer = \"https://idp.example.com\"\naudiences = [\"gw\"]\n";
+        let good = format!(
+            "{base}public_url = \"https://gw.example.com\"\n[auth.facade]\nenabled = true\nclient_id = \"gw\"\nclient_secret = \"s\"\n"
+        );
+        let settings = load_with(Some(&good), &Overrides::default()).expect("valid");
+        assert!(settings.auth.facade.enabled);
+        assert!(
+            !format!("{:?}", settings.auth.facade).contains("\"s\""),
+            "the secret is never printed"
+        );
+        for (fragment, key) in [
+            ("client_secret = \"s\"\n", "auth.facade.client_secret"),
+            ("client_id = \"gw\"\n", "auth.facade.client_id"),
+            (
+                "access_token_ttl_secs = 5\n",
+                "auth.facade.access_token_ttl_secs",
+            ),
+            (
+                "signing_key_rotation_days = 0\n",
+                "auth.facade.signing_key_rotation_days",
+            ),
+            ("redirect_uris = []\n", "auth.facade.redirect_uris"),
+            (
+                "client_metadata_networks = [\"nonsense\"]\n",
+                "auth.facade.client_metadata_networks",
+            ),
+            ("scopes = [\"two words\"]\n", "auth.facade.scopes"),
+            ("client_certificate_path = \"/x.pem\"\n", "auth.facade"),
+        ] {
+            let broken = match fragment {
+                "client_secret = \"s\"\n" | "client_id = \"gw\"\n" => good.replace(fragment, ""),
+                _ => format!("{good}{fragment}"),
+            };
+            let message = load_with(Some(&broken), &Overrides::default())
+                .expect_err(fragment)
+                .to_string();
+            assert!(message.contains(key), "{fragment}: {message}");
+        }
+        let no_public_url = good.replace("public_url = \"https://gw.example.com\"\n", "");
+        let message = load_with(Some(&no_public_url), &Overrides::default())
+            .expect_err("no public_url")
+            .to_string();
+        assert!(message.contains("auth.public_url"), "{message}");
+        let no_provider =
+            "[auth.facade]\nenabled = true\nclient_id = \"gw\"\nclient_secret = \"s\"\n";
+        let message = load_with(Some(no_provider), &Overrides::default())
+            .expect_err("no provider")
+            .to_string();
+        assert!(message.contains("auth.facade.enabled"), "{message}");
+    }
+
+    #[test]
     fn file_then_flags_override_defaults() {
         let overrides = Overrides {
             port: Some(9100),

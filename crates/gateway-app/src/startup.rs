@@ -771,6 +771,12 @@ fn auth_wiring(
     })
 }
 
+/// The verifier `/mcp` uses with the façade on, and the façade.
+type FacadeWiring = (
+    Arc<dyn gateway_domain::TokenVerifier>,
+    Arc<dyn gateway_domain::AuthorizationServer>,
+);
+
 /// The OAuth façade of `[auth.facade]` in front of the `[auth]` provider, and the
 /// verifier `/mcp` uses then: the façade's own tokens (its keys read from the shared
 /// database) and the provider's, each by its issuer.
@@ -780,13 +786,7 @@ fn facade(
     upstream_issuer: &str,
     upstream_verifier: Arc<gateway_auth::JwtVerifier>,
     store: &Arc<Store>,
-) -> Result<
-    (
-        Arc<dyn gateway_domain::TokenVerifier>,
-        Arc<dyn gateway_domain::AuthorizationServer>,
-    ),
-    StartupError,
-> {
+) -> Result<FacadeWiring, StartupError> {
     use crate::config::AuthProvider;
     let (auth, config) = (&settings.auth, &settings.auth.facade);
     let failed =

@@ -286,7 +286,7 @@ async fn login(f: &Fixture, client_id: &str, challenge: &str) -> String {
     let upstream = location(&approved);
     let idp_query = query_of(&upstream);
     assert!(
-        idp_query.get("resource").is_none(),
+        !idp_query.contains_key("resource"),
         "never the client's resource upstream"
     );
     assert_eq!(idp_query["client_id"], "gateway-facade");

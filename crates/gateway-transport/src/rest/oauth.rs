@@ -8,18 +8,13 @@
 //! The consent page cannot be framed (clickjacking), is never cached, and its form is
 //! bound to the browser that loaded it by a `SameSite=Strict` cookie.
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::{Bytes, Data, Query};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gateway_domain::{
-    AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ConsentRequest,
-    OAuthFailure,
-};
+use gateway_domain::{BasicCredentials, BrowserCookies, BrowserStep, ConsentRequest, OAuthFailure};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -33,14 +28,13 @@ const CSRF_COOKIE: &str = "mcpgw_csrf";
 /// The cookie under which a browser's consents are remembered.
 const BROWSER_COOKIE: &str = "mcpgw_browser";
 
-fn facade(state: &ApiState) -> Result<Arc<dyn AuthorizationServer>, HttpResponse> {
-    state.oauth.clone().ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::NotFound,
-            "the OAuth authorization server is not enabled on this gateway (auth.facade)",
-        )
-        .error_response()
-    })
+/// The answer of every route while the façade is off.
+fn not_enabled() -> HttpResponse {
+    ApiError::new(
+        ProblemKind::NotFound,
+        "the OAuth authorization server is not enabled on this gateway (auth.facade)",
+    )
+    .error_response()
 }
 
 /// An OAuth JSON error (RFC 6749 §5.2), never cached.
@@ -299,11 +293,11 @@ fn browser_response(request: &HttpRequest, state: &ApiState, step: BrowserStep) 
 }
 
 fn metadata_response(state: &ApiState) -> HttpResponse {
-    match facade(state) {
-        Ok(facade) => HttpResponse::Ok()
+    match &state.oauth {
+        Some(facade) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "max-age=300"))
             .json(facade.metadata()),
-        Err(response) => response,
+        None => not_enabled(),
     }
 }
 
@@ -332,9 +326,8 @@ pub async fn openid_configuration(state: Data<ApiState>) -> HttpResponse {
 #[utoipa::path(tag = "oauth", responses((status = 200, description = "JWKS"), (status = 404, description = "The façade is off")))]
 #[get("/oauth/jwks")]
 pub async fn jwks(state: Data<ApiState>) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     match facade.jwks().await {
         Ok(keys) => HttpResponse::Ok()
@@ -348,9 +341,8 @@ pub async fn jwks(state: Data<ApiState>) -> HttpResponse {
 #[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/json", description = "Client metadata (RFC 7591)"), responses((status = 201, description = "The registered client"), (status = 400, description = "`invalid_client_metadata` or `invalid_redirect_uri`"), (status = 403, description = "Registration is off")))]
 #[post("/oauth/register")]
 pub async fn register(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     let json = request
         .headers()
@@ -403,9 +395,8 @@ pub struct AuthorizeParams {
 #[utoipa::path(tag = "oauth", params(AuthorizeParams), responses((status = 200, description = "The consent page"), (status = 303, description = "To the identity provider, or back to the client with an error"), (status = 400, description = "An error page: unknown client or redirect URI")))]
 #[get("/oauth/authorize")]
 pub async fn authorize(state: Data<ApiState>, request: HttpRequest) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     let query = pairs(request.query_string().as_bytes());
     let step = facade.authorize(&query, &cookies(&request)).await;
@@ -420,9 +411,8 @@ pub async fn consent_answer(
     request: HttpRequest,
     body: Bytes,
 ) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     let form = match form(&request, &body) {
         Ok(form) => form,
@@ -448,9 +438,8 @@ pub struct CallbackParams {
 #[utoipa::path(tag = "oauth", params(CallbackParams), responses((status = 303, description = "Back to the client, with a code or an error"), (status = 400, description = "Unknown or reused state")))]
 #[get("/oauth/callback")]
 pub async fn callback(state: Data<ApiState>, request: HttpRequest) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     let query = pairs(request.query_string().as_bytes());
     let step = facade.callback(&query).await;
@@ -461,9 +450,8 @@ pub async fn callback(state: Data<ApiState>, request: HttpRequest) -> HttpRespon
 #[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Tokens"), (status = 400, description = "An OAuth error (`invalid_grant`, …)"), (status = 401, description = "`invalid_client`")))]
 #[post("/oauth/token")]
 pub async fn token(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     let basic = match basic_credentials(&request) {
         Ok(basic) => basic,
@@ -484,9 +472,8 @@ pub async fn token(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> 
 #[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Revoked (or unknown)"), (status = 401, description = "`invalid_client`")))]
 #[post("/oauth/revoke")]
 pub async fn revoke(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     let basic = match basic_credentials(&request) {
         Ok(basic) => basic,
@@ -520,9 +507,8 @@ pub async fn rotate_signing_key(
     state: Data<ApiState>,
     params: Query<RotateParams>,
 ) -> HttpResponse {
-    let facade = match facade(&state) {
-        Ok(f) => f,
-        Err(response) => return response,
+    let Some(facade) = state.oauth.clone() else {
+        return not_enabled();
     };
     match facade.rotate_signing_key(params.retire_previous).await {
         Ok(kids) => HttpResponse::Ok().json(serde_json::json!({ "published": kids })),
