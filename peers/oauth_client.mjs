@@ -118,9 +118,10 @@ async function approveInBrowser(authorizationUrl) {
   if (!decisions.includes("approve") || !decisions.includes("deny")) {
     fail(`authorize: want decision buttons approve and deny, got ${JSON.stringify(decisions)}`);
   }
-  const cookie = res.headers.getSetCookie().find((c) => c.startsWith("mcpgw_csrf="));
+  // One anti-forgery cookie per consent form: mcpgw_csrf_<tag> (__Host- prefixed on https).
+  const cookie = res.headers.getSetCookie().find((c) => /^(__Host-)?mcpgw_csrf_[0-9a-f]+=/.test(c));
   if (!cookie || !/;\s*httponly/i.test(cookie) || !/;\s*samesite=strict/i.test(cookie)) {
-    fail(`authorize: want an HttpOnly SameSite=Strict mcpgw_csrf cookie, got ${cookie}`);
+    fail(`authorize: want an HttpOnly SameSite=Strict mcpgw_csrf_<tag> cookie, got ${cookie}`);
   }
   const action = new URL(form.action, authorizationUrl).href;
   res = await browse(action, {

@@ -514,6 +514,23 @@ pub struct FacadeConfig {
     pub client_metadata_networks: Vec<String>,
     /// How long a fetched metadata document is trusted, in seconds.
     pub client_metadata_ttl_secs: u64,
+    /// Where a login's subject, tenant and roles come from: `access_token` (the
+    /// provider's, checked by the `[auth]` verifier) or `id_token`. Default:
+    /// `access_token` for `entra`, `id_token` for `oidc`.
+    pub principal_from: Option<PrincipalFrom>,
+    /// Ask the provider again at each refresh (its refresh token), so a disabled account
+    /// or a withdrawn role ends the login's tokens.
+    pub revalidate_on_refresh: bool,
+}
+
+/// `auth.facade.principal_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalFrom {
+    /// The provider's access token.
+    AccessToken,
+    /// The provider's ID token.
+    IdToken,
 }
 
 impl Default for FacadeConfig {
@@ -551,6 +568,8 @@ impl Default for FacadeConfig {
             client_metadata_documents: true,
             client_metadata_networks: Vec::new(),
             client_metadata_ttl_secs: 3600,
+            principal_from: None,
+            revalidate_on_refresh: true,
         }
     }
 }
@@ -1745,6 +1764,33 @@ impl Settings {
             problems.push(
                 "auth.facade.scopes / upstream_scopes: a scope is one word without spaces".into(),
             );
+        }
+        if facade.scopes.iter().any(|s| s.contains("://")) {
+            problems.push("auth.facade.scopes: the gateway's own scope names (mcp.call), not the provider's (api://…/mcp.call): upstream_scope_prefix maps them".into());
+        }
+        if auth.provider == AuthProvider::Entra
+            && matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"))
+        {
+            problems.push("auth.facade: a multi-tenant Entra app (tenant_id = \"organizations\") cannot be the façade's provider yet; use the directory (tenant) id".into());
+        }
+        const RESERVED: &[&str] = &[
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "client_id",
+            "scope",
+        ];
+        for (key, claim) in [
+            ("auth.roles_claim", &auth.roles_claim),
+            ("auth.tenant_claim", &auth.tenant_claim),
+        ] {
+            if RESERVED.contains(&claim.as_str()) {
+                problems.push(format!("{key} = {claim:?}: a registered claim cannot carry roles or a tenant in the façade's tokens"));
+            }
         }
     }
 

@@ -759,7 +759,12 @@ fn auth_wiring(
         verifier,
         public_url: public_url.clone(),
         authorization_servers: vec![authorization_server],
-        scopes_supported: auth.scopes_supported.clone(),
+        // With the façade on, clients ask it for its own scope names.
+        scopes_supported: if auth.facade.enabled {
+            facade_scopes(settings)
+        } else {
+            auth.scopes_supported.clone()
+        },
         admin_roles: auth.admin_roles.clone(),
         admin_key_digests: gateway_transport::rest::auth::parse_digests(&auth.admin_api_key_sha256),
         protect_reads: auth.protect_reads,
@@ -769,6 +774,41 @@ fn auth_wiring(
         issuer: facade.is_some().then_some(public_url),
         facade,
     })
+}
+
+/// What the façade asks the provider for in front of each of its scopes
+/// (`auth.facade.upstream_scope_prefix`; Entra: `<app id URI>/`).
+fn facade_scope_prefix(settings: &Settings) -> String {
+    let auth = &settings.auth;
+    let entra = auth.provider == crate::config::AuthProvider::Entra;
+    auth.facade
+        .upstream_scope_prefix
+        .clone()
+        .unwrap_or_else(|| match (&auth.app_id_uri, &auth.client_id) {
+            (Some(app), _) if entra => format!("{}/", app.trim_end_matches('/')),
+            (None, Some(client)) if entra => format!("api://{client}/"),
+            _ => String::new(),
+        })
+}
+
+/// The scopes the façade offers: `auth.facade.scopes`, else `auth.scopes_supported`
+/// without the provider's prefix, else `mcp`.
+fn facade_scopes(settings: &Settings) -> Vec<String> {
+    let (auth, prefix) = (&settings.auth, facade_scope_prefix(settings));
+    if !auth.facade.scopes.is_empty() {
+        return auth.facade.scopes.clone();
+    }
+    let announced: Vec<String> = auth
+        .scopes_supported
+        .iter()
+        .map(|s| s.strip_prefix(prefix.as_str()).unwrap_or(s).to_owned())
+        .filter(|s| !s.contains("://"))
+        .collect();
+    if announced.is_empty() {
+        vec!["mcp".to_owned()]
+    } else {
+        announced
+    }
 }
 
 /// The verifier `/mcp` uses with the façade on, and the façade.
@@ -813,20 +853,8 @@ fn facade(
     let entra = auth.provider == AuthProvider::Entra;
     let multi_tenant =
         entra && matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"));
-    let scopes = if !config.scopes.is_empty() {
-        config.scopes.clone()
-    } else if !auth.scopes_supported.is_empty() {
-        auth.scopes_supported.clone()
-    } else {
-        vec!["mcp".to_owned()]
-    };
-    let scope_prefix = config.upstream_scope_prefix.clone().unwrap_or_else(|| {
-        match (&auth.app_id_uri, &auth.client_id) {
-            (Some(app), _) if entra => format!("{}/", app.trim_end_matches('/')),
-            (None, Some(client)) if entra => format!("api://{client}/"),
-            _ => String::new(),
-        }
-    });
+    let scope_prefix = facade_scope_prefix(settings);
+    let scopes = facade_scopes(settings);
     let settings_of_facade = gateway_auth::FacadeSettings {
         issuer: public_url.to_owned(),
         default_resource: format!("{public_url}/mcp"),
@@ -868,6 +896,17 @@ fn facade(
             },
             redirect_uri: format!("{public_url}/oauth/callback"),
         },
+        principal_from: match config.principal_from {
+            Some(crate::config::PrincipalFrom::AccessToken) => {
+                gateway_auth::facade::PrincipalSource::AccessToken
+            }
+            Some(crate::config::PrincipalFrom::IdToken) => {
+                gateway_auth::facade::PrincipalSource::IdToken
+            }
+            None if entra => gateway_auth::facade::PrincipalSource::AccessToken,
+            None => gateway_auth::facade::PrincipalSource::IdToken,
+        },
+        revalidate_on_refresh: config.revalidate_on_refresh,
     };
     let provider_verifier: Arc<dyn gateway_domain::TokenVerifier> = upstream_verifier.clone();
     let facade = Arc::new(

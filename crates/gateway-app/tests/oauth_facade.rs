@@ -228,20 +228,31 @@ fn hidden(html: &str, name: &str) -> String {
     html[start..].split('"').next().expect("value").to_owned()
 }
 
-fn csrf_cookie(response: &reqwest::Response) -> String {
+/// The `name=value` of the cookie a response sets whose name starts with `prefix`.
+fn cookie_named(response: &reqwest::Response, prefix: &str) -> String {
     response
         .headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("mcpgw_csrf="))
+        .find(|c| c.starts_with(prefix))
         .and_then(|c| c.split(';').next())
-        .expect("csrf cookie")
+        .expect("cookie")
         .to_owned()
 }
 
-/// Authorize on A with `challenge`: the consent page's (request, csrf, cookie).
+/// Authorize on A with `challenge` for `/mcp`: the consent page's (request, csrf, cookie).
 async fn consent_page(f: &Fixture, client_id: &str, challenge: &str) -> (String, String, String) {
+    consent_page_for(f, client_id, challenge, &f.a.url("/mcp")).await
+}
+
+/// Authorize on A for `resource`.
+async fn consent_page_for(
+    f: &Fixture,
+    client_id: &str,
+    challenge: &str,
+    resource: &str,
+) -> (String, String, String) {
     let url = format!(
         "{}?{}",
         f.a.url("/oauth/authorize"),
@@ -254,14 +265,14 @@ async fn consent_page(f: &Fixture, client_id: &str, challenge: &str) -> (String,
                 ("code_challenge_method", "S256"),
                 ("scope", "mcp.call"),
                 ("state", "client-state"),
-                ("resource", &f.a.url("/mcp")),
+                ("resource", resource),
             ])
             .finish()
     );
     let page = f.client.get(url).send().await.expect("authorize");
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["x-frame-options"], "DENY");
-    let cookie = csrf_cookie(&page);
+    let cookie = cookie_named(&page, "mcpgw_csrf_");
     let html = page.text().await.expect("html");
     assert!(
         html.contains("Test &lt;Agent&gt;"),
@@ -272,7 +283,17 @@ async fn consent_page(f: &Fixture, client_id: &str, challenge: &str) -> (String,
 
 /// A whole login by hand (consent on B, callback on A): the code sent to the client.
 async fn login(f: &Fixture, client_id: &str, challenge: &str) -> String {
-    let (request, csrf, cookie) = consent_page(f, client_id, challenge).await;
+    login_for(f, client_id, challenge, &f.a.url("/mcp")).await
+}
+
+/// The browser's part up to the provider's answer: (callback URL, login cookie).
+async fn to_callback(
+    f: &Fixture,
+    client_id: &str,
+    challenge: &str,
+    resource: &str,
+) -> (String, String) {
+    let (request, csrf, cookie) = consent_page_for(f, client_id, challenge, resource).await;
     let approved = f
         .client
         .post(f.b.url("/oauth/consent"))
@@ -291,13 +312,26 @@ async fn login(f: &Fixture, client_id: &str, challenge: &str) -> String {
     );
     assert_eq!(idp_query["client_id"], "gateway-facade");
     assert!(idp_query["scope"].split(' ').any(|s| s == "mcp.call"));
+    let login_cookie = cookie_named(&approved, "mcpgw_login=");
     let at_idp = f.client.get(&upstream).send().await.expect("idp");
     let callback = location(&at_idp);
     assert!(
         callback.starts_with(&f.a.url("/oauth/callback")),
         "{callback}"
     );
-    let back = f.client.get(&callback).send().await.expect("callback");
+    (callback, login_cookie)
+}
+
+/// A whole login for `resource`.
+async fn login_for(f: &Fixture, client_id: &str, challenge: &str, resource: &str) -> String {
+    let (callback, login_cookie) = to_callback(f, client_id, challenge, resource).await;
+    let back = f
+        .client
+        .get(&callback)
+        .header("cookie", login_cookie)
+        .send()
+        .await
+        .expect("callback");
     assert_eq!(back.status(), 303);
     let to_client = location(&back);
     let query = query_of(&to_client);
@@ -332,9 +366,14 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
 
 /// Status of an MCP initialize with `token`.
 async fn mcp_status(f: &Fixture, app: &TestApp, token: &str) -> u16 {
+    mcp_status_at(f, app, "/mcp", token).await
+}
+
+/// Status of an MCP initialize at `path` with `token`.
+async fn mcp_status_at(f: &Fixture, app: &TestApp, path: &str, token: &str) -> u16 {
     let response = f
         .client
-        .post(app.url("/mcp"))
+        .post(app.url(path))
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .json(
@@ -896,6 +935,200 @@ async fn the_facade_refuses_what_it_must() {
         assert_eq!(page.status(), 401, "{private}");
     }
     documents_handle.stop(true).await;
+
+    // The provider's answer opens the login only in the browser that was sent there:
+    // without its cookie it is refused (and not spent), with it it completes.
+    let (challenge, verifier) = pkce();
+    let (callback, login_cookie) = to_callback(&f, &client_id, &challenge, &f.a.url("/mcp")).await;
+    let elsewhere = f.client.get(&callback).send().await.expect("sent");
+    assert_eq!(elsewhere.status(), 400);
+    let other_browser = f
+        .client
+        .get(&callback)
+        .header("cookie", "mcpgw_login=someone-else")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(other_browser.status(), 400);
+    let here = f
+        .client
+        .get(&callback)
+        .header("cookie", login_cookie)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(here.status(), 303);
+    let code = query_of(&location(&here))["code"].clone();
+    // The token request must repeat the redirect URI, come from the same client, and
+    // ask for the same resource; each mistake burns the code.
+    let other_redirect = f
+        .form(
+            f.b.url("/oauth/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("redirect_uri", "http://127.0.0.1:9/other"),
+            ],
+        )
+        .await;
+    assert_eq!(error_of(other_redirect).await.1, "invalid_grant");
+    let another_client = f.register().await;
+    let code = login(&f, &client_id, &challenge).await;
+    assert_eq!(
+        error_of(exchange(&f, &another_client, &code, &verifier).await)
+            .await
+            .1,
+        "invalid_grant"
+    );
+    let code = login(&f, &client_id, &challenge).await;
+    let other_resource = f
+        .form(
+            f.b.url("/oauth/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("code", &code),
+                ("code_verifier", &verifier),
+                ("redirect_uri", REDIRECT),
+                ("resource", "https://other.example/mcp"),
+            ],
+        )
+        .await;
+    assert_eq!(error_of(other_resource).await.1, "invalid_target");
+
+    // A token for one server's endpoint opens that endpoint only, and no token of the
+    // façade opens the registry API.
+    let code = login_for(&f, &client_id, &challenge, &f.a.url("/mcp/servers/up")).await;
+    let narrow: Value = exchange(&f, &client_id, &code, &verifier)
+        .await
+        .json()
+        .await
+        .expect("tokens");
+    let narrow_access = narrow["access_token"].as_str().expect("access");
+    assert_eq!(
+        mcp_status_at(&f, &f.a, "/mcp/servers/up", narrow_access).await,
+        200
+    );
+    assert_eq!(mcp_status_at(&f, &f.a, "/mcp", narrow_access).await, 401);
+    assert_eq!(
+        mcp_status_at(&f, &f.a, "/mcp/servers/other", narrow_access).await,
+        401
+    );
+    let api = f
+        .client
+        .get(f.a.url("/api/v1/servers"))
+        .bearer_auth(narrow_access)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(api.status(), 401);
+    let api = f
+        .client
+        .get(f.a.url("/api/v1/servers"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(api.status(), 401, "not even a token for every MCP endpoint");
+    // Refreshing cannot move a login to another resource.
+    let moved = f
+        .form(
+            f.a.url("/oauth/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                (
+                    "refresh_token",
+                    narrow["refresh_token"].as_str().expect("refresh"),
+                ),
+                ("resource", &f.a.url("/mcp")),
+            ],
+        )
+        .await;
+    assert_eq!(error_of(moved).await.1, "invalid_target");
+
+    // Two refreshes racing with one token: at most one wins, and the login is revoked.
+    let code = login(&f, &client_id, &challenge).await;
+    let raced: Value = exchange(&f, &client_id, &code, &verifier)
+        .await
+        .json()
+        .await
+        .expect("tokens");
+    let token = raced["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh = |app: &TestApp| {
+        let (client, url, client_id, token) = (
+            f.client.clone(),
+            app.url("/oauth/token"),
+            client_id.clone(),
+            token.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "grant_type=refresh_token&client_id={client_id}&refresh_token={token}"
+                ))
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let (first, second) = tokio::join!(refresh(&f.a), refresh(&f.b));
+    let winners: Vec<reqwest::Response> = [first, second]
+        .into_iter()
+        .filter(|r| r.status() == 200)
+        .collect();
+    assert!(winners.len() <= 1, "two refreshes won with one token");
+    for winner in winners {
+        let tokens: Value = winner.json().await.expect("tokens");
+        if let Some(next) = tokens["refresh_token"].as_str() {
+            let after = f
+                .form(
+                    f.a.url("/oauth/token"),
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", &client_id),
+                        ("refresh_token", next),
+                    ],
+                )
+                .await;
+            assert_eq!(
+                error_of(after).await.1,
+                "invalid_grant",
+                "the race revoked the login"
+            );
+        }
+    }
+
+    // A client revokes its login (RFC 7009): its refresh token stops working.
+    let code = login(&f, &client_id, &challenge).await;
+    let tokens: Value = exchange(&f, &client_id, &code, &verifier)
+        .await
+        .json()
+        .await
+        .expect("tokens");
+    let refresh_token = tokens["refresh_token"].as_str().expect("refresh");
+    let revoked = f
+        .form(
+            f.b.url("/oauth/revoke"),
+            &[("client_id", &client_id), ("token", refresh_token)],
+        )
+        .await;
+    assert_eq!(revoked.status(), 200);
+    let after = f
+        .form(
+            f.a.url("/oauth/token"),
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await;
+    assert_eq!(error_of(after).await.1, "invalid_grant");
 
     // Key rotation: a planned one keeps issued tokens valid; an emergency one does not.
     let rotate = |retire: bool| {

@@ -81,9 +81,10 @@ impl JwtVerifier {
     }
 
     fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {
-        if let Some(prefix) = &self.settings.audience_prefix {
-            self.check_audience(claims, prefix)?;
-        }
+        let resource = match &self.settings.audience_prefix {
+            Some(prefix) => Some(self.check_audience(claims, prefix)?),
+            None => None,
+        };
         let names = &self.settings.claims;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         let list = |name: &str| -> Option<Vec<String>> {
@@ -136,14 +137,15 @@ impl JwtVerifier {
             roles: list(&names.roles).unwrap_or_default(),
             scopes,
             client_id: names.client_id.iter().find_map(|name| text(name)),
+            resource,
         })
     }
 }
 
 impl JwtVerifier {
     /// `aud` (a string or an array) holds a configured audience, or the prefix URL or
-    /// a URL below it.
-    fn check_audience(&self, claims: &Value, prefix: &str) -> Result<(), AuthError> {
+    /// a URL below it: the first such audience (the resource the token is for).
+    fn check_audience(&self, claims: &Value, prefix: &str) -> Result<String, AuthError> {
         let audiences: Vec<&str> = match claims.get("aud") {
             Some(Value::String(one)) => vec![one.as_str()],
             Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
@@ -156,8 +158,8 @@ impl JwtVerifier {
                     .strip_prefix(prefix)
                     .is_some_and(|rest| rest.starts_with('/'))
         };
-        if audiences.iter().any(|aud| ours(aud)) {
-            Ok(())
+        if let Some(aud) = audiences.iter().find(|aud| ours(aud)) {
+            Ok((*aud).to_owned())
         } else {
             Err(AuthError::Invalid(
                 "the token was issued for another audience".into(),

@@ -19,6 +19,10 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// The OAuth client that obtained the token (`azp`, `appid` or `client_id`).
     pub client_id: Option<String>,
+    /// For the gateway's own tokens (the OAuth façade): the one resource the token was
+    /// issued for (its `aud`, RFC 8707). `None` for the identity provider's tokens,
+    /// which are for the whole gateway.
+    pub resource: Option<String>,
 }
 
 impl Principal {
@@ -107,6 +111,7 @@ mod tests {
             roles: vec!["admin".into()],
             scopes: vec!["mcp.read".into()],
             client_id: None,
+            resource: None,
         };
         assert!(principal.has_role("admin") && !principal.has_role("adm"));
         assert!(principal.has_scope("mcp.read") && !principal.has_scope("mcp"));

@@ -37,7 +37,7 @@ impl GrantKind {
 
 /// One grant as stored. The store keys it by the SHA-256 of its handle (the handle
 /// itself, a bearer secret, is never stored) and keeps `payload` sealed at rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredGrant {
     /// What it is.
     pub kind: GrantKind,
@@ -54,6 +54,19 @@ pub struct StoredGrant {
     pub used_at: Option<DateTime<Utc>>,
     /// Whether its family was revoked.
     pub revoked: bool,
+}
+
+impl std::fmt::Debug for StoredGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The payload may hold PKCE verifiers and the provider's tokens.
+        f.debug_struct("StoredGrant")
+            .field("kind", &self.kind)
+            .field("client_id", &self.client_id)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of using a single-use grant.
@@ -102,7 +115,7 @@ pub struct OAuthClientRecord {
 }
 
 /// One of the façade's signing keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// The key id (`kid`).
     pub kid: String,
@@ -114,6 +127,16 @@ pub struct SigningKeyRecord {
     pub created_at: DateTime<Utc>,
     /// When it stops being published (tokens it signed are refused from then on).
     pub retire_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retire_at", &self.retire_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the façade keeps clients, grants and keys (shared by every replica).
@@ -142,6 +165,9 @@ pub trait OAuthStore: Send + Sync {
     ) -> Result<Taken, RepositoryError>;
     /// Revokes every grant of a family; returns how many.
     async fn revoke_family(&self, family: &str) -> Result<u64, RepositoryError>;
+    /// Whether any grant of a family was revoked (checked after a new grant joins it,
+    /// so a revocation racing the rotation still catches the new grant).
+    async fn family_revoked(&self, family: &str) -> Result<bool, RepositoryError>;
     /// Deletes grants that expired before `before`; returns how many.
     async fn purge_grants(&self, before: DateTime<Utc>) -> Result<u64, RepositoryError>;
     /// Every signing key not yet retired at `now`, newest first.
@@ -193,8 +219,9 @@ impl OAuthFailure {
 }
 
 impl From<RepositoryError> for OAuthFailure {
-    fn from(error: RepositoryError) -> Self {
-        Self::unavailable(format!("the authorization state is unavailable: {error}"))
+    fn from(_: RepositoryError) -> Self {
+        // The store's own error is logged where it happens; clients learn only this.
+        Self::unavailable("the authorization state is unavailable; try again")
     }
 }
 
@@ -222,12 +249,16 @@ pub struct ConsentRequest {
 pub enum BrowserStep {
     /// Show the consent page.
     Consent(ConsentRequest),
-    /// Redirect (303) to this URL, remembering this browser id (`Some`: set the cookie).
+    /// Redirect (303) to this URL, setting the cookies named.
     Redirect {
         /// Where to.
         location: String,
         /// A browser id to keep in a cookie, so consent is not asked again.
         remember_browser: Option<String>,
+        /// A value binding the identity provider's answer to this browser: set as a
+        /// cookie when the browser is sent to the provider, required at the callback
+        /// (so a login started in one browser cannot be finished in another).
+        bind_login: Option<String>,
     },
     /// Show an error page: the client or its redirect URI cannot be trusted with a
     /// redirect.
@@ -239,17 +270,27 @@ pub enum BrowserStep {
 pub struct BrowserCookies {
     /// The browser id its consents are remembered under.
     pub browser: Option<String>,
-    /// The anti-forgery cookie of the consent form.
+    /// The anti-forgery cookie of the consent form being answered.
     pub csrf: Option<String>,
+    /// The login binding set when the browser was sent to the identity provider.
+    pub login: Option<String>,
 }
 
 /// Client authentication sent with HTTP Basic (`client_secret_basic`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct BasicCredentials {
     /// The client id.
     pub client_id: String,
     /// The secret.
     pub secret: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The authorization server the HTTP adapter serves (`/oauth/*` and the metadata).
@@ -268,7 +309,7 @@ pub trait AuthorizationServer: Send + Sync {
     /// `POST /oauth/consent`: the person approved or denied.
     async fn consent(&self, form: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
     /// `GET /oauth/callback`: the identity provider's answer.
-    async fn callback(&self, query: &[(String, String)]) -> BrowserStep;
+    async fn callback(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
     /// `POST /oauth/token`: the token response.
     async fn token(
         &self,

@@ -18,7 +18,16 @@ use crate::entity::{oauth_client, oauth_grant, oauth_signing_key};
 use crate::error::map_db_err;
 
 fn sealing(error: crate::sealing::SealingError) -> RepositoryError {
+    tracing::error!(%error, "cannot seal or open the OAuth façade's state");
     RepositoryError::Internal(format!("sealed OAuth state: {error}"))
+}
+
+/// A database error of the façade's state, logged here: the façade tells its clients
+/// only that the state is unavailable.
+fn logged(error: sea_orm::DbErr) -> RepositoryError {
+    let error = map_db_err(error);
+    tracing::error!(%error, "the OAuth façade's state is unavailable");
+    error
 }
 
 fn kind_of(name: &str) -> Option<GrantKind> {
@@ -60,7 +69,7 @@ impl Store {
             .filter(oauth_grant::Column::Kind.eq(kind.as_str()))
             .one(&self.db)
             .await
-            .map_err(map_db_err)
+            .map_err(logged)
     }
 }
 
@@ -87,7 +96,7 @@ impl OAuthStore for Store {
             )
             .exec(&self.db)
             .await
-            .map_err(map_db_err)?;
+            .map_err(logged)?;
         Ok(())
     }
 
@@ -95,7 +104,7 @@ impl OAuthStore for Store {
         let Some(row) = oauth_client::Entity::find_by_id(client_id.to_owned())
             .one(&self.db)
             .await
-            .map_err(map_db_err)?
+            .map_err(logged)?
         else {
             return Ok(None);
         };
@@ -148,7 +157,7 @@ impl OAuthStore for Store {
             )
             .exec(&self.db)
             .await
-            .map_err(map_db_err)?;
+            .map_err(logged)?;
         Ok(())
     }
 
@@ -183,7 +192,7 @@ impl OAuthStore for Store {
             )
             .exec(&self.db)
             .await
-            .map_err(map_db_err)?
+            .map_err(logged)?
             .rows_affected
             == 1;
         let Some(row) = self.grant_row(kind, digest).await? else {
@@ -206,8 +215,18 @@ impl OAuthStore for Store {
             .filter(oauth_grant::Column::Revoked.eq(false))
             .exec(&self.db)
             .await
-            .map_err(map_db_err)?
+            .map_err(logged)?
             .rows_affected)
+    }
+
+    async fn family_revoked(&self, family: &str) -> Result<bool, RepositoryError> {
+        Ok(oauth_grant::Entity::find()
+            .filter(oauth_grant::Column::Family.eq(family))
+            .filter(oauth_grant::Column::Revoked.eq(true))
+            .one(&self.db)
+            .await
+            .map_err(logged)?
+            .is_some())
     }
 
     async fn purge_grants(&self, before: DateTime<Utc>) -> Result<u64, RepositoryError> {
@@ -215,7 +234,7 @@ impl OAuthStore for Store {
             .filter(oauth_grant::Column::ExpiresAt.lt(before.trunc_subsecs(6)))
             .exec(&self.db)
             .await
-            .map_err(map_db_err)?
+            .map_err(logged)?
             .rows_affected)
     }
 
@@ -233,7 +252,7 @@ impl OAuthStore for Store {
             .order_by_desc(oauth_signing_key::Column::Kid)
             .all(&self.db)
             .await
-            .map_err(map_db_err)?
+            .map_err(logged)?
             .into_iter()
             .map(|row| {
                 Ok(SigningKeyRecord {
@@ -264,7 +283,7 @@ impl OAuthStore for Store {
         })
         .exec(&self.db)
         .await
-        .map_err(map_db_err)?;
+        .map_err(logged)?;
         Ok(())
     }
 
@@ -284,7 +303,7 @@ impl OAuthStore for Store {
             )
             .exec(&self.db)
             .await
-            .map_err(map_db_err)?
+            .map_err(logged)?
             .rows_affected)
     }
 }

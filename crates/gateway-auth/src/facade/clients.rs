@@ -17,8 +17,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use gateway_domain::{
-    ClientSource, EgressPolicy, Network, OAuthClientRecord, OAuthFailure, OAuthStore,
-    access::glob_match,
+    ClientSource, Network, OAuthClientRecord, OAuthFailure, OAuthStore, access::glob_match,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,12 +41,53 @@ const PRIVATE_NETWORKS: &[&str] = &[
     "169.254.0.0/16",
     "172.16.0.0/12",
     "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
     "100.100.100.200/32",
     "::1/128",
     "::/128",
+    "64:ff9b::/96",
+    "2002::/16",
     "fc00::/7",
     "fe80::/10",
+    "ff00::/8",
 ];
+
+/// Longest client id accepted (the stored column's width).
+pub const MAX_CLIENT_ID: usize = 2048;
+
+/// How long a metadata document that could not be fetched is not asked for again.
+const FAILED_FETCH_MEMORY: Duration = Duration::from_secs(60);
+
+/// Failed fetches remembered at most.
+const MAX_FAILED_FETCHES: usize = 10_000;
+
+/// Where metadata documents may be fetched from: any public address, and the private
+/// networks the operator allowed.
+#[derive(Debug)]
+struct Fence {
+    private: Vec<Network>,
+    allowed: Vec<Network>,
+}
+
+impl Fence {
+    fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        if self.allowed.iter().any(|n| n.contains(ip)) {
+            return Ok(());
+        }
+        match self.private.iter().find(|n| n.contains(ip)) {
+            Some(network) => Err(format!(
+                "{ip} is in {network}, which client metadata documents are not fetched from (auth.facade.client_metadata_networks)"
+            )),
+            None => Ok(()),
+        }
+    }
+}
 
 /// A client's metadata (the RFC 7591 fields the façade uses; others are ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,8 +200,10 @@ pub struct ClientDirectory {
     metadata_documents: bool,
     metadata_ttl: Duration,
     /// The fence around metadata document fetches.
-    policy: Arc<EgressPolicy>,
+    fence: Arc<Fence>,
     fetcher: reqwest::Client,
+    /// Documents whose fetch failed lately: the reason, until when.
+    failed: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
 }
 
 fn invalid_metadata(description: impl Into<String>) -> OAuthFailure {
@@ -171,25 +213,19 @@ fn invalid_metadata(description: impl Into<String>) -> OAuthFailure {
 impl ClientDirectory {
     /// A directory over `store`.
     pub fn new(settings: &FacadeSettings, store: Arc<dyn OAuthStore>) -> Result<Self, String> {
-        let allowed: Vec<String> = settings
-            .metadata_networks
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let denied = PRIVATE_NETWORKS
-            .iter()
-            .filter(|n| !allowed.iter().any(|a| a == *n))
-            .filter_map(|n| Network::parse(n).ok())
-            .collect();
-        let policy = Arc::new(EgressPolicy {
-            denied,
-            allowed: Vec::new(),
-            hosts: Vec::new(),
+        let fence = Arc::new(Fence {
+            private: PRIVATE_NETWORKS
+                .iter()
+                .filter_map(|n| Network::parse(n).ok())
+                .collect(),
+            allowed: settings.metadata_networks.clone(),
         });
+        // No proxy: a proxy would resolve the name itself, past the fence.
         let fetcher = reqwest::Client::builder()
             .timeout(settings.fetch_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(FencedResolver(policy.clone())))
+            .no_proxy()
+            .dns_resolver(Arc::new(FencedResolver(fence.clone())))
             .build()
             .map_err(|e| format!("cannot build the client metadata fetcher: {e}"))?;
         Ok(Self {
@@ -198,8 +234,9 @@ impl ClientDirectory {
             dynamic_registration: settings.dynamic_registration,
             metadata_documents: settings.metadata_documents,
             metadata_ttl: settings.metadata_ttl,
-            policy,
+            fence,
             fetcher,
+            failed: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -222,7 +259,7 @@ impl ClientDirectory {
         if self
             .patterns
             .iter()
-            .any(|pattern| glob_match(pattern, url.as_str()) || glob_match(pattern, redirect_uri))
+            .any(|pattern| redirect_matches(pattern, &url))
         {
             Ok(())
         } else {
@@ -339,6 +376,12 @@ impl ClientDirectory {
             error: "invalid_client",
             description: format!("client `{}` is not registered", truncate(client_id)),
         };
+        if client_id.len() > MAX_CLIENT_ID {
+            return Err(OAuthFailure {
+                description: format!("a client id is at most {MAX_CLIENT_ID} characters"),
+                ..unknown()
+            });
+        }
         let stored = self.store.client(client_id).await?;
         let fresh = stored.as_ref().is_some_and(|record| {
             record.source == ClientSource::Registered
@@ -366,7 +409,7 @@ impl ClientDirectory {
                 ..unknown()
             });
         }
-        let metadata = self.fetch_document(client_id).await?;
+        let metadata = self.fetch_remembering_failures(client_id).await?;
         let record = OAuthClientRecord {
             client_id: client_id.to_owned(),
             source: ClientSource::MetadataDocument,
@@ -382,6 +425,47 @@ impl ClientDirectory {
             metadata,
             secret_sha256: None,
         })
+    }
+
+    /// [`Self::fetch_document`], answering a document that failed within the last
+    /// minute with the same failure, without fetching it again.
+    async fn fetch_remembering_failures(
+        &self,
+        client_id: &str,
+    ) -> Result<ClientMetadata, OAuthFailure> {
+        let now = std::time::Instant::now();
+        let remembered = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(client_id)
+            .filter(|(until, _)| *until > now)
+            .map(|(_, why)| why.clone());
+        if let Some(description) = remembered {
+            return Err(OAuthFailure {
+                status: 401,
+                error: "invalid_client",
+                description,
+            });
+        }
+        let fetched = self.fetch_document(client_id).await;
+        if let Err(failure) = &fetched {
+            let mut failed = self
+                .failed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if failed.len() >= MAX_FAILED_FETCHES {
+                failed.retain(|_, (until, _)| *until > now);
+                if failed.len() >= MAX_FAILED_FETCHES {
+                    failed.clear();
+                }
+            }
+            failed.insert(
+                client_id.to_owned(),
+                (now + FAILED_FETCH_MEMORY, failure.description.clone()),
+            );
+        }
+        fetched
     }
 
     /// Fetches and checks the metadata document at `client_id`.
@@ -400,21 +484,20 @@ impl ClientDirectory {
                 "the URL must not carry user info or a fragment".into(),
             ));
         }
-        let loopback_allowed = match url.host() {
-            Some(url::Host::Ipv4(ip)) => {
-                self.policy.check_ip(IpAddr::V4(ip)).is_ok() && ip.is_loopback()
-            }
-            Some(url::Host::Ipv6(ip)) => {
-                self.policy.check_ip(IpAddr::V6(ip)).is_ok() && ip.is_loopback()
-            }
-            _ => false,
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
         };
+        if let Some(ip) = literal {
+            self.fence
+                .check_ip(ip)
+                .map_err(|e| refuse(format!("refused: {e}")))?;
+        }
+        let loopback_allowed = literal.is_some_and(|ip| ip.is_loopback());
         if url.scheme() != "https" && !(url.scheme() == "http" && loopback_allowed) {
             return Err(refuse("the URL must be https".into()));
         }
-        self.policy
-            .check_url(&url)
-            .map_err(|e| refuse(format!("refused: {e}")))?;
         let mut response = self
             .fetcher
             .get(url.clone())
@@ -455,6 +538,40 @@ impl ClientDirectory {
     }
 }
 
+/// Whether a redirect URI matches a pattern, part by part: the scheme exactly, the
+/// authority (`host[:port]`) and the path-and-query each by glob. So `*` never reaches
+/// from one part into another (`https://*.corp.example/cb` does not match
+/// `https://evil.example/?.corp.example/cb`), and a pattern without a path allows any
+/// path.
+fn redirect_matches(pattern: &str, url: &Url) -> bool {
+    let Some((scheme, rest)) = pattern.split_once("://") else {
+        // A scheme-only pattern (`cursor:*`): the URL as a whole.
+        return glob_match(pattern, url.as_str());
+    };
+    if !scheme.eq_ignore_ascii_case(url.scheme()) {
+        return false;
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/*"),
+    };
+    let actual_authority = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
+    let actual_path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    // `host:*` also allows the host without a port.
+    let authority_ok = glob_match(&authority.to_ascii_lowercase(), &actual_authority)
+        || authority
+            .strip_suffix(":*")
+            .is_some_and(|host| host.eq_ignore_ascii_case(&actual_authority));
+    authority_ok && glob_match(path, &actual_path)
+}
+
 /// A client id shortened for messages (it may be a long hostile URL).
 fn truncate(text: &str) -> String {
     text.chars().take(200).collect()
@@ -478,16 +595,16 @@ fn uuid_like() -> Result<String, OAuthFailure> {
 }
 
 /// Resolves names for the metadata fetcher, dropping refused addresses.
-struct FencedResolver(Arc<EgressPolicy>);
+struct FencedResolver(Arc<Fence>);
 
 impl reqwest::dns::Resolve for FencedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
+        let fence = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
             let allowed: Vec<std::net::SocketAddr> = found
-                .filter(|address| policy.check_ip(address.ip()).is_ok())
+                .filter(|address| fence.check_ip(address.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
                 return Err(format!(
@@ -536,6 +653,90 @@ mod tests {
         assert!(c.owns_redirect("https://app.example.com/cb"));
         assert!(!c.owns_redirect("https://app.example.com:8443/cb"));
         assert!(!c.owns_redirect("https://app.example.com/cb?x=1"));
+    }
+
+    #[test]
+    fn redirect_patterns_match_part_by_part() {
+        let url = |text: &str| Url::parse(text).expect("url");
+        assert!(redirect_matches(
+            "http://127.0.0.1:*",
+            &url("http://127.0.0.1:3000/callback")
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1:*",
+            &url("http://127.0.0.1/callback")
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1:*",
+            &url("http://127.0.0.1.evil.example/cb")
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1:*",
+            &url("https://127.0.0.1:3000/cb")
+        ));
+        assert!(redirect_matches(
+            "https://*.corp.example/cb",
+            &url("https://app.corp.example/cb")
+        ));
+        assert!(!redirect_matches(
+            "https://*.corp.example/cb",
+            &url("https://evil.example/?.corp.example/cb")
+        ));
+        assert!(!redirect_matches(
+            "https://*.corp.example/cb",
+            &url("https://evil.example/cb#.corp.example/cb")
+        ));
+        assert!(redirect_matches(
+            "https://claude.ai/api/mcp/auth_callback",
+            &url("https://claude.ai/api/mcp/auth_callback")
+        ));
+        assert!(!redirect_matches(
+            "https://claude.ai/api/mcp/auth_callback",
+            &url("https://claude.ai/api/mcp/auth_callback?x=1")
+        ));
+        assert!(redirect_matches(
+            "cursor:*",
+            &url("cursor://anysphere.cursor-retrieval/oauth/callback")
+        ));
+    }
+
+    #[test]
+    fn the_fence_refuses_private_addresses_unless_allowed() {
+        let fence = Fence {
+            private: PRIVATE_NETWORKS
+                .iter()
+                .filter_map(|n| Network::parse(n).ok())
+                .collect(),
+            allowed: vec![Network::parse("10.1.0.0/16").expect("network")],
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
+        assert!(fence.check_ip(ip("93.184.216.34")).is_ok());
+        assert!(fence.check_ip(ip("127.0.0.1")).is_err());
+        assert!(fence.check_ip(ip("169.254.169.254")).is_err());
+        assert!(
+            fence.check_ip(ip("::ffff:10.2.0.1")).is_err(),
+            "mapped addresses are unwrapped"
+        );
+        assert!(
+            fence.check_ip(ip("10.1.2.3")).is_ok(),
+            "an allowed network within a private one"
+        );
+        assert!(fence.check_ip(ip("64:ff9b::a00:1")).is_err());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_not_fetched() {
+        use reqwest::dns::Resolve;
+        let fence = Arc::new(Fence {
+            private: PRIVATE_NETWORKS
+                .iter()
+                .filter_map(|n| Network::parse(n).ok())
+                .collect(),
+            allowed: Vec::new(),
+        });
+        let name: reqwest::dns::Name = "localhost".parse().expect("name");
+        let resolved = FencedResolver(fence).resolve(name).await;
+        assert!(resolved.is_err(), "localhost resolves to loopback only");
     }
 
     #[test]

@@ -30,6 +30,9 @@ const MAX_STATE: usize = 2048;
 struct Authorization {
     client_id: String,
     redirect_uri: String,
+    /// Whether the request named it (then the token request must repeat it).
+    #[serde(default)]
+    redirect_uri_given: bool,
     state: Option<String>,
     code_challenge: String,
     scopes: Vec<String>,
@@ -64,7 +67,7 @@ struct StoredPrincipal {
 
 /// What a code or refresh token stands for. The provider's tokens are kept (sealed at
 /// rest) and never given to the client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Session {
     client_id: String,
     /// Codes only: the redirect URI and PKCE challenge of the authorize request.
@@ -72,13 +75,25 @@ struct Session {
     redirect_uri: String,
     #[serde(default)]
     code_challenge: String,
+    #[serde(default)]
+    redirect_uri_given: bool,
+    /// The scopes of the next token (a refresh may ask for fewer).
     scopes: Vec<String>,
+    /// The scopes the user consented to: what any refresh may ask for.
+    #[serde(default)]
+    granted_scopes: Vec<String>,
     resource: String,
     principal: StoredPrincipal,
     /// When the login's refresh tokens stop working, whatever the rotations.
     login_expires_at: DateTime<Utc>,
     upstream_access_token: String,
     upstream_refresh_token: Option<String>,
+}
+
+/// The digest a pending login is stored under: its state and the binding cookie of
+/// the browser it was begun in.
+fn login_key(state: &str, binding: Option<&str>) -> String {
+    digest(&format!("login\n{state}\n{}", binding.unwrap_or_default()))
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, OAuthFailure> {
@@ -120,6 +135,17 @@ fn with_query(redirect_uri: &str, pairs: &[(&str, Option<&str>)]) -> String {
     }
 }
 
+impl Session {
+    /// The scopes consented to (older grants kept them in `scopes` only).
+    fn granted(&self) -> &[String] {
+        if self.granted_scopes.is_empty() {
+            &self.scopes
+        } else {
+            &self.granted_scopes
+        }
+    }
+}
+
 impl Facade {
     fn now() -> DateTime<Utc> {
         Utc::now()
@@ -129,14 +155,20 @@ impl Facade {
         Self::now() + chrono::Duration::from_std(ttl).unwrap_or_else(|_| chrono::Duration::zero())
     }
 
-    /// Whether `resource` is one of the gateway's (its base URL or below).
+    /// Whether `resource` is one of the gateway's MCP endpoints a token may be for:
+    /// `<issuer>/mcp` (every MCP endpoint) or `<issuer>/mcp/servers/<name>` (one).
+    /// Never the registry API or the façade itself.
     fn our_resource(&self, resource: &str) -> bool {
-        let issuer = self.settings.issuer.as_str();
-        let resource = resource.trim_end_matches('/');
-        resource == issuer
-            || resource
-                .strip_prefix(issuer)
-                .is_some_and(|rest| rest.starts_with('/') && !rest.contains(['?', '#']))
+        let Some(path) = resource
+            .trim_end_matches('/')
+            .strip_prefix(self.settings.issuer.as_str())
+        else {
+            return false;
+        };
+        path == "/mcp"
+            || path
+                .strip_prefix("/mcp/servers/")
+                .is_some_and(|name| gateway_domain::ServerName::parse(name).is_ok())
     }
 
     /// The client's redirect URI with an error (and `state`, `iss`).
@@ -157,6 +189,7 @@ impl Facade {
                 ],
             ),
             remember_browser: None,
+            bind_login: None,
         }
     }
 
@@ -208,6 +241,7 @@ impl Facade {
         let state = single(query, "state").ok().flatten().map(str::to_owned);
         let mut request = Authorization {
             client_id: client.client_id.clone(),
+            redirect_uri_given: single(query, "redirect_uri").ok().flatten().is_some(),
             redirect_uri,
             state: state.filter(|s| s.len() <= MAX_STATE),
             code_challenge: String::new(),
@@ -303,17 +337,21 @@ impl Facade {
         let step = async {
             let state = random_handle()?;
             let nonce = random_handle()?;
+            let binding = random_handle()?;
             let verifier = Upstream::pkce_verifier();
             let location = self
                 .upstream
                 .authorize_url(&state, &nonce, &verifier, &request.scopes)
                 .await?;
+            // Stored under the state *and* this browser's binding: the provider's answer
+            // opens it only in the browser that was sent there.
+            let key = login_key(&state, Some(&binding));
             self.store
                 .put_grant(
-                    &digest(&state),
+                    &key,
                     &StoredGrant {
                         kind: GrantKind::Pending,
-                        family: digest(&state),
+                        family: key.clone(),
                         client_id: request.client_id.clone(),
                         payload: to_json(&Pending::Upstream {
                             request: request.clone(),
@@ -326,12 +364,13 @@ impl Facade {
                     },
                 )
                 .await?;
-            Ok::<_, OAuthFailure>(location)
+            Ok::<_, OAuthFailure>((location, binding))
         };
         match step.await {
-            Ok(location) => BrowserStep::Redirect {
+            Ok((location, binding)) => BrowserStep::Redirect {
                 location,
                 remember_browser,
+                bind_login: Some(binding),
             },
             Err(failure) => {
                 self.error_redirect(&request, "temporarily_unavailable", &failure.description)
@@ -339,19 +378,46 @@ impl Facade {
         }
     }
 
-    /// The principal of a login: from the provider's access token when the `[auth]`
-    /// verifier accepts it (the same checks as a token sent straight to `/mcp`), else
-    /// from the checked ID token.
-    async fn principal_of(&self, login: &super::upstream::UpstreamLogin) -> StoredPrincipal {
-        if let Some(verifier) = &self.upstream_verifier
-            && let Ok(principal) = verifier.verify(&login.access_token).await
-        {
-            return StoredPrincipal {
-                subject: principal.subject,
-                issuer: principal.issuer,
-                tenant: principal.tenant,
-                roles: principal.roles,
-            };
+    /// The principal the provider's access token describes, checked by the `[auth]`
+    /// verifier exactly as a token sent straight to `/mcp` would be.
+    async fn principal_from_access_token(
+        &self,
+        login: &super::upstream::UpstreamLogin,
+    ) -> Result<StoredPrincipal, String> {
+        let verifier = self
+            .upstream_verifier
+            .as_ref()
+            .ok_or("no verifier of the provider's tokens is configured")?;
+        let principal = verifier
+            .verify(&login.access_token)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(StoredPrincipal {
+            subject: principal.subject,
+            issuer: principal.issuer,
+            tenant: principal.tenant,
+            roles: principal.roles,
+        })
+    }
+
+    /// The principal of a login, from where `principal_from` says: the provider's
+    /// access token (refused when the `[auth]` verifier refuses it), or the checked
+    /// ID token's claims.
+    async fn principal_of(
+        &self,
+        login: &super::upstream::UpstreamLogin,
+    ) -> Result<StoredPrincipal, OAuthFailure> {
+        if self.settings.principal_from == super::PrincipalSource::AccessToken {
+            return self
+                .principal_from_access_token(login)
+                .await
+                .map_err(|reason| OAuthFailure {
+                    status: 403,
+                    error: "access_denied",
+                    description: format!(
+                        "the identity provider's access token is not accepted: {reason}"
+                    ),
+                });
         }
         let claims = &login.claims;
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -364,12 +430,12 @@ impl Facade {
             Some(Value::String(joined)) => joined.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
         };
-        StoredPrincipal {
+        Ok(StoredPrincipal {
             subject: text("sub").unwrap_or_default(),
             issuer: text("iss").unwrap_or_default(),
             tenant: text(&self.settings.tenant_claim),
             roles,
-        }
+        })
     }
 
     /// Authenticates the client at the token or revocation endpoint.
@@ -442,6 +508,7 @@ impl Facade {
             roles: session.principal.roles.clone(),
             scopes: session.scopes.clone(),
             client_id: Some(client.client_id.clone()),
+            resource: Some(session.resource.clone()),
         };
         let access = self
             .signer
@@ -463,6 +530,7 @@ impl Facade {
             let stored = Session {
                 redirect_uri: String::new(),
                 code_challenge: String::new(),
+                scopes: session.granted().to_vec(),
                 ..session.clone()
             };
             self.store
@@ -479,6 +547,13 @@ impl Facade {
                     },
                 )
                 .await?;
+            // A reuse detected while this token was being made revokes it too.
+            if self.store.family_revoked(family).await? {
+                self.store.revoke_family(family).await?;
+                return Err(invalid_grant(
+                    "this login was revoked while the token was being issued",
+                ));
+            }
             response["refresh_token"] = refresh.into();
         }
         Ok(response)
@@ -529,10 +604,19 @@ impl Facade {
                 "`code_verifier` does not match the code challenge",
             ));
         }
-        if redirect_uri.is_some_and(|uri| uri != session.redirect_uri) {
-            return Err(invalid_grant(
-                "`redirect_uri` is not the one of the authorize request",
-            ));
+        match redirect_uri {
+            Some(uri) if uri != session.redirect_uri => {
+                return Err(invalid_grant(
+                    "`redirect_uri` is not the one of the authorize request",
+                ));
+            }
+            None if session.redirect_uri_given => {
+                return Err(OAuthFailure::bad(
+                    "invalid_request",
+                    "`redirect_uri` is required: the authorize request named one",
+                ));
+            }
+            _ => {}
         }
         if resource.is_some_and(|r| r.trim_end_matches('/') != session.resource) {
             return Err(OAuthFailure::bad(
@@ -549,48 +633,99 @@ impl Facade {
         form: &[(String, String)],
     ) -> Result<Value, OAuthFailure> {
         let token = required(form, "refresh_token")?;
-        let grant = match self
+        let handle = digest(token);
+        let asked_scope = single(form, "scope")?;
+        let asked_resource = single(form, "resource")?;
+        // Looked at first, used after the provider still vouches for the login: a
+        // provider that is down must not cost the client its refresh token.
+        let Some(peeked) = self
             .store
-            .take_grant(GrantKind::Refresh, &digest(token), Self::now())
+            .grant(GrantKind::Refresh, &handle, Self::now())
             .await?
-        {
-            Taken::Fresh(grant) => grant,
-            Taken::Spent(grant) => {
-                let revoked = self.store.revoke_family(&grant.family).await?;
-                tracing::warn!(client_id = %grant.client_id, revoked, "refresh token reused after rotation: the login's tokens are revoked");
-                return Err(invalid_grant(
-                    "the refresh token was already used or revoked; every token of this login is revoked",
-                ));
-            }
-            Taken::Missing => return Err(invalid_grant("the refresh token is unknown or expired")),
+            .filter(|grant| grant.used_at.is_none())
+        else {
+            return self.refused_refresh(&handle).await;
         };
-        let mut session: Session = from_json(&grant.payload)?;
+        let mut session: Session = from_json(&peeked.payload)?;
         if session.client_id != client.client_id {
-            self.store.revoke_family(&grant.family).await?;
+            self.store.revoke_family(&peeked.family).await?;
             return Err(invalid_grant(
                 "the refresh token was issued to another client",
             ));
         }
-        if let Some(scope) = single(form, "scope")? {
+        if let Some(scope) = asked_scope {
             let asked: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
-            if let Some(extra) = asked.iter().find(|s| !session.scopes.contains(s)) {
+            if let Some(extra) = asked.iter().find(|s| !session.granted().contains(s)) {
                 return Err(OAuthFailure::bad(
                     "invalid_scope",
                     format!("scope `{extra}` was not granted to this login"),
                 ));
             }
+            session.granted_scopes = session.granted().to_vec();
             session.scopes = asked;
+        } else {
+            session.scopes = session.granted().to_vec();
         }
-        if let Some(resource) = single(form, "resource")? {
-            if !self.our_resource(resource) {
-                return Err(OAuthFailure::bad(
-                    "invalid_target",
-                    format!("resource `{resource}` is not served by this gateway"),
-                ));
+        if let Some(resource) = asked_resource
+            && resource.trim_end_matches('/') != session.resource
+        {
+            return Err(OAuthFailure::bad(
+                "invalid_target",
+                "`resource` is not the one this login's tokens are for",
+            ));
+        }
+        if self.settings.revalidate_on_refresh
+            && let Some(upstream_refresh) = session.upstream_refresh_token.clone()
+        {
+            match self.upstream.refresh(&upstream_refresh).await {
+                Ok(login) => {
+                    // Roles may have changed since the login; a token the verifier cannot
+                    // check now keeps the principal the login had.
+                    if let Ok(principal) = self.principal_from_access_token(&login).await {
+                        session.principal = principal;
+                    }
+                    session.upstream_access_token = login.access_token;
+                    if login.refresh_token.is_some() {
+                        session.upstream_refresh_token = login.refresh_token;
+                    }
+                }
+                Err(failure) if failure.error == "invalid_grant" => {
+                    let revoked = self.store.revoke_family(&peeked.family).await?;
+                    tracing::info!(client_id = %client.client_id, revoked, "the identity provider no longer accepts a login: its tokens are revoked");
+                    return Err(invalid_grant(
+                        "the identity provider no longer accepts this login: sign in again",
+                    ));
+                }
+                Err(failure) => return Err(failure),
             }
-            session.resource = resource.trim_end_matches('/').to_owned();
         }
-        self.tokens(client, &session, &grant.family).await
+        match self
+            .store
+            .take_grant(GrantKind::Refresh, &handle, Self::now())
+            .await?
+        {
+            Taken::Fresh(grant) => self.tokens(client, &session, &grant.family).await,
+            Taken::Spent(_) | Taken::Missing => self.refused_refresh(&handle).await,
+        }
+    }
+
+    /// A refresh token that cannot be used: reused after rotation (its login is
+    /// revoked), or unknown.
+    async fn refused_refresh(&self, handle: &str) -> Result<Value, OAuthFailure> {
+        match self
+            .store
+            .take_grant(GrantKind::Refresh, handle, Self::now())
+            .await?
+        {
+            Taken::Spent(grant) | Taken::Fresh(grant) => {
+                let revoked = self.store.revoke_family(&grant.family).await?;
+                tracing::warn!(client_id = %grant.client_id, revoked, "refresh token reused after rotation: the login's tokens are revoked");
+                Err(invalid_grant(
+                    "the refresh token was already used or revoked; every refresh token of this login is revoked",
+                ))
+            }
+            Taken::Missing => Err(invalid_grant("the refresh token is unknown or expired")),
+        }
     }
 }
 
@@ -774,14 +909,18 @@ impl AuthorizationServer for Facade {
         }
     }
 
-    async fn callback(&self, query: &[(String, String)]) -> BrowserStep {
+    async fn callback(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep {
         let state = match required(query, "state") {
             Ok(state) => state,
             Err(e) => return BrowserStep::Refuse(e),
         };
         let grant = match self
             .store
-            .take_grant(GrantKind::Pending, &digest(state), Self::now())
+            .take_grant(
+                GrantKind::Pending,
+                &login_key(state, cookies.login.as_deref()),
+                Self::now(),
+            )
             .await
         {
             Ok(Taken::Fresh(grant)) => grant,
@@ -789,7 +928,7 @@ impl AuthorizationServer for Facade {
                 return refuse(
                     400,
                     "invalid_request",
-                    "the login's state is unknown, expired or already used (state mismatch): start the login again",
+                    "the login's state is unknown, expired, already used or was begun in another browser (state mismatch): start the login again",
                 );
             }
             Err(error) => return BrowserStep::Refuse(error.into()),
@@ -825,7 +964,13 @@ impl AuthorizationServer for Facade {
                 return self.error_redirect(&request, failure.error, &failure.description);
             }
         };
-        let principal = self.principal_of(&login).await;
+        let principal = match self.principal_of(&login).await {
+            Ok(principal) => principal,
+            Err(failure) => {
+                tracing::warn!(error = %failure, "login refused");
+                return self.error_redirect(&request, failure.error, &failure.description);
+            }
+        };
         if principal.subject.is_empty() {
             return self.error_redirect(
                 &request,
@@ -848,6 +993,8 @@ impl AuthorizationServer for Facade {
                 client_id: request.client_id.clone(),
                 redirect_uri: request.redirect_uri.clone(),
                 code_challenge: request.code_challenge.clone(),
+                redirect_uri_given: request.redirect_uri_given,
+                granted_scopes: scopes.clone(),
                 scopes,
                 resource: request.resource.clone(),
                 principal,
@@ -883,6 +1030,7 @@ impl AuthorizationServer for Facade {
                     ],
                 ),
                 remember_browser: None,
+                bind_login: None,
             },
             Err(failure) => {
                 self.error_redirect(&request, "temporarily_unavailable", &failure.description)

@@ -74,6 +74,22 @@ pub struct FacadeSettings {
     pub tenant_claim: String,
     /// The identity provider behind the façade.
     pub upstream: UpstreamIdp,
+    /// Where a login's principal comes from.
+    pub principal_from: PrincipalSource,
+    /// Ask the provider again (its refresh token) at each refresh, so a disabled
+    /// account or a withdrawn role stops the login's tokens.
+    pub revalidate_on_refresh: bool,
+}
+
+/// Where the façade takes a login's subject, tenant and roles from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalSource {
+    /// The provider's access token, which the `[auth]` verifier must accept (Entra: a
+    /// token for the gateway's own API); a login whose token it refuses is refused.
+    AccessToken,
+    /// The checked ID token's claims (providers whose access tokens are opaque or for
+    /// another API).
+    IdToken,
 }
 
 /// The façade: implements the domain's `AuthorizationServer` port (in [`flow`]).
@@ -116,7 +132,7 @@ impl Facade {
 
     /// What a verifier of the façade's own tokens checks: its issuer, an audience that
     /// is one of the gateway's resources, ES256 with its published keys (read in
-    /// process; an unknown key id reads them again at most every 5 s).
+    /// process; an unknown key id reads them again, within a budget per second).
     pub fn verifier_settings(&self) -> crate::AuthSettings {
         let issuer = &self.settings.issuer;
         let mut settings = crate::AuthSettings::oidc(issuer, Vec::new());

@@ -23,8 +23,13 @@ use sha2::{Digest, Sha256};
 use super::FacadeSettings;
 use crate::settings::LocalJwks;
 
-/// How long the key set read from the database is trusted.
-const KEY_CACHE: Duration = Duration::from_secs(30);
+/// How long the key set read from the database is trusted (so a key another replica
+/// withdrew stops signing here within this time).
+const KEY_CACHE: Duration = Duration::from_secs(5);
+
+/// Reads of the key set caused by unknown key ids, at most, per second: tokens with
+/// invented key ids cannot turn into a stream of database reads.
+const UNKNOWN_KID_READS_PER_SEC: u32 = 10;
 
 #[derive(Default)]
 struct Cached {
@@ -45,6 +50,8 @@ pub struct Signer {
     rotating: tokio::sync::Mutex<()>,
     /// Bumped by each emergency rotation made here.
     withdrawals: std::sync::atomic::AtomicU64,
+    /// The current second's reads caused by unknown key ids: (second, count).
+    unknown_kid_reads: std::sync::Mutex<(u64, u32)>,
 }
 
 /// The claims of a façade access token (RFC 9068).
@@ -89,6 +96,7 @@ impl Signer {
             cached: RwLock::new(Cached::default()),
             rotating: tokio::sync::Mutex::new(()),
             withdrawals: std::sync::atomic::AtomicU64::new(0),
+            unknown_kid_reads: std::sync::Mutex::new((0, 0)),
         }
     }
 
@@ -221,7 +229,9 @@ impl LocalJwks for Signer {
             .await
             .map_err(|e| e.to_string())?;
         let keys = match wanted {
-            Some(kid) if !cached.iter().any(|k| k.kid == kid) => {
+            Some(kid)
+                if !cached.iter().any(|k| k.kid == kid) && self.may_read_for_unknown_kid() =>
+            {
                 self.keys(true).await.map_err(|e| e.to_string())?
             }
             _ => cached,
@@ -235,6 +245,22 @@ impl LocalJwks for Signer {
 
     fn version(&self) -> u64 {
         self.withdrawals.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Signer {
+    /// Whether one more read for an unknown key id fits this second's budget.
+    fn may_read_for_unknown_kid(&self) -> bool {
+        let second = Utc::now().timestamp() as u64;
+        let mut reads = self
+            .unknown_kid_reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if reads.0 != second {
+            *reads = (second, 0);
+        }
+        reads.1 += 1;
+        reads.1 <= UNKNOWN_KID_READS_PER_SEC
     }
 }
 

@@ -11,15 +11,21 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use gateway_domain::OAuthFailure;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreProviderMetadata,
+};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    TokenResponse,
 };
 use serde_json::Value;
 
 use super::FacadeSettings;
 use crate::http::AuthHttp;
+
+/// RFC 7523's client assertion type.
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How long discovered provider metadata (with its keys) is used.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
@@ -263,17 +269,9 @@ impl Upstream {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| idp_failure("configuration", e))?
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
-        if let UpstreamClientAuth::Certificate {
-            private_key_pem,
-            thumbprint,
-        } = &self.idp.auth
-        {
-            let assertion = self.client_assertion(&token_endpoint, private_key_pem, thumbprint)?;
+        if let Some(assertion) = self.assertion_for(&token_endpoint)? {
             request = request
-                .add_extra_param(
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                )
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
                 .add_extra_param("client_assertion", assertion);
         }
         let response = request
@@ -329,27 +327,123 @@ impl Upstream {
         })
     }
 
-    /// A client assertion (RFC 7523) signed with the certificate's key.
-    fn client_assertion(
-        &self,
-        token_endpoint: &str,
-        private_key_pem: &str,
-        thumbprint: &str,
-    ) -> Result<String, OAuthFailure> {
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
-            .map_err(|e| idp_failure("certificate key", e))?;
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.x5t = Some(thumbprint.to_owned());
-        let now = chrono::Utc::now().timestamp();
-        let claims = serde_json::json!({
-            "aud": token_endpoint,
-            "iss": self.idp.client_id,
-            "sub": self.idp.client_id,
-            "jti": super::random_handle()?,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 300,
-        });
-        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| idp_failure("client assertion", e))
+    /// Uses the provider's refresh token: the login is still good (the account is
+    /// enabled), with its access token as of now. `invalid_grant` when the provider
+    /// refuses it.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamLogin, OAuthFailure> {
+        let metadata = self.metadata().await?;
+        let token_endpoint = metadata
+            .token_endpoint()
+            .map(|u| u.url().to_string())
+            .ok_or_else(|| idp_failure("discovery", "no token endpoint"))?;
+        let client = self.client(metadata)?;
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let mut request = client
+            .exchange_refresh_token(&token)
+            .map_err(|e| idp_failure("configuration", e))?;
+        if let Some(assertion) = self.assertion_for(&token_endpoint)? {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let response = request
+            .request_async(&self.http.for_oauth())
+            .await
+            .map_err(|e| match &e {
+                RequestTokenError::ServerResponse(answer)
+                    if *answer.error() == CoreErrorResponseType::InvalidGrant =>
+                {
+                    OAuthFailure::bad("invalid_grant", "the identity provider refused the refresh")
+                }
+                _ => idp_failure("refresh", e),
+            })?;
+        Ok(UpstreamLogin {
+            claims: Value::Null,
+            access_token: response.access_token().secret().clone(),
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            scopes: None,
+        })
+    }
+
+    /// The client assertion to send, when the gateway authenticates with a
+    /// certificate.
+    fn assertion_for(&self, token_endpoint: &str) -> Result<Option<String>, OAuthFailure> {
+        match &self.idp.auth {
+            UpstreamClientAuth::Certificate {
+                private_key_pem,
+                thumbprint,
+            } => client_assertion(
+                &self.idp.client_id,
+                token_endpoint,
+                private_key_pem,
+                thumbprint,
+            )
+            .map(Some),
+            UpstreamClientAuth::Secret(_) => Ok(None),
+        }
+    }
+}
+
+/// A client assertion (RFC 7523) signed with the certificate's key: what Entra takes
+/// instead of a secret.
+fn client_assertion(
+    client_id: &str,
+    token_endpoint: &str,
+    private_key_pem: &str,
+    thumbprint: &str,
+) -> Result<String, OAuthFailure> {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key_pem.as_bytes())
+        .map_err(|e| idp_failure("certificate key", e))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.x5t = Some(thumbprint.to_owned());
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "aud": token_endpoint,
+        "iss": client_id,
+        "sub": client_id,
+        "jti": super::random_handle()?,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+    });
+    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| idp_failure("client assertion", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERTIFICATE: &str = include_str!("../../tests/keys/rsa-a.crt.pem");
+    const KEY: &str = include_str!("../../tests/keys/rsa-a.pem");
+    const PUBLIC: &str = include_str!("../../tests/keys/rsa-a.pub.pem");
+
+    #[test]
+    fn a_certificate_signs_a_client_assertion_named_by_its_thumbprint() {
+        let auth =
+            UpstreamClientAuth::certificate(CERTIFICATE, KEY.to_owned()).expect("certificate");
+        let UpstreamClientAuth::Certificate {
+            private_key_pem,
+            thumbprint,
+        } = auth
+        else {
+            panic!("a certificate");
+        };
+        // `openssl x509 -fingerprint -sha1`: B1:44:8D:7D:…:D3:E5, base64url.
+        assert_eq!(thumbprint, "sUSNfVdpfd7qpS_4srnveA6B0-U");
+        let assertion = client_assertion("gw", "https://idp/token", &private_key_pem, &thumbprint)
+            .expect("assertion");
+        let header = jsonwebtoken::decode_header(&assertion).expect("header");
+        assert_eq!(header.x5t.as_deref(), Some(thumbprint.as_str()));
+        let key = jsonwebtoken::DecodingKey::from_rsa_pem(PUBLIC.as_bytes()).expect("public key");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&["https://idp/token"]);
+        validation.set_issuer(&["gw"]);
+        let claims = jsonwebtoken::decode::<Value>(&assertion, &key, &validation)
+            .expect("verifies with the certificate's key")
+            .claims;
+        assert_eq!(claims["sub"], "gw");
+        assert!(UpstreamClientAuth::certificate("not a certificate", KEY.to_owned()).is_err());
+        assert!(UpstreamClientAuth::certificate(CERTIFICATE, "not a key".to_owned()).is_err());
+        assert!(!format!("{:?}", UpstreamClientAuth::Secret("s3cret".into())).contains("s3cret"));
     }
 }

@@ -122,6 +122,34 @@ impl AuthGate {
         self.admin_key_digests.contains(&digest)
     }
 
+    /// A token the gateway issued for one resource (RFC 8707) opens that resource only:
+    /// a token for `/mcp` opens every MCP endpoint, one for `/mcp/servers/a` only that
+    /// one, and none opens the registry API (`resource_path` ``). The identity
+    /// provider's tokens are for the whole gateway.
+    fn for_resource(
+        &self,
+        principal: Principal,
+        resource_path: &str,
+    ) -> Result<Principal, AuthError> {
+        let Some(granted) = principal.resource.as_deref() else {
+            return Ok(principal);
+        };
+        let aggregate = format!("{}/mcp", self.public_url);
+        let asked = format!("{}{resource_path}", self.public_url);
+        if !resource_path.is_empty() && (granted == aggregate || granted == asked) {
+            Ok(principal)
+        } else {
+            Err(AuthError::Invalid(format!(
+                "the token was issued for {granted}, not for {}",
+                if resource_path.is_empty() {
+                    "the registry API".to_owned()
+                } else {
+                    asked
+                }
+            )))
+        }
+    }
+
     async fn verify(&self, request: &ServiceRequest) -> Result<Principal, AuthError> {
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
             return Err(AuthError::Missing);
@@ -269,7 +297,11 @@ pub(crate) async fn auth_gate(
     }
     let refusal = match area(&routed_path) {
         Area::Public => None,
-        Area::Mcp(resource) => match gate.verify(&request).await {
+        Area::Mcp(resource) => match gate
+            .verify(&request)
+            .await
+            .and_then(|principal| gate.for_resource(principal, &resource))
+        {
             Ok(principal) => {
                 admit(&request, Caller::Token(principal));
                 None
@@ -281,7 +313,11 @@ pub(crate) async fn auth_gate(
             None
         }
         Area::Api | Area::Metrics if !admin_only && !gate.protect_reads => None,
-        area => match gate.verify(&request).await {
+        area => match gate
+            .verify(&request)
+            .await
+            .and_then(|principal| gate.for_resource(principal, ""))
+        {
             Ok(principal) => {
                 let admin = gate.admin_roles.iter().any(|r| principal.has_role(r));
                 let needs_admin = admin_only && matches!(area, Area::Api);

@@ -1,5 +1,5 @@
 //! Per-client-address limits on HTTP requests (governor's keyed GCRA, one budget per
-//! address, in this process): on `/api/v1`, and on requests refused for lack of valid
+//! address, in this process): on `/api/v1` and `/oauth/*`, and on requests refused for lack of valid
 //! credentials (so guessing tokens or keys is slow). Over the limit: 429 with
 //! `Retry-After` and `RateLimit-*` headers.
 
@@ -216,7 +216,10 @@ pub(crate) async fn api_ip_limit(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let api = crate::rest::audit::is_api(request.match_info().as_str());
+    // The registry API, and the OAuth façade (registration and token requests cost
+    // the store a write each).
+    let path = request.match_info().as_str();
+    let api = crate::rest::audit::is_api(path) || path.starts_with("/oauth/");
     let refusal = request
         .app_data::<Data<ApiState>>()
         .filter(|_| api)

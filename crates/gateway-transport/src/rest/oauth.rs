@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gateway_domain::{BasicCredentials, BrowserCookies, BrowserStep, ConsentRequest, OAuthFailure};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::app::ApiState;
@@ -23,10 +24,62 @@ use super::problem::{ApiError, ProblemKind};
 
 /// Largest form or registration body read.
 const MAX_FORM_BYTES: usize = 64 * 1024;
-/// The cookie binding a consent form to its browser.
-const CSRF_COOKIE: &str = "mcpgw_csrf";
+/// The cookies binding a consent form to its browser: one per form
+/// (`mcpgw_csrf_<tag of its value>`), so consents open side by side do not clash.
+const CSRF_COOKIE: &str = "mcpgw_csrf_";
 /// The cookie under which a browser's consents are remembered.
 const BROWSER_COOKIE: &str = "mcpgw_browser";
+/// The cookie binding the identity provider's answer to the browser sent there.
+const LOGIN_COOKIE: &str = "mcpgw_login";
+
+/// How the façade's cookies are set: on an https gateway `__Host-` names (Secure,
+/// `Path=/`, no domain: no subdomain can set or read them); on plain http (loopback
+/// development) the same names without the prefix, scoped to `/oauth`.
+struct CookieStyle {
+    prefix: &'static str,
+    attributes: &'static str,
+}
+
+fn cookie_style(state: &ApiState) -> CookieStyle {
+    if state
+        .oauth_issuer
+        .as_deref()
+        .is_some_and(|issuer| issuer.starts_with("https://"))
+    {
+        CookieStyle {
+            prefix: "__Host-",
+            attributes: "Path=/; Secure; HttpOnly",
+        }
+    } else {
+        CookieStyle {
+            prefix: "",
+            attributes: "Path=/oauth; HttpOnly",
+        }
+    }
+}
+
+/// The name of the cookie of the consent form whose anti-forgery value is `csrf`.
+fn csrf_cookie_name(style: &CookieStyle, csrf: &str) -> String {
+    let tag: String = Sha256::digest(csrf.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}{CSRF_COOKIE}{tag}", style.prefix)
+}
+
+fn set_cookie(
+    response: &mut HttpResponse,
+    style: &CookieStyle,
+    name: &str,
+    value: &str,
+    rest: &str,
+) {
+    let cookie = format!("{name}={value}; {}; {rest}", style.attributes);
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
 
 /// The answer of every route while the façade is off.
 fn not_enabled() -> HttpResponse {
@@ -125,7 +178,13 @@ fn basic_credentials(request: &HttpRequest) -> Result<Option<BasicCredentials>, 
     }))
 }
 
-fn cookies(request: &HttpRequest) -> BrowserCookies {
+/// The façade's cookies a request carries; `csrf_value` is the consent form's
+/// anti-forgery value, which names its cookie.
+fn cookies(request: &HttpRequest, state: &ApiState, csrf_value: Option<&str>) -> BrowserCookies {
+    let style = cookie_style(state);
+    let browser = format!("{}{BROWSER_COOKIE}", style.prefix);
+    let login = format!("{}{LOGIN_COOKIE}", style.prefix);
+    let csrf = csrf_value.map(|value| csrf_cookie_name(&style, value));
     let mut found = BrowserCookies::default();
     for value in request.headers().get_all(header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
@@ -133,26 +192,20 @@ fn cookies(request: &HttpRequest) -> BrowserCookies {
             let Some((name, value)) = part.trim().split_once('=') else {
                 continue;
             };
-            let value = value.trim().trim_matches('"');
+            let (name, value) = (name.trim(), value.trim().trim_matches('"'));
             if value.is_empty() || value.len() > 128 {
                 continue;
             }
-            match name.trim() {
-                CSRF_COOKIE => found.csrf = Some(value.to_owned()),
-                BROWSER_COOKIE => found.browser = Some(value.to_owned()),
-                _ => {}
+            if name == browser {
+                found.browser = Some(value.to_owned());
+            } else if name == login {
+                found.login = Some(value.to_owned());
+            } else if csrf.as_deref() == Some(name) {
+                found.csrf = Some(value.to_owned());
             }
         }
     }
     found
-}
-
-fn secure_attribute(request: &HttpRequest) -> &'static str {
-    if request.connection_info().scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    }
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -193,7 +246,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         ))
 }
 
-fn consent_page(request: &HttpRequest, public_url: &str, consent: &ConsentRequest) -> HttpResponse {
+fn consent_page(state: &ApiState, consent: &ConsentRequest) -> HttpResponse {
+    let public_url = state.oauth_issuer.as_deref().unwrap_or_default();
     let scopes: String = if consent.scopes.is_empty() {
         "<li>no particular scope</li>".to_owned()
     } else {
@@ -203,9 +257,16 @@ fn consent_page(request: &HttpRequest, public_url: &str, consent: &ConsentReques
             .map(|s| format!("<li><code>{}</code></li>", escape(s)))
             .collect()
     };
+    // Where the browser goes back to: the origin, or the whole URI for a custom scheme
+    // (whose origin is opaque).
     let origin = url::Url::parse(&consent.redirect_uri)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_else(|_| consent.redirect_uri.clone());
+        .ok()
+        .map(|u| u.origin())
+        .filter(url::Origin::is_tuple)
+        .map_or_else(
+            || consent.redirect_uri.clone(),
+            |origin| origin.ascii_serialization(),
+        );
     let caution = if consent.self_registered {
         "<p class=\"warn\">This application registered itself: its name is what it claims to be. Approve only if you started this sign-in.</p>"
     } else {
@@ -229,14 +290,14 @@ fn consent_page(request: &HttpRequest, public_url: &str, consent: &ConsentReques
         csrf = escape(&consent.csrf),
     );
     let mut response = page(StatusCode::OK, "Allow access?", &body);
-    let cookie = format!(
-        "{CSRF_COOKIE}={}; Path=/oauth; HttpOnly; SameSite=Strict; Max-Age=900{}",
-        consent.csrf,
-        secure_attribute(request)
+    let style = cookie_style(state);
+    set_cookie(
+        &mut response,
+        &style,
+        &csrf_cookie_name(&style, &consent.csrf),
+        &consent.csrf,
+        "SameSite=Strict; Max-Age=900",
     );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
     response
 }
 
@@ -253,15 +314,13 @@ fn error_page(failure: &OAuthFailure) -> HttpResponse {
     )
 }
 
-fn browser_response(request: &HttpRequest, state: &ApiState, step: BrowserStep) -> HttpResponse {
+fn browser_response(state: &ApiState, step: BrowserStep) -> HttpResponse {
     match step {
-        BrowserStep::Consent(consent) => {
-            let public = state.oauth_issuer.as_deref().unwrap_or_default();
-            consent_page(request, public, &consent)
-        }
+        BrowserStep::Consent(consent) => consent_page(state, &consent),
         BrowserStep::Redirect {
             location,
             remember_browser,
+            bind_login,
         } => {
             let mut response = HttpResponse::SeeOther()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -277,14 +336,27 @@ fn browser_response(request: &HttpRequest, state: &ApiState, step: BrowserStep) 
                     ));
                 }
             }
+            let style = cookie_style(state);
             if let Some(browser) = remember_browser {
-                let cookie = format!(
-                    "{BROWSER_COOKIE}={browser}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age=31536000{}",
-                    secure_attribute(request)
+                let name = format!("{}{BROWSER_COOKIE}", style.prefix);
+                set_cookie(
+                    &mut response,
+                    &style,
+                    &name,
+                    &browser,
+                    "SameSite=Lax; Max-Age=31536000",
                 );
-                if let Ok(value) = HeaderValue::from_str(&cookie) {
-                    response.headers_mut().append(header::SET_COOKIE, value);
-                }
+            }
+            if let Some(binding) = bind_login {
+                // Lax: sent when the provider sends the browser back (a top-level GET).
+                let name = format!("{}{LOGIN_COOKIE}", style.prefix);
+                set_cookie(
+                    &mut response,
+                    &style,
+                    &name,
+                    &binding,
+                    "SameSite=Lax; Max-Age=600",
+                );
             }
             response
         }
@@ -338,7 +410,7 @@ pub async fn jwks(state: Data<ApiState>) -> HttpResponse {
 }
 
 /// Dynamic Client Registration (RFC 7591).
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/json", description = "Client metadata (RFC 7591)"), responses((status = 201, description = "The registered client"), (status = 400, description = "`invalid_client_metadata` or `invalid_redirect_uri`"), (status = 403, description = "Registration is off")))]
+#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/json", description = "Client metadata (RFC 7591)"), responses((status = 201, description = "The registered client"), (status = 400, description = "`invalid_client_metadata` or `invalid_redirect_uri`"), (status = 403, description = "Registration is off"), (status = 404, description = "The façade is off")))]
 #[post("/oauth/register")]
 pub async fn register(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
@@ -392,19 +464,21 @@ pub struct AuthorizeParams {
 
 /// Starts a login: checks the request and shows the consent page (or, when this
 /// browser already consented, sends it to the identity provider).
-#[utoipa::path(tag = "oauth", params(AuthorizeParams), responses((status = 200, description = "The consent page"), (status = 303, description = "To the identity provider, or back to the client with an error"), (status = 400, description = "An error page: unknown client or redirect URI")))]
+#[utoipa::path(tag = "oauth", params(AuthorizeParams), responses((status = 200, description = "The consent page"), (status = 303, description = "To the identity provider, or back to the client with an error"), (status = 400, description = "An error page: unknown client or redirect URI"), (status = 401, description = "An error page: unknown client"), (status = 404, description = "The façade is off")))]
 #[get("/oauth/authorize")]
 pub async fn authorize(state: Data<ApiState>, request: HttpRequest) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
         return not_enabled();
     };
     let query = pairs(request.query_string().as_bytes());
-    let step = facade.authorize(&query, &cookies(&request)).await;
-    browser_response(&request, &state, step)
+    let step = facade
+        .authorize(&query, &cookies(&request, &state, None))
+        .await;
+    browser_response(&state, step)
 }
 
 /// The consent form's answer (`request`, `csrf`, `decision` = approve or deny).
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 303, description = "To the identity provider, or back to the client (denied)"), (status = 400, description = "An error page: unknown, expired or answered request"), (status = 403, description = "An error page: not submitted from the browser it was shown in")))]
+#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 303, description = "To the identity provider, or back to the client (denied)"), (status = 400, description = "An error page: unknown, expired or answered request"), (status = 403, description = "An error page: not submitted from the browser it was shown in"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
 #[post("/oauth/consent")]
 pub async fn consent_answer(
     state: Data<ApiState>,
@@ -418,8 +492,14 @@ pub async fn consent_answer(
         Ok(form) => form,
         Err(failure) => return error_page(&failure),
     };
-    let step = facade.consent(&form, &cookies(&request)).await;
-    browser_response(&request, &state, step)
+    let csrf = form
+        .iter()
+        .find(|(name, _)| name == "csrf")
+        .map(|(_, value)| value.as_str());
+    let step = facade
+        .consent(&form, &cookies(&request, &state, csrf))
+        .await;
+    browser_response(&state, step)
 }
 
 /// The identity provider's answer.
@@ -435,19 +515,21 @@ pub struct CallbackParams {
 }
 
 /// Where the identity provider sends the browser back.
-#[utoipa::path(tag = "oauth", params(CallbackParams), responses((status = 303, description = "Back to the client, with a code or an error"), (status = 400, description = "Unknown or reused state")))]
+#[utoipa::path(tag = "oauth", params(CallbackParams), responses((status = 303, description = "Back to the client, with a code or an error"), (status = 400, description = "Unknown, reused or foreign state"), (status = 404, description = "The façade is off")))]
 #[get("/oauth/callback")]
 pub async fn callback(state: Data<ApiState>, request: HttpRequest) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
         return not_enabled();
     };
     let query = pairs(request.query_string().as_bytes());
-    let step = facade.callback(&query).await;
-    browser_response(&request, &state, step)
+    let step = facade
+        .callback(&query, &cookies(&request, &state, None))
+        .await;
+    browser_response(&state, step)
 }
 
 /// The token endpoint: `authorization_code` (PKCE) and `refresh_token` grants.
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Tokens"), (status = 400, description = "An OAuth error (`invalid_grant`, …)"), (status = 401, description = "`invalid_client`")))]
+#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Tokens"), (status = 400, description = "An OAuth error (`invalid_grant`, …)"), (status = 401, description = "`invalid_client`"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
 #[post("/oauth/token")]
 pub async fn token(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
@@ -469,7 +551,7 @@ pub async fn token(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> 
 }
 
 /// Token revocation (RFC 7009): revokes a refresh token and every token of its login.
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Revoked (or unknown)"), (status = 401, description = "`invalid_client`")))]
+#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Revoked (or unknown)"), (status = 400, description = "An OAuth error"), (status = 401, description = "`invalid_client`"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
 #[post("/oauth/revoke")]
 pub async fn revoke(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
