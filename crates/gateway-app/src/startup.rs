@@ -239,7 +239,14 @@ impl Application {
             );
         }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let auth = auth_wiring(settings, port, &store_arc)?;
+        let auth = auth_wiring(
+            settings,
+            port,
+            &store_arc,
+            audit
+                .clone()
+                .map(|sink| sink as Arc<dyn gateway_domain::AuditSink>),
+        )?;
         let state = Data::new(ApiState {
             registry,
             readiness: store_arc,
@@ -688,6 +695,7 @@ fn auth_wiring(
     settings: &Settings,
     port: u16,
     store: &Arc<Store>,
+    audit: Option<Arc<dyn gateway_domain::AuditSink>>,
 ) -> Result<AuthWiring, StartupError> {
     use crate::config::AuthProvider;
     let auth = &settings.auth;
@@ -749,6 +757,7 @@ fn auth_wiring(
                 &authorization_server,
                 verifier,
                 store,
+                audit,
             )?;
             tracing::info!(issuer = %public_url, upstream = %authorization_server, "OAuth authorization-server façade on: clients log in at /oauth/authorize");
             (routed, Some(facade), public_url.clone())
@@ -826,6 +835,7 @@ fn facade(
     upstream_issuer: &str,
     upstream_verifier: Arc<gateway_auth::JwtVerifier>,
     store: &Arc<Store>,
+    audit: Option<Arc<dyn gateway_domain::AuditSink>>,
 ) -> Result<FacadeWiring, StartupError> {
     use crate::config::AuthProvider;
     let (auth, config) = (&settings.auth, &settings.auth.facade);
@@ -909,10 +919,13 @@ fn facade(
         revalidate_on_refresh: config.revalidate_on_refresh,
     };
     let provider_verifier: Arc<dyn gateway_domain::TokenVerifier> = upstream_verifier.clone();
-    let facade = Arc::new(
+    let mut facade =
         gateway_auth::Facade::new(settings_of_facade, store.clone(), Some(provider_verifier))
-            .map_err(|e| failed("enabled", e))?,
-    );
+            .map_err(|e| failed("enabled", e))?;
+    if let Some(sink) = audit {
+        facade = facade.with_audit(sink);
+    }
+    let facade = Arc::new(facade);
     // The façade's tokens go through the same verifier as the provider's: issuer,
     // audience (any of the gateway's resources), algorithm, expiry, scopes.
     let mut own = facade.verifier_settings();

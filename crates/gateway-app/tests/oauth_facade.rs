@@ -394,6 +394,97 @@ async fn mcp_status_at(f: &Fixture, app: &TestApp, path: &str, token: &str) -> u
     response.status().as_u16()
 }
 
+/// Runs the TypeScript SDK's OAuth client (`peers/oauth_client.mjs`) against A and B:
+/// its one-line JSON result.
+async fn sdk_client(peers: &Path, f: &Fixture, mode: &str, metadata_url: Option<String>) -> Value {
+    let output = tokio::task::spawn_blocking({
+        let (node, peers) = (node(peers), peers.to_owned());
+        let urls = format!("{},{}", f.a.address, f.b.address);
+        let mode = mode.to_owned();
+        move || {
+            let mut command = Command::new(node);
+            command
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/oauth_client.mjs"))
+                .env(
+                    "MCP_SDK_DIR",
+                    peers.join("node/node_modules/@modelcontextprotocol/sdk"),
+                )
+                .env("GATEWAY_URLS", urls)
+                .env("CLIENT_MODE", mode)
+                .env("REDIRECT_URI", REDIRECT)
+                .env("TOOL_NAME", "up__echo")
+                .env("TOOL_ARGS", r#"{"text":"through the facade"}"#)
+                .stderr(Stdio::inherit());
+            if let Some(url) = metadata_url {
+                command.env("CLIENT_METADATA_URL", url);
+            }
+            command.output().expect("run the SDK client")
+        }
+    })
+    .await
+    .expect("client");
+    assert!(
+        output.status.success(),
+        "the SDK client ({mode}) failed (see stderr)"
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON line")
+}
+
+/// Serves client metadata documents on loopback: `/<name>` names its own URL as
+/// `client_id`, except `/liar.json`, which names another. Returns the port.
+fn serve_documents() -> (u16, actix_web::dev::ServerHandle) {
+    let documents = actix_web::HttpServer::new(|| {
+        actix_web::App::new().route(
+            "/{name}",
+            actix_web::web::get().to(|request: actix_web::HttpRequest| async move {
+                let own = format!(
+                    "http://{}{}",
+                    request.connection_info().host(),
+                    request.path()
+                );
+                let claimed = if request.path() == "/liar.json" {
+                    "https://someone-else.example/client.json".to_owned()
+                } else {
+                    own
+                };
+                actix_web::HttpResponse::Ok().json(json!({
+                    "client_id": claimed, "client_name": "Documented", "redirect_uris": [REDIRECT]
+                }))
+            }),
+        )
+    })
+    .bind(("127.0.0.1", 0))
+    .expect("bind")
+    .workers(1);
+    let port = documents.addrs()[0].port();
+    let documents = documents.run();
+    let handle = documents.handle();
+    tokio::spawn(documents);
+    (port, handle)
+}
+
+/// The audit events of `action` (admin key), waiting up to 10 s for at least one.
+async fn audited(f: &Fixture, action: &str) -> Vec<Value> {
+    for _ in 0..100 {
+        let page: Value = f
+            .client
+            .get(f.a.url(&format!("/api/v1/audit?action={action}")))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .expect("sent")
+            .json()
+            .await
+            .expect("json");
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if !items.is_empty() {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Vec::new()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_sdk_client_logs_in_through_the_facade_served_by_two_instances() {
     let Some(peers) = peers() else { return };
@@ -422,33 +513,7 @@ async fn a_real_sdk_client_logs_in_through_the_facade_served_by_two_instances() 
         true
     );
 
-    let output = tokio::task::spawn_blocking({
-        let (node, peers) = (node(&peers), peers.clone());
-        let urls = format!("{},{}", f.a.address, f.b.address);
-        move || {
-            Command::new(node)
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/oauth_client.mjs"))
-                .env(
-                    "MCP_SDK_DIR",
-                    peers.join("node/node_modules/@modelcontextprotocol/sdk"),
-                )
-                .env("GATEWAY_URLS", urls)
-                .env("CLIENT_MODE", "dcr")
-                .env("REDIRECT_URI", REDIRECT)
-                .env("TOOL_NAME", "up__echo")
-                .env("TOOL_ARGS", r#"{"text":"through the facade"}"#)
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run the SDK client")
-        }
-    })
-    .await
-    .expect("client");
-    assert!(
-        output.status.success(),
-        "the SDK client failed (see stderr)"
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).expect("one JSON line");
+    let result = sdk_client(&peers, &f, "dcr", None).await;
     assert!(result["tools"].as_u64().is_some_and(|n| n > 3), "{result}");
     assert!(
         result["call_text"]
@@ -513,6 +578,25 @@ async fn a_real_sdk_client_logs_in_through_the_facade_served_by_two_instances() 
         (400, "invalid_grant".to_owned()),
         "the whole family is revoked"
     );
+
+    // The same client identified by a metadata document instead of registering.
+    let (documents_port, documents) = serve_documents();
+    let document = format!("http://127.0.0.1:{documents_port}/sdk-client.json");
+    let cimd = sdk_client(&peers, &f, "cimd", Some(document.clone())).await;
+    assert_eq!(cimd["client_id"], json!(document), "{cimd}");
+    assert_eq!(cimd["refreshed"], true, "{cimd}");
+    documents.stop(true).await;
+
+    // Registrations, logins and the replay are in the audit trail.
+    let logins = audited(&f, "oauth/login").await;
+    assert!(
+        logins
+            .iter()
+            .any(|e| e["subject"] == "alice" && e["target"] == client_id && e["outcome"] == "ok"),
+        "{logins:?}"
+    );
+    assert!(!audited(&f, "oauth/register").await.is_empty());
+    assert!(!audited(&f, "oauth/replay").await.is_empty());
     f.upstream.stop().await;
 }
 
@@ -866,20 +950,7 @@ async fn the_facade_refuses_what_it_must() {
     assert!(wrong_secret.headers().get("www-authenticate").is_some());
 
     // Client ID Metadata Documents: fetched from their URL, which they must name.
-    let documents = actix_web::HttpServer::new(|| {
-        actix_web::App::new().route("/{name}", actix_web::web::get().to(|request: actix_web::HttpRequest| async move {
-            let own = format!("http://{}{}", request.connection_info().host(), request.path());
-            let claimed = if request.path() == "/liar.json" { "https://someone-else.example/client.json".to_owned() } else { own };
-            actix_web::HttpResponse::Ok().json(json!({"client_id": claimed, "client_name": "Documented", "redirect_uris": [REDIRECT]}))
-        }))
-    })
-    .bind(("127.0.0.1", 0))
-    .expect("bind")
-    .workers(1);
-    let documents_port = documents.addrs()[0].port();
-    let documents = documents.run();
-    let documents_handle = documents.handle();
-    tokio::spawn(documents);
+    let (documents_port, documents_handle) = serve_documents();
     let documented = format!("http://127.0.0.1:{documents_port}/client.json");
     let page = f
         .client

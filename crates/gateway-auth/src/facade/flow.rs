@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gateway_domain::{
-    AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
+    AuditOutcome, AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
     ConsentRequest, GrantKind, OAuthFailure, Principal, StoredGrant, Taken,
 };
 use serde::{Deserialize, Serialize};
@@ -20,7 +20,9 @@ use url::Url;
 
 use super::clients::KnownClient;
 use super::upstream::Upstream;
-use super::{Facade, digest, hex, pkce_matches, pkce_shaped, random_handle, required, single};
+use super::{
+    Audited, Facade, digest, hex, pkce_matches, pkce_shaped, random_handle, required, single,
+};
 
 /// Longest `state` a client may send (it is echoed back).
 const MAX_STATE: usize = 2048;
@@ -582,6 +584,16 @@ impl Facade {
             Taken::Spent(grant) => {
                 let revoked = self.store.revoke_family(&grant.family).await?;
                 tracing::warn!(client_id = %grant.client_id, revoked, "authorization code replayed: the tokens issued from it are revoked");
+                self.audit(Audited {
+                    action: "oauth/replay",
+                    client_id: &grant.client_id,
+                    subject: None,
+                    tenant: None,
+                    roles: &[],
+                    outcome: AuditOutcome::Denied,
+                    error_code: Some(400),
+                })
+                .await;
                 return Err(invalid_grant(
                     "the authorization code was already used; the tokens issued from it are revoked",
                 ));
@@ -720,6 +732,16 @@ impl Facade {
             Taken::Spent(grant) | Taken::Fresh(grant) => {
                 let revoked = self.store.revoke_family(&grant.family).await?;
                 tracing::warn!(client_id = %grant.client_id, revoked, "refresh token reused after rotation: the login's tokens are revoked");
+                self.audit(Audited {
+                    action: "oauth/replay",
+                    client_id: &grant.client_id,
+                    subject: None,
+                    tenant: None,
+                    roles: &[],
+                    outcome: AuditOutcome::Denied,
+                    error_code: Some(400),
+                })
+                .await;
                 Err(invalid_grant(
                     "the refresh token was already used or revoked; every refresh token of this login is revoked",
                 ))
@@ -761,7 +783,18 @@ impl AuthorizationServer for Facade {
     }
 
     async fn register(&self, body: &[u8]) -> Result<Value, OAuthFailure> {
-        self.clients.register(body).await
+        let registered = self.clients.register(body).await?;
+        self.audit(Audited {
+            action: "oauth/register",
+            client_id: registered["client_id"].as_str().unwrap_or_default(),
+            subject: None,
+            tenant: None,
+            roles: &[],
+            outcome: AuditOutcome::Ok,
+            error_code: None,
+        })
+        .await;
+        Ok(registered)
     }
 
     async fn authorize(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep {
@@ -968,6 +1001,16 @@ impl AuthorizationServer for Facade {
             Ok(principal) => principal,
             Err(failure) => {
                 tracing::warn!(error = %failure, "login refused");
+                self.audit(Audited {
+                    action: "oauth/login",
+                    client_id: &request.client_id,
+                    subject: None,
+                    tenant: None,
+                    roles: &[],
+                    outcome: AuditOutcome::Denied,
+                    error_code: Some(i64::from(failure.status)),
+                })
+                .await;
                 return self.error_redirect(&request, failure.error, &failure.description);
             }
         };
@@ -1017,6 +1060,16 @@ impl AuthorizationServer for Facade {
                 )
                 .await?;
             tracing::info!(client_id = %request.client_id, subject = %session.principal.subject, "OAuth login completed");
+            self.audit(Audited {
+                action: "oauth/login",
+                client_id: &request.client_id,
+                subject: Some(&session.principal.subject),
+                tenant: session.principal.tenant.as_deref(),
+                roles: &session.principal.roles,
+                outcome: AuditOutcome::Ok,
+                error_code: None,
+            })
+            .await;
             Ok::<_, OAuthFailure>(code)
         };
         match step.await {
@@ -1078,6 +1131,16 @@ impl AuthorizationServer for Facade {
         {
             let revoked = self.store.revoke_family(&grant.family).await?;
             tracing::info!(client_id = %client.client_id, revoked, "OAuth refresh token revoked by its client");
+            self.audit(Audited {
+                action: "oauth/revoke",
+                client_id: &client.client_id,
+                subject: None,
+                tenant: None,
+                roles: &[],
+                outcome: AuditOutcome::Ok,
+                error_code: None,
+            })
+            .await;
         }
         Ok(())
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gateway_domain::{Network, OAuthStore, TokenVerifier};
+use gateway_domain::{AuditEvent, AuditOutcome, AuditSink, Network, OAuthStore, TokenVerifier};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
@@ -99,9 +99,21 @@ pub struct Facade {
     clients: ClientDirectory,
     signer: Arc<Signer>,
     upstream: upstream::Upstream,
-    /// Verifies the identity provider's access tokens (the `[auth]` verifier): when it
-    /// accepts one, the principal comes from it; otherwise from the ID token.
+    /// Verifies the identity provider's access tokens (the `[auth]` verifier).
     upstream_verifier: Option<Arc<dyn TokenVerifier>>,
+    /// Where registrations, logins, replays and revocations are recorded.
+    audit: Option<Arc<dyn AuditSink>>,
+}
+
+/// What the façade records in the audit trail.
+pub(crate) struct Audited<'a> {
+    pub action: &'static str,
+    pub client_id: &'a str,
+    pub subject: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub roles: &'a [String],
+    pub outcome: AuditOutcome,
+    pub error_code: Option<i64>,
 }
 
 impl Facade {
@@ -122,7 +134,38 @@ impl Facade {
             signer,
             upstream,
             upstream_verifier,
+            audit: None,
         })
+    }
+
+    /// Records registrations, logins, replays and revocations in `sink` too.
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Hands one event to the audit sink, if any.
+    pub(crate) async fn audit(&self, event: Audited<'_>) {
+        let Some(sink) = &self.audit else { return };
+        sink.record(AuditEvent {
+            id: uuid::Uuid::now_v7(),
+            at: chrono::Utc::now(),
+            request_id: None,
+            session_id: None,
+            subject: event.subject.map(str::to_owned),
+            tenant: event.tenant.map(str::to_owned),
+            roles: event.roles.to_vec(),
+            client_address: None,
+            action: event.action.to_owned(),
+            server: None,
+            target: Some(event.client_id.chars().take(200).collect()),
+            outcome: event.outcome,
+            error_code: event.error_code,
+            latency_us: 0,
+            arguments_hash: None,
+            arguments: None,
+        })
+        .await;
     }
 
     /// The signer (its keys back the verifier of the façade's tokens).
