@@ -584,15 +584,12 @@ impl Facade {
             Taken::Spent(grant) => {
                 let revoked = self.store.revoke_family(&grant.family).await?;
                 tracing::warn!(client_id = %grant.client_id, revoked, "authorization code replayed: the tokens issued from it are revoked");
-                self.audit(Audited {
-                    action: "oauth/replay",
-                    client_id: &grant.client_id,
-                    subject: None,
-                    tenant: None,
-                    roles: &[],
-                    outcome: AuditOutcome::Denied,
-                    error_code: Some(400),
-                })
+                self.audit_client(
+                    "oauth/replay",
+                    &grant.client_id,
+                    AuditOutcome::Denied,
+                    Some(400),
+                )
                 .await;
                 return Err(invalid_grant(
                     "the authorization code was already used; the tokens issued from it are revoked",
@@ -732,15 +729,12 @@ impl Facade {
             Taken::Spent(grant) | Taken::Fresh(grant) => {
                 let revoked = self.store.revoke_family(&grant.family).await?;
                 tracing::warn!(client_id = %grant.client_id, revoked, "refresh token reused after rotation: the login's tokens are revoked");
-                self.audit(Audited {
-                    action: "oauth/replay",
-                    client_id: &grant.client_id,
-                    subject: None,
-                    tenant: None,
-                    roles: &[],
-                    outcome: AuditOutcome::Denied,
-                    error_code: Some(400),
-                })
+                self.audit_client(
+                    "oauth/replay",
+                    &grant.client_id,
+                    AuditOutcome::Denied,
+                    Some(400),
+                )
                 .await;
                 Err(invalid_grant(
                     "the refresh token was already used or revoked; every refresh token of this login is revoked",
@@ -784,15 +778,12 @@ impl AuthorizationServer for Facade {
 
     async fn register(&self, body: &[u8]) -> Result<Value, OAuthFailure> {
         let registered = self.clients.register(body).await?;
-        self.audit(Audited {
-            action: "oauth/register",
-            client_id: registered["client_id"].as_str().unwrap_or_default(),
-            subject: None,
-            tenant: None,
-            roles: &[],
-            outcome: AuditOutcome::Ok,
-            error_code: None,
-        })
+        self.audit_client(
+            "oauth/register",
+            registered["client_id"].as_str().unwrap_or_default(),
+            AuditOutcome::Ok,
+            None,
+        )
         .await;
         Ok(registered)
     }
@@ -1001,15 +992,12 @@ impl AuthorizationServer for Facade {
             Ok(principal) => principal,
             Err(failure) => {
                 tracing::warn!(error = %failure, "login refused");
-                self.audit(Audited {
-                    action: "oauth/login",
-                    client_id: &request.client_id,
-                    subject: None,
-                    tenant: None,
-                    roles: &[],
-                    outcome: AuditOutcome::Denied,
-                    error_code: Some(i64::from(failure.status)),
-                })
+                self.audit_client(
+                    "oauth/login",
+                    &request.client_id,
+                    AuditOutcome::Denied,
+                    Some(i64::from(failure.status)),
+                )
                 .await;
                 return self.error_redirect(&request, failure.error, &failure.description);
             }
@@ -1131,16 +1119,8 @@ impl AuthorizationServer for Facade {
         {
             let revoked = self.store.revoke_family(&grant.family).await?;
             tracing::info!(client_id = %client.client_id, revoked, "OAuth refresh token revoked by its client");
-            self.audit(Audited {
-                action: "oauth/revoke",
-                client_id: &client.client_id,
-                subject: None,
-                tenant: None,
-                roles: &[],
-                outcome: AuditOutcome::Ok,
-                error_code: None,
-            })
-            .await;
+            self.audit_client("oauth/revoke", &client.client_id, AuditOutcome::Ok, None)
+                .await;
         }
         Ok(())
     }

@@ -144,6 +144,26 @@ impl Facade {
         self
     }
 
+    /// Records an event about a client only (no user known).
+    pub(crate) async fn audit_client(
+        &self,
+        action: &'static str,
+        client_id: &str,
+        outcome: AuditOutcome,
+        error_code: Option<i64>,
+    ) {
+        self.audit(Audited {
+            action,
+            client_id,
+            subject: None,
+            tenant: None,
+            roles: &[],
+            outcome,
+            error_code,
+        })
+        .await;
+    }
+
     /// Hands one event to the audit sink, if any.
     pub(crate) async fn audit(&self, event: Audited<'_>) {
         let Some(sink) = &self.audit else { return };

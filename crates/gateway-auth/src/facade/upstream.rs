@@ -123,6 +123,17 @@ struct Discovered {
     at: Instant,
 }
 
+/// The openidconnect client built from discovered metadata (authorization endpoint set;
+/// token and user-info endpoints as discovered).
+type ProviderClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 /// The provider, as the façade uses it.
 pub struct Upstream {
     idp: UpstreamIdp,
@@ -173,20 +184,7 @@ impl Upstream {
         Ok(metadata)
     }
 
-    fn client(
-        &self,
-        metadata: CoreProviderMetadata,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        OAuthFailure,
-    > {
+    fn client(&self, metadata: CoreProviderMetadata) -> Result<ProviderClient, OAuthFailure> {
         let secret = match &self.idp.auth {
             UpstreamClientAuth::Secret(secret) => Some(ClientSecret::new(secret.clone())),
             UpstreamClientAuth::Certificate { .. } => None,
@@ -199,6 +197,16 @@ impl Upstream {
             secret,
         )
         .set_redirect_uri(redirect))
+    }
+
+    /// The client, and the token endpoint a client assertion is addressed to.
+    async fn token_client(&self) -> Result<(ProviderClient, String), OAuthFailure> {
+        let metadata = self.metadata().await?;
+        let token_endpoint = metadata
+            .token_endpoint()
+            .map(|u| u.url().to_string())
+            .ok_or_else(|| idp_failure("discovery", "no token endpoint"))?;
+        Ok((self.client(metadata)?, token_endpoint))
     }
 
     /// The scopes asked of the provider for the gateway scopes `scopes`.
@@ -259,12 +267,7 @@ impl Upstream {
         verifier: &str,
         nonce: &str,
     ) -> Result<UpstreamLogin, OAuthFailure> {
-        let metadata = self.metadata().await?;
-        let token_endpoint = metadata
-            .token_endpoint()
-            .map(|u| u.url().to_string())
-            .ok_or_else(|| idp_failure("discovery", "no token endpoint"))?;
-        let client = self.client(metadata)?;
+        let (client, token_endpoint) = self.token_client().await?;
         let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| idp_failure("configuration", e))?
@@ -331,12 +334,7 @@ impl Upstream {
     /// enabled), with its access token as of now. `invalid_grant` when the provider
     /// refuses it.
     pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamLogin, OAuthFailure> {
-        let metadata = self.metadata().await?;
-        let token_endpoint = metadata
-            .token_endpoint()
-            .map(|u| u.url().to_string())
-            .ok_or_else(|| idp_failure("discovery", "no token endpoint"))?;
-        let client = self.client(metadata)?;
+        let (client, token_endpoint) = self.token_client().await?;
         let token = RefreshToken::new(refresh_token.to_owned());
         let mut request = client
             .exchange_refresh_token(&token)

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use gateway_domain::{BasicCredentials, BrowserCookies, BrowserStep, ConsentRequest, OAuthFailure};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::app::ApiState;
 use super::problem::{ApiError, ProblemKind};
@@ -478,7 +478,7 @@ pub async fn authorize(state: Data<ApiState>, request: HttpRequest) -> HttpRespo
 }
 
 /// The consent form's answer (`request`, `csrf`, `decision` = approve or deny).
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 303, description = "To the identity provider, or back to the client (denied)"), (status = 400, description = "An error page: unknown, expired or answered request"), (status = 403, description = "An error page: not submitted from the browser it was shown in"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
+#[utoipa::path(tag = "oauth", request_body(content = ConsentForm, content_type = "application/x-www-form-urlencoded"), responses((status = 303, description = "To the identity provider, or back to the client (denied)"), (status = 400, description = "An error page: unknown, expired or answered request"), (status = 403, description = "An error page: not submitted from the browser it was shown in"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
 #[post("/oauth/consent")]
 pub async fn consent_answer(
     state: Data<ApiState>,
@@ -528,44 +528,104 @@ pub async fn callback(state: Data<ApiState>, request: HttpRequest) -> HttpRespon
     browser_response(&state, step)
 }
 
+/// A client's request to the token or revocation endpoint.
+struct ClientRequest {
+    /// Its `Authorization: Basic` credentials.
+    basic: Option<BasicCredentials>,
+    /// Its form.
+    form: Vec<(String, String)>,
+}
+
+/// Reads a client's request, or the OAuth error answering a malformed one.
+fn client_request(request: &HttpRequest, body: &Bytes) -> Result<ClientRequest, Box<HttpResponse>> {
+    let basic =
+        basic_credentials(request).map_err(|failure| Box::new(oauth_error(&failure, true)))?;
+    let form =
+        form(request, body).map_err(|failure| Box::new(oauth_error(&failure, basic.is_some())))?;
+    Ok(ClientRequest { basic, form })
+}
+
+/// The form of `/oauth/token` (documentation only: read as raw pairs).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    /// `authorization_code` or `refresh_token`.
+    grant_type: String,
+    /// The code (authorization_code).
+    code: Option<String>,
+    /// The PKCE verifier (authorization_code).
+    code_verifier: Option<String>,
+    /// The redirect URI of the authorize request (authorization_code).
+    redirect_uri: Option<String>,
+    /// The refresh token (refresh_token).
+    refresh_token: Option<String>,
+    /// The client (public clients, or `client_secret_post`).
+    client_id: Option<String>,
+    /// `client_secret_post`.
+    client_secret: Option<String>,
+    /// Fewer scopes than granted (refresh_token).
+    scope: Option<String>,
+    /// The resource of the authorize request (RFC 8707).
+    resource: Option<String>,
+}
+
+/// The form of `/oauth/revoke` (documentation only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RevokeForm {
+    /// The refresh token.
+    token: String,
+    /// `refresh_token`; other hints are ignored.
+    token_type_hint: Option<String>,
+    /// The client (public clients, or `client_secret_post`).
+    client_id: Option<String>,
+    /// `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+/// The consent form (documentation only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConsentForm {
+    /// The pending request's handle.
+    request: String,
+    /// The anti-forgery value (also in the form's cookie).
+    csrf: String,
+    /// `approve` or `deny`.
+    decision: String,
+}
+
 /// The token endpoint: `authorization_code` (PKCE) and `refresh_token` grants.
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Tokens"), (status = 400, description = "An OAuth error (`invalid_grant`, …)"), (status = 401, description = "`invalid_client`"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
+#[utoipa::path(tag = "oauth", request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Tokens"), (status = 400, description = "An OAuth error (`invalid_grant`, …)"), (status = 401, description = "`invalid_client`"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
 #[post("/oauth/token")]
 pub async fn token(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
         return not_enabled();
     };
-    let basic = match basic_credentials(&request) {
-        Ok(basic) => basic,
-        Err(failure) => return oauth_error(&failure, true),
+    let ClientRequest { basic, form } = match client_request(&request, &body) {
+        Ok(parts) => parts,
+        Err(response) => return *response,
     };
     let used_basic = basic.is_some();
-    let form = match form(&request, &body) {
-        Ok(form) => form,
-        Err(failure) => return oauth_error(&failure, used_basic),
-    };
     match facade.token(&form, basic).await {
         Ok(tokens) => no_store(HttpResponse::Ok().json(tokens)),
         Err(failure) => oauth_error(&failure, used_basic),
     }
 }
 
-/// Token revocation (RFC 7009): revokes a refresh token and every token of its login.
-#[utoipa::path(tag = "oauth", request_body(content = String, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Revoked (or unknown)"), (status = 400, description = "An OAuth error"), (status = 401, description = "`invalid_client`"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
+/// Token revocation (RFC 7009): revokes a refresh token and every refresh token of its
+/// login.
+#[utoipa::path(tag = "oauth", request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "Revoked (or unknown)"), (status = 400, description = "An OAuth error"), (status = 401, description = "`invalid_client`"), (status = 404, description = "The façade is off"), (status = 413, description = "The form is too large")))]
 #[post("/oauth/revoke")]
 pub async fn revoke(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> HttpResponse {
     let Some(facade) = state.oauth.clone() else {
         return not_enabled();
     };
-    let basic = match basic_credentials(&request) {
-        Ok(basic) => basic,
-        Err(failure) => return oauth_error(&failure, true),
+    let ClientRequest { basic, form } = match client_request(&request, &body) {
+        Ok(parts) => parts,
+        Err(response) => return *response,
     };
     let used_basic = basic.is_some();
-    let form = match form(&request, &body) {
-        Ok(form) => form,
-        Err(failure) => return oauth_error(&failure, used_basic),
-    };
     match facade.revoke(&form, basic).await {
         Ok(()) => no_store(HttpResponse::Ok().finish()),
         Err(failure) => oauth_error(&failure, used_basic),
