@@ -246,6 +246,7 @@ impl Application {
             audit
                 .clone()
                 .map(|sink| sink as Arc<dyn gateway_domain::AuditSink>),
+            redis_link.as_ref(),
         )?;
         let state = Data::new(ApiState {
             registry,
@@ -696,6 +697,7 @@ fn auth_wiring(
     port: u16,
     store: &Arc<Store>,
     audit: Option<Arc<dyn gateway_domain::AuditSink>>,
+    cluster: Option<&Arc<gateway_cluster::RedisCluster>>,
 ) -> Result<AuthWiring, StartupError> {
     use crate::config::AuthProvider;
     let auth = &settings.auth;
@@ -758,6 +760,7 @@ fn auth_wiring(
                 verifier,
                 store,
                 audit,
+                cluster,
             )?;
             tracing::info!(issuer = %public_url, upstream = %authorization_server, "OAuth authorization-server façade on: clients log in at /oauth/authorize");
             (routed, Some(facade), public_url.clone())
@@ -836,6 +839,7 @@ fn facade(
     upstream_verifier: Arc<gateway_auth::JwtVerifier>,
     store: &Arc<Store>,
     audit: Option<Arc<dyn gateway_domain::AuditSink>>,
+    cluster: Option<&Arc<gateway_cluster::RedisCluster>>,
 ) -> Result<FacadeWiring, StartupError> {
     use crate::config::AuthProvider;
     let (auth, config) = (&settings.auth, &settings.auth.facade);
@@ -924,6 +928,13 @@ fn facade(
             .map_err(|e| failed("enabled", e))?;
     if let Some(sink) = audit {
         facade = facade.with_audit(sink);
+    }
+    // An emergency rotation reaches the other replicas at once.
+    if let Some(link) = cluster {
+        link.subscribe(Arc::new(gateway_auth::facade::KeyWithdrawals(
+            facade.signer(),
+        )));
+        facade = facade.with_cluster(link.clone());
     }
     let facade = Arc::new(facade);
     // The façade's tokens go through the same verifier as the provider's: issuer,

@@ -117,6 +117,16 @@ impl Fixture {
                 patterns: vec!["up__*".into()],
                 description: None,
             }];
+            // With Redis, the two instances are replicas of one gateway: an emergency
+            // key rotation on one reaches the other at once.
+            if let Some(redis) = std::env::var("TEST_REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            {
+                s.cluster.redis_url = Some(redis);
+                s.cluster.key_prefix = format!("facade-test-{}", uuid::Uuid::new_v4().simple());
+                s.cluster.drain_secs = Some(0);
+            }
             let facade = &mut s.auth.facade;
             facade.enabled = true;
             facade.client_id = Some("gateway-facade".into());
@@ -1231,6 +1241,11 @@ async fn the_facade_refuses_what_it_must() {
         200,
         "still valid after a planned rotation"
     );
+    assert_eq!(
+        mcp_status(&f, &f.b, &access).await,
+        200,
+        "on the other replica too"
+    );
     let published = rotate(true).await;
     assert_eq!(
         published["published"].as_array().map(Vec::len),
@@ -1242,6 +1257,21 @@ async fn the_facade_refuses_what_it_must() {
         401,
         "refused once its key is retired"
     );
+    if f.a.settings.cluster.redis_url.is_some() {
+        // The other replica heard of it (B had verified the token before).
+        let mut refused = false;
+        for _ in 0..10 {
+            if mcp_status(&f, &f.b, &access).await == 401 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            refused,
+            "the other replica still accepts a withdrawn key after 1 s"
+        );
+    }
     let jwks: Value = f.b.get("/oauth/jwks").await.json().await.expect("jwks");
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
     f.upstream.stop().await;

@@ -83,6 +83,7 @@ fn kind(event: &ClusterEvent) -> &'static str {
         ClusterEvent::Drains { .. } => "drains",
         ClusterEvent::SessionEnded { .. } => "session_ended",
         ClusterEvent::ClientReply { .. } => "client_reply",
+        ClusterEvent::SigningKeysWithdrawn => "signing_keys_withdrawn",
     }
 }
 

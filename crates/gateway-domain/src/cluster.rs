@@ -68,6 +68,9 @@ pub enum ClusterEvent {
         /// The JSON-RPC response, with the id the waiting replica issued.
         message: serde_json::Value,
     },
+    /// The OAuth façade's signing keys were withdrawn through one replica (an emergency
+    /// rotation): every replica reads them again and forgets what it verified with them.
+    SigningKeysWithdrawn,
 }
 
 /// Told about each event another replica published, and when the link to the other

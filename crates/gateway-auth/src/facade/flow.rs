@@ -1127,6 +1127,9 @@ impl AuthorizationServer for Facade {
 
     async fn rotate_signing_key(&self, retire_previous: bool) -> Result<Vec<String>, OAuthFailure> {
         self.signer.rotate(retire_previous).await?;
+        if retire_previous {
+            self.announce_withdrawal();
+        }
         let published = self.signer.jwks_document().await?;
         Ok(published["keys"]
             .as_array()

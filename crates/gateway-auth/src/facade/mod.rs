@@ -24,12 +24,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use gateway_domain::{AuditEvent, AuditOutcome, AuditSink, Network, OAuthStore, TokenVerifier};
+use gateway_domain::{
+    AuditEvent, AuditOutcome, AuditSink, ClusterBus, Network, OAuthStore, TokenVerifier,
+};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
 pub use clients::ClientDirectory;
-pub use signer::Signer;
+pub use signer::{KeyWithdrawals, Signer};
 pub use upstream::{UpstreamClientAuth, UpstreamIdp};
 
 /// Everything the façade is configured with.
@@ -103,6 +105,8 @@ pub struct Facade {
     upstream_verifier: Option<Arc<dyn TokenVerifier>>,
     /// Where registrations, logins, replays and revocations are recorded.
     audit: Option<Arc<dyn AuditSink>>,
+    /// The other replicas, told about emergency rotations.
+    cluster: Option<Arc<dyn ClusterBus>>,
 }
 
 /// What the façade records in the audit trail.
@@ -135,7 +139,22 @@ impl Facade {
             upstream,
             upstream_verifier,
             audit: None,
+            cluster: None,
         })
+    }
+
+    /// Tells the other replicas of `cluster` when keys are withdrawn here.
+    pub fn with_cluster(mut self, cluster: Arc<dyn ClusterBus>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// After an emergency rotation here: the other replicas stop accepting the
+    /// withdrawn keys at once, not at their next re-read.
+    pub(crate) fn announce_withdrawal(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(gateway_domain::ClusterEvent::SigningKeysWithdrawn);
+        }
     }
 
     /// Records registrations, logins, replays and revocations in `sink` too.

@@ -249,6 +249,36 @@ impl LocalJwks for Signer {
 }
 
 impl Signer {
+    /// Another replica withdrew keys (or the link to the others had a gap): read the set
+    /// again before the next signature, and make verifiers forget their verdicts.
+    pub fn withdrawn_elsewhere(&self) {
+        self.cached
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read_at = None;
+        self.withdrawals
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Hears the other replicas' emergency rotations (`SigningKeysWithdrawn`).
+pub struct KeyWithdrawals(pub Arc<Signer>);
+
+impl gateway_domain::ClusterListener for KeyWithdrawals {
+    fn received(&self, event: gateway_domain::ClusterEvent) {
+        if matches!(event, gateway_domain::ClusterEvent::SigningKeysWithdrawn) {
+            tracing::info!("another replica withdrew the OAuth façade's signing keys");
+            self.0.withdrawn_elsewhere();
+        }
+    }
+
+    fn resynced(&self) {
+        // A withdrawal may have been missed during the gap.
+        self.0.withdrawn_elsewhere();
+    }
+}
+
+impl Signer {
     /// Whether one more read for an unknown key id fits this second's budget.
     fn may_read_for_unknown_kid(&self) -> bool {
         let second = Utc::now().timestamp() as u64;

@@ -86,6 +86,8 @@ impl ClusterListener for ClusterInbox {
                 });
             }
             ClusterEvent::ClientReply { .. } => {}
+            // The OAuth façade listens for these itself.
+            ClusterEvent::SigningKeysWithdrawn => {}
         }
     }
 
