@@ -8,6 +8,7 @@
 //   both the access token and the ID token name the user LOGIN_SUBJECT with the roles in
 //   LOGIN_ROLES (space-separated) and the tenant LOGIN_TENANT; the access token's audience is
 //   AUDIENCE, the ID token's stays the client id (as OIDC requires).
+// - REFUSE_REFRESH_FILE: see below (a test disables the account by creating the file).
 const { OAuth2Server } = await import(process.env.OAUTH2_MOCK_SERVER);
 const server = new OAuth2Server();
 await server.issuer.keys.generate("RS256");
@@ -25,6 +26,16 @@ server.service.on("beforeTokenSigning", (token, req) => {
   token.payload.sub = body.username ?? body.client_id ?? "service-client";
   token.payload.aud = process.env.AUDIENCE;
   if (body.roles) token.payload.roles = String(body.roles).split(" ");
+});
+// While the file named by REFUSE_REFRESH_FILE exists, refresh grants are refused with
+// invalid_grant, as a provider does for a disabled account or a revoked grant.
+const { existsSync } = await import("node:fs");
+server.service.on("beforeResponse", (response, req) => {
+  const refusing = process.env.REFUSE_REFRESH_FILE && existsSync(process.env.REFUSE_REFRESH_FILE);
+  if (refusing && req.body?.grant_type === "refresh_token") {
+    response.statusCode = 400;
+    response.body = { error: "invalid_grant", error_description: "the account is disabled" };
+  }
 });
 await server.start(0, "127.0.0.1");
 console.log(server.issuer.url);

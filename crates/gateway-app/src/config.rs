@@ -521,6 +521,9 @@ pub struct FacadeConfig {
     /// Ask the provider again at each refresh (its refresh token), so a disabled account
     /// or a withdrawn role ends the login's tokens.
     pub revalidate_on_refresh: bool,
+    /// The scope a façade token must carry for the user's admin roles to count (the
+    /// gateway's admin tools); without it the token acts as the user's other roles.
+    pub admin_scope: String,
 }
 
 /// `auth.facade.principal_from`.
@@ -570,6 +573,7 @@ impl Default for FacadeConfig {
             client_metadata_ttl_secs: 3600,
             principal_from: None,
             revalidate_on_refresh: true,
+            admin_scope: "mcp.admin".into(),
         }
     }
 }

@@ -780,6 +780,7 @@ fn auth_wiring(
         admin_roles: auth.admin_roles.clone(),
         admin_key_digests: gateway_transport::rest::auth::parse_digests(&auth.admin_api_key_sha256),
         protect_reads: auth.protect_reads,
+        facade_admin_scope: auth.facade.enabled.then(|| auth.facade.admin_scope.clone()),
     });
     Ok(AuthWiring {
         gate: Some(gate),
@@ -945,8 +946,8 @@ fn facade(
     own.claims.roles = auth.roles_claim.clone();
     own.claims.tenant = auth.tenant_claim.clone();
     let own = Arc::new(gateway_auth::JwtVerifier::new(own).map_err(StartupError::Mcp)?);
-    // Other replicas' rotations and retirements are seen within 30 s.
-    refresh_keys(&own, Duration::from_secs(30));
+    // Other replicas' rotations and retirements are seen within 5 s (a database read).
+    refresh_keys(&own, Duration::from_secs(5));
     let purger = Arc::downgrade(&facade);
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));

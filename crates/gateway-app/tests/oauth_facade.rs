@@ -58,6 +58,9 @@ impl Drop for Spawned {
 /// The provider, the upstream, and gateway A (public URL) with its twin B.
 struct Fixture {
     _provider: Spawned,
+    /// While this file exists, the provider refuses refresh grants (a disabled account).
+    refuse_refresh: PathBuf,
+    _scratch: tempfile::TempDir,
     upstream: gateway_test_upstream::HttpUpstream,
     a: TestApp,
     b: TestApp,
@@ -76,8 +79,11 @@ impl Fixture {
     async fn start(peers: &Path) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/oidc_provider.mjs");
         let module = peers.join("node/node_modules/oauth2-mock-server/dist/index.mjs");
+        let scratch = tempfile::tempdir().expect("scratch directory");
+        let refuse_refresh = scratch.path().join("refuse-refresh");
         let mut child = Command::new(node(peers))
             .arg(&script)
+            .env("REFUSE_REFRESH_FILE", &refuse_refresh)
             .env("OAUTH2_MOCK_SERVER", format!("file://{}", module.display()))
             .env("AUDIENCE", AUDIENCE)
             .env("LOGIN_SUBJECT", "alice")
@@ -161,6 +167,8 @@ impl Fixture {
         }
         Self {
             _provider: provider,
+            refuse_refresh,
+            _scratch: scratch,
             upstream,
             a,
             b,
@@ -322,7 +330,7 @@ async fn to_callback(
     );
     assert_eq!(idp_query["client_id"], "gateway-facade");
     assert!(idp_query["scope"].split(' ').any(|s| s == "mcp.call"));
-    let login_cookie = cookie_named(&approved, "mcpgw_login=");
+    let login_cookie = cookie_named(&approved, "mcpgw_login_");
     let at_idp = f.client.get(&upstream).send().await.expect("idp");
     let callback = location(&at_idp);
     assert!(
@@ -1026,7 +1034,13 @@ async fn the_facade_refuses_what_it_must() {
     let other_browser = f
         .client
         .get(&callback)
-        .header("cookie", "mcpgw_login=someone-else")
+        .header(
+            "cookie",
+            format!(
+                "{}=someone-else",
+                login_cookie.split('=').next().unwrap_or_default()
+            ),
+        )
         .send()
         .await
         .expect("sent");
@@ -1210,6 +1224,54 @@ async fn the_facade_refuses_what_it_must() {
         )
         .await;
     assert_eq!(error_of(after).await.1, "invalid_grant");
+
+    // The provider disables the account: the next refresh ends the login.
+    let code = login(&f, &client_id, &challenge).await;
+    let tokens: Value = exchange(&f, &client_id, &code, &verifier)
+        .await
+        .json()
+        .await
+        .expect("tokens");
+    let refresh = |token: String| {
+        let (client, url, client_id) =
+            (f.client.clone(), f.a.url("/oauth/token"), client_id.clone());
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!(
+                    "grant_type=refresh_token&client_id={client_id}&refresh_token={token}"
+                ))
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let renewed: Value = refresh(
+        tokens["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned(),
+    )
+    .await
+    .json()
+    .await
+    .expect("renewed while the account is enabled");
+    let next = renewed["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_owned();
+    std::fs::write(&f.refuse_refresh, b"disabled").expect("disable the account");
+    assert_eq!(
+        error_of(refresh(next.clone()).await).await,
+        (400, "invalid_grant".to_owned())
+    );
+    std::fs::remove_file(&f.refuse_refresh).expect("enable the account again");
+    assert_eq!(
+        error_of(refresh(next).await).await.1,
+        "invalid_grant",
+        "the login stays ended once the provider refused it"
+    );
 
     // Key rotation: a planned one keeps issued tokens valid; an emergency one does not.
     let rotate = |retire: bool| {

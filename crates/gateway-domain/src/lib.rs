@@ -39,8 +39,8 @@ pub use limits::{
 pub use name::{RESERVED_SERVER_NAME, ServerName, Tag, TenantId};
 pub use oauth::{
     AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
-    ConsentRequest, GrantKind, OAuthClientRecord, OAuthFailure, OAuthStore, SigningKeyRecord,
-    StoredGrant, Taken,
+    ConsentRequest, GrantKind, LoginBinding, OAuthClientRecord, OAuthFailure, OAuthStore,
+    SigningKeyRecord, StoredGrant, Taken,
 };
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{

@@ -255,14 +255,24 @@ pub enum BrowserStep {
         location: String,
         /// A browser id to keep in a cookie, so consent is not asked again.
         remember_browser: Option<String>,
-        /// A value binding the identity provider's answer to this browser: set as a
-        /// cookie when the browser is sent to the provider, required at the callback
-        /// (so a login started in one browser cannot be finished in another).
-        bind_login: Option<String>,
+        /// Binds the identity provider's answer to this browser: set as a cookie when
+        /// the browser is sent to the provider, required at the callback (so a login
+        /// started in one browser cannot be finished in another).
+        bind_login: Option<LoginBinding>,
     },
     /// Show an error page: the client or its redirect URI cannot be trusted with a
     /// redirect.
     Refuse(OAuthFailure),
+}
+
+/// The value a browser must bring back with the identity provider's answer for the
+/// login whose provider `state` this is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginBinding {
+    /// The state sent to the provider (it names the cookie).
+    pub state: String,
+    /// The cookie's value.
+    pub value: String,
 }
 
 /// The cookies a browser sent that the façade reads.

@@ -45,9 +45,13 @@ const PRIVATE_NETWORKS: &[&str] = &[
     "224.0.0.0/4",
     "240.0.0.0/4",
     "100.100.100.200/32",
+    "192.0.0.0/24",
     "::1/128",
     "::/128",
+    "::/96",
     "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "2001::/32",
     "2002::/16",
     "fc00::/7",
     "fe80::/10",
@@ -504,7 +508,12 @@ impl ClientDirectory {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| refuse(format!("cannot be fetched: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                // The detail stays in the log: a caller must not use the gateway to
+                // probe which names resolve and which ports answer.
+                tracing::info!(client_id = %truncate(client_id), error = %error_chain(&e), "client metadata document not fetched");
+                refuse("cannot be fetched".into())
+            })?;
         if !response.status().is_success() {
             return Err(refuse(format!("answered {}", response.status())));
         }

@@ -366,7 +366,13 @@ impl Facade {
                     },
                 )
                 .await?;
-            Ok::<_, OAuthFailure>((location, binding))
+            Ok::<_, OAuthFailure>((
+                location,
+                gateway_domain::LoginBinding {
+                    state,
+                    value: binding,
+                },
+            ))
         };
         match step.await {
             Ok((location, binding)) => BrowserStep::Redirect {
@@ -413,12 +419,15 @@ impl Facade {
             return self
                 .principal_from_access_token(login)
                 .await
-                .map_err(|reason| OAuthFailure {
-                    status: 403,
-                    error: "access_denied",
-                    description: format!(
-                        "the identity provider's access token is not accepted: {reason}"
-                    ),
+                .map_err(|reason| {
+                    tracing::warn!(%reason, "the identity provider's access token is refused");
+                    OAuthFailure {
+                        status: 403,
+                        error: "access_denied",
+                        description:
+                            "the identity provider's access token is not accepted by this gateway"
+                                .into(),
+                    }
                 });
         }
         let claims = &login.claims;
@@ -645,30 +654,40 @@ impl Facade {
         let handle = digest(token);
         let asked_scope = single(form, "scope")?;
         let asked_resource = single(form, "resource")?;
-        // Looked at first, used after the provider still vouches for the login: a
-        // provider that is down must not cost the client its refresh token.
-        let Some(peeked) = self
+        // Used at once (exactly one of any concurrent uses wins); given back below if the
+        // provider cannot answer, so a provider that is down does not cost the client its
+        // refresh token.
+        let grant = match self
             .store
-            .grant(GrantKind::Refresh, &handle, Self::now())
+            .take_grant(GrantKind::Refresh, &handle, Self::now())
             .await?
-            .filter(|grant| grant.used_at.is_none())
-        else {
-            return self.refused_refresh(&handle).await;
+        {
+            Taken::Fresh(grant) => grant,
+            Taken::Spent(_) | Taken::Missing => return self.refused_refresh(&handle).await,
         };
-        let mut session: Session = from_json(&peeked.payload)?;
+        let mut session: Session = from_json(&grant.payload)?;
         if session.client_id != client.client_id {
-            self.store.revoke_family(&peeked.family).await?;
+            self.store.revoke_family(&grant.family).await?;
             return Err(invalid_grant(
                 "the refresh token was issued to another client",
             ));
         }
+        let give_back = |failure: OAuthFailure| async {
+            let restored = StoredGrant {
+                used_at: None,
+                ..grant.clone()
+            };
+            self.store.put_grant(&handle, &restored).await?;
+            Err::<Value, _>(failure)
+        };
         if let Some(scope) = asked_scope {
             let asked: Vec<String> = scope.split_whitespace().map(str::to_owned).collect();
             if let Some(extra) = asked.iter().find(|s| !session.granted().contains(s)) {
-                return Err(OAuthFailure::bad(
+                return give_back(OAuthFailure::bad(
                     "invalid_scope",
                     format!("scope `{extra}` was not granted to this login"),
-                ));
+                ))
+                .await;
             }
             session.granted_scopes = session.granted().to_vec();
             session.scopes = asked;
@@ -678,44 +697,79 @@ impl Facade {
         if let Some(resource) = asked_resource
             && resource.trim_end_matches('/') != session.resource
         {
-            return Err(OAuthFailure::bad(
+            return give_back(OAuthFailure::bad(
                 "invalid_target",
                 "`resource` is not the one this login's tokens are for",
-            ));
+            ))
+            .await;
         }
         if self.settings.revalidate_on_refresh
             && let Some(upstream_refresh) = session.upstream_refresh_token.clone()
         {
-            match self.upstream.refresh(&upstream_refresh).await {
-                Ok(login) => {
-                    // Roles may have changed since the login; a token the verifier cannot
-                    // check now keeps the principal the login had.
-                    if let Ok(principal) = self.principal_from_access_token(&login).await {
+            match self
+                .upstream
+                .refresh(&upstream_refresh, session.granted())
+                .await
+            {
+                Ok(login) => match self.principal_of_refresh(&login, &session.principal).await {
+                    Ok(principal) => {
                         session.principal = principal;
+                        session.upstream_access_token = login.access_token;
+                        if login.refresh_token.is_some() {
+                            session.upstream_refresh_token = login.refresh_token;
+                        }
                     }
-                    session.upstream_access_token = login.access_token;
-                    if login.refresh_token.is_some() {
-                        session.upstream_refresh_token = login.refresh_token;
-                    }
-                }
+                    Err(failure) => return self.end_login(client, &grant.family, failure).await,
+                },
                 Err(failure) if failure.error == "invalid_grant" => {
-                    let revoked = self.store.revoke_family(&peeked.family).await?;
-                    tracing::info!(client_id = %client.client_id, revoked, "the identity provider no longer accepts a login: its tokens are revoked");
-                    return Err(invalid_grant(
-                        "the identity provider no longer accepts this login: sign in again",
-                    ));
+                    return self.end_login(client, &grant.family, failure).await;
                 }
-                Err(failure) => return Err(failure),
+                Err(failure) => return give_back(failure).await,
             }
         }
-        match self
-            .store
-            .take_grant(GrantKind::Refresh, &handle, Self::now())
-            .await?
-        {
-            Taken::Fresh(grant) => self.tokens(client, &session, &grant.family).await,
-            Taken::Spent(_) | Taken::Missing => self.refused_refresh(&handle).await,
+        self.tokens(client, &session, &grant.family).await
+    }
+
+    /// The provider no longer vouches for a login: every refresh token of it is revoked.
+    async fn end_login(
+        &self,
+        client: &KnownClient,
+        family: &str,
+        failure: OAuthFailure,
+    ) -> Result<Value, OAuthFailure> {
+        let revoked = self.store.revoke_family(family).await?;
+        tracing::info!(client_id = %client.client_id, revoked, reason = %failure, "the identity provider no longer accepts a login: its tokens are revoked");
+        self.audit_client(
+            "oauth/revoke",
+            &client.client_id,
+            AuditOutcome::Denied,
+            Some(400),
+        )
+        .await;
+        Err(invalid_grant(
+            "the identity provider no longer accepts this login: sign in again",
+        ))
+    }
+
+    /// The principal after the provider renewed a login, read from the same source as
+    /// at the login: the new access token, or the new ID token when it sent one (else
+    /// the login's). The subject must not change.
+    async fn principal_of_refresh(
+        &self,
+        login: &super::upstream::UpstreamLogin,
+        before: &StoredPrincipal,
+    ) -> Result<StoredPrincipal, OAuthFailure> {
+        let principal = match self.settings.principal_from {
+            super::PrincipalSource::AccessToken => self.principal_of(login).await?,
+            super::PrincipalSource::IdToken if login.claims.is_object() => {
+                self.principal_of(login).await?
+            }
+            super::PrincipalSource::IdToken => before.clone(),
+        };
+        if principal.subject != before.subject {
+            return Err(invalid_grant("the identity provider names another user"));
         }
+        Ok(principal)
     }
 
     /// A refresh token that cannot be used: reused after rotation (its login is
@@ -810,7 +864,7 @@ impl AuthorizationServer for Facade {
                     return self.error_redirect(
                         &request,
                         "temporarily_unavailable",
-                        &error.to_string(),
+                        &OAuthFailure::from(error).description,
                     );
                 }
             }
@@ -918,7 +972,7 @@ impl AuthorizationServer for Facade {
                     return self.error_redirect(
                         &request,
                         "temporarily_unavailable",
-                        &error.to_string(),
+                        &OAuthFailure::from(error).description,
                     );
                 }
                 tracing::info!(client_id = %request.client_id, scopes = %request.scopes.join(" "), "OAuth consent given");

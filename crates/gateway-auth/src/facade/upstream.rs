@@ -141,11 +141,24 @@ pub struct Upstream {
     discovered: RwLock<Option<Arc<Discovered>>>,
 }
 
+/// The provider failed: the detail is logged, the client learns only what step failed
+/// (the provider's own text may name tenants, trace ids or endpoints).
 fn idp_failure(what: &str, error: impl std::fmt::Display) -> OAuthFailure {
+    tracing::warn!(step = what, %error, "the identity provider failed");
     OAuthFailure {
         status: 502,
         error: "temporarily_unavailable",
-        description: format!("the identity provider: {what}: {error}"),
+        description: format!("the identity provider failed ({what}); try again"),
+    }
+}
+
+/// A refusal by the provider, logged with its detail.
+fn idp_refusal(error: &'static str, what: &str, detail: impl std::fmt::Display) -> OAuthFailure {
+    tracing::warn!(step = what, %detail, "the identity provider refused");
+    OAuthFailure {
+        status: 400,
+        error,
+        description: format!("the identity provider refused the {what}"),
     }
 }
 
@@ -280,11 +293,7 @@ impl Upstream {
         let response = request
             .request_async(&self.http.for_oauth())
             .await
-            .map_err(|e| OAuthFailure {
-                status: 502,
-                error: "access_denied",
-                description: format!("the identity provider refused the code exchange: {e}"),
-            })?;
+            .map_err(|e| idp_refusal("access_denied", "code exchange", e))?;
         let id_token = response
             .id_token()
             .ok_or_else(|| idp_failure("token response", "no ID token"))?;
@@ -293,20 +302,10 @@ impl Upstream {
             .require_issuer_match(self.idp.require_issuer_match);
         id_token
             .claims(&verifier, &Nonce::new(nonce.to_owned()))
-            .map_err(|e| OAuthFailure {
-                status: 502,
-                error: "access_denied",
-                description: format!("the identity provider's ID token is not valid: {e}"),
-            })?;
+            .map_err(|e| idp_refusal("access_denied", "login (its ID token is not valid)", e))?;
         // Verified above; the raw payload gives the claims openidconnect does not model
         // (roles, tenant).
-        let raw = id_token.to_string();
-        let claims = raw
-            .split('.')
-            .nth(1)
-            .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
-            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-            .ok_or_else(|| idp_failure("ID token", "its claims do not decode"))?;
+        let claims = raw_claims(&id_token.to_string())?;
         if !self.idp.allowed_tenants.is_empty() {
             let tenant = claims
                 .get("tid")
@@ -333,12 +332,20 @@ impl Upstream {
     /// Uses the provider's refresh token: the login is still good (the account is
     /// enabled), with its access token as of now. `invalid_grant` when the provider
     /// refuses it.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<UpstreamLogin, OAuthFailure> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        scopes: &[String],
+    ) -> Result<UpstreamLogin, OAuthFailure> {
         let (client, token_endpoint) = self.token_client().await?;
         let token = RefreshToken::new(refresh_token.to_owned());
         let mut request = client
             .exchange_refresh_token(&token)
             .map_err(|e| idp_failure("configuration", e))?;
+        // Entra requires the scopes again; others take them as a narrowing at most.
+        for scope in self.upstream_scopes(scopes) {
+            request = request.add_scope(Scope::new(scope));
+        }
         if let Some(assertion) = self.assertion_for(&token_endpoint)? {
             request = request
                 .add_extra_param("client_assertion_type", ASSERTION_TYPE)
@@ -348,15 +355,41 @@ impl Upstream {
             .request_async(&self.http.for_oauth())
             .await
             .map_err(|e| match &e {
+                // The login is over: the grant was revoked, the account disabled, or a
+                // policy now needs the user at the provider.
                 RequestTokenError::ServerResponse(answer)
-                    if *answer.error() == CoreErrorResponseType::InvalidGrant =>
+                    if matches!(
+                        answer.error(),
+                        CoreErrorResponseType::InvalidGrant
+                            | CoreErrorResponseType::UnauthorizedClient
+                    ) || matches!(
+                        answer.error(),
+                        CoreErrorResponseType::Extension(code)
+                            if matches!(code.as_str(), "interaction_required" | "login_required" | "consent_required")
+                    ) =>
                 {
-                    OAuthFailure::bad("invalid_grant", "the identity provider refused the refresh")
+                    idp_refusal("invalid_grant", "refresh", &e)
                 }
                 _ => idp_failure("refresh", e),
             })?;
+        // An ID token, when the provider sends one, is checked like the login's (no
+        // nonce on a refresh).
+        let claims = match response.id_token() {
+            Some(id_token) => {
+                let verifier = client
+                    .id_token_verifier()
+                    .require_issuer_match(self.idp.require_issuer_match);
+                id_token
+                    .claims(&verifier, |_: Option<&Nonce>| Ok(()))
+                    .map_err(|e| {
+                        idp_refusal("invalid_grant", "refresh (its ID token is not valid)", e)
+                    })?;
+                raw_claims(&id_token.to_string())?
+            }
+            None => Value::Null,
+        };
         Ok(UpstreamLogin {
-            claims: Value::Null,
+            claims,
             access_token: response.access_token().secret().clone(),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             scopes: None,
@@ -380,6 +413,16 @@ impl Upstream {
             UpstreamClientAuth::Secret(_) => Ok(None),
         }
     }
+}
+
+/// The claims of a compact JWT already verified (openidconnect does not model the
+/// provider's own claims: roles, tenant).
+fn raw_claims(jwt: &str) -> Result<Value, OAuthFailure> {
+    jwt.split('.')
+        .nth(1)
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .ok_or_else(|| idp_failure("ID token", "its claims do not decode"))
 }
 
 /// A client assertion (RFC 7523) signed with the certificate's key: what Entra takes

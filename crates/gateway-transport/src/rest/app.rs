@@ -196,7 +196,6 @@ pub fn build_app(
         .service(super::auth::resource_metadata_for)
         .service(super::oauth::authorization_server_metadata)
         .service(super::oauth::authorization_server_metadata_for)
-        .service(super::oauth::openid_configuration)
         .service(super::oauth::jwks)
         .service(super::oauth::register)
         .service(super::oauth::authorize)

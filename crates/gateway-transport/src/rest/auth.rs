@@ -41,6 +41,9 @@ pub struct AuthGate {
     pub admin_key_digests: Vec<[u8; 32]>,
     /// Whether reading `/api/v1` and `/metrics` needs a valid token too.
     pub protect_reads: bool,
+    /// The scope a token of the OAuth façade must carry for its admin roles to count
+    /// (the user consented to administration by that client); `None` without the façade.
+    pub facade_admin_scope: Option<String>,
 }
 
 /// Parses hex SHA-256 digests (validated by the configuration).
@@ -128,12 +131,24 @@ impl AuthGate {
     /// provider's tokens are for the whole gateway.
     fn for_resource(
         &self,
-        principal: Principal,
+        mut principal: Principal,
         resource_path: &str,
     ) -> Result<Principal, AuthError> {
-        let Some(granted) = principal.resource.as_deref() else {
+        let Some(granted) = principal.resource.clone() else {
             return Ok(principal);
         };
+        // A client the user let use MCP servers is not thereby an administrator: the
+        // admin roles count only with the admin scope.
+        let admin_consented = self
+            .facade_admin_scope
+            .as_deref()
+            .is_some_and(|scope| principal.has_scope(scope));
+        if !admin_consented {
+            principal
+                .roles
+                .retain(|role| !self.admin_roles.contains(role));
+        }
+        let granted = granted.as_str();
         let aggregate = format!("{}/mcp", self.public_url);
         let asked = format!("{}{resource_path}", self.public_url);
         if !resource_path.is_empty() && (granted == aggregate || granted == asked) {
@@ -193,7 +208,6 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/.well-known/oauth-protected-resource/")
         || path == "/.well-known/oauth-authorization-server"
         || path.starts_with("/.well-known/oauth-authorization-server/")
-        || path == "/.well-known/openid-configuration"
         || path.starts_with("/oauth/")
 }
 
@@ -461,6 +475,70 @@ mod tests {
             Area::Public
         ));
         assert!(matches!(area("/oauthx"), Area::Api));
+    }
+
+    struct NoTokens;
+
+    #[async_trait::async_trait]
+    impl TokenVerifier for NoTokens {
+        async fn verify(&self, _: &str) -> Result<Principal, AuthError> {
+            Err(AuthError::Missing)
+        }
+    }
+
+    fn gate() -> AuthGate {
+        AuthGate {
+            verifier: Arc::new(NoTokens),
+            public_url: "https://gw.example".into(),
+            authorization_servers: Vec::new(),
+            scopes_supported: Vec::new(),
+            admin_roles: vec!["admin".into()],
+            admin_key_digests: Vec::new(),
+            protect_reads: true,
+            facade_admin_scope: Some("mcp.admin".into()),
+        }
+    }
+
+    fn facade_principal(resource: &str, scopes: &[&str]) -> Principal {
+        Principal {
+            subject: "alice".into(),
+            issuer: "https://gw.example".into(),
+            tenant: None,
+            roles: vec!["admin".into(), "reader".into()],
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            client_id: Some("client".into()),
+            resource: Some(resource.into()),
+        }
+    }
+
+    #[test]
+    fn a_facade_token_opens_its_resource_only_and_admin_needs_the_admin_scope() {
+        let gate = gate();
+        let all = facade_principal("https://gw.example/mcp", &["mcp.call"]);
+        let opened = gate
+            .for_resource(all.clone(), "/mcp/servers/a")
+            .expect("any endpoint");
+        assert_eq!(opened.roles, ["reader"], "admin roles need the admin scope");
+        assert!(gate.for_resource(all.clone(), "").is_err(), "never the API");
+        let admin = facade_principal("https://gw.example/mcp", &["mcp.call", "mcp.admin"]);
+        assert_eq!(
+            gate.for_resource(admin, "/mcp").expect("ok").roles,
+            ["admin", "reader"]
+        );
+        let one = facade_principal("https://gw.example/mcp/servers/a", &[]);
+        assert!(gate.for_resource(one.clone(), "/mcp/servers/a").is_ok());
+        assert!(gate.for_resource(one.clone(), "/mcp/servers/b").is_err());
+        assert!(gate.for_resource(one, "/mcp").is_err());
+        let provider = Principal {
+            resource: None,
+            ..all
+        };
+        assert_eq!(
+            gate.for_resource(provider, "")
+                .expect("the provider's tokens")
+                .roles,
+            ["admin", "reader"]
+        );
     }
 
     #[test]

@@ -29,8 +29,9 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 const CSRF_COOKIE: &str = "mcpgw_csrf_";
 /// The cookie under which a browser's consents are remembered.
 const BROWSER_COOKIE: &str = "mcpgw_browser";
-/// The cookie binding the identity provider's answer to the browser sent there.
-const LOGIN_COOKIE: &str = "mcpgw_login";
+/// The cookies binding the identity provider's answer to the browser sent there: one
+/// per login (`mcpgw_login_<tag of its state>`), so logins side by side do not clash.
+const LOGIN_COOKIE: &str = "mcpgw_login_";
 
 /// How the façade's cookies are set: on an https gateway `__Host-` names (Secure,
 /// `Path=/`, no domain: no subdomain can set or read them); on plain http (loopback
@@ -58,14 +59,28 @@ fn cookie_style(state: &ApiState) -> CookieStyle {
     }
 }
 
-/// The name of the cookie of the consent form whose anti-forgery value is `csrf`.
-fn csrf_cookie_name(style: &CookieStyle, csrf: &str) -> String {
-    let tag: String = Sha256::digest(csrf.as_bytes())
+/// A short tag of a value, to name the cookie that belongs to it.
+fn tag(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
         .iter()
         .take(8)
         .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{}{CSRF_COOKIE}{tag}", style.prefix)
+        .collect()
+}
+
+/// The name of the cookie of the consent form whose anti-forgery value is `csrf`.
+fn csrf_cookie_name(style: &CookieStyle, csrf: &str) -> String {
+    format!("{}{CSRF_COOKIE}{}", style.prefix, tag(csrf))
+}
+
+/// The name of the login cookie of the login whose provider state is `state`.
+fn login_cookie_name(style: &CookieStyle, state: &str) -> String {
+    format!("{}{LOGIN_COOKIE}{}", style.prefix, tag(state))
+}
+
+/// Expires a cookie the step it served has used up.
+fn clear_cookie(response: &mut HttpResponse, style: &CookieStyle, name: &str) {
+    set_cookie(response, style, name, "", "SameSite=Lax; Max-Age=0");
 }
 
 fn set_cookie(
@@ -167,7 +182,8 @@ fn basic_credentials(request: &HttpRequest) -> Result<Option<BasicCredentials>, 
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
     let unescape = |part: &str| -> String {
-        url::form_urlencoded::parse(format!("v={part}").as_bytes())
+        // Form-decoded (RFC 6749 §2.3.1); a raw `&` is kept, not taken for a separator.
+        url::form_urlencoded::parse(format!("v={}", part.replace('&', "%26")).as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
@@ -178,12 +194,17 @@ fn basic_credentials(request: &HttpRequest) -> Result<Option<BasicCredentials>, 
     }))
 }
 
-/// The façade's cookies a request carries; `csrf_value` is the consent form's
-/// anti-forgery value, which names its cookie.
-fn cookies(request: &HttpRequest, state: &ApiState, csrf_value: Option<&str>) -> BrowserCookies {
+/// The façade's cookies a request carries: `csrf_value` (the consent form's
+/// anti-forgery value) and `login_state` (the provider's `state`) name theirs.
+fn cookies(
+    request: &HttpRequest,
+    state: &ApiState,
+    csrf_value: Option<&str>,
+    login_state: Option<&str>,
+) -> BrowserCookies {
     let style = cookie_style(state);
     let browser = format!("{}{BROWSER_COOKIE}", style.prefix);
-    let login = format!("{}{LOGIN_COOKIE}", style.prefix);
+    let login = login_state.map(|value| login_cookie_name(&style, value));
     let csrf = csrf_value.map(|value| csrf_cookie_name(&style, value));
     let mut found = BrowserCookies::default();
     for value in request.headers().get_all(header::COOKIE) {
@@ -198,7 +219,7 @@ fn cookies(request: &HttpRequest, state: &ApiState, csrf_value: Option<&str>) ->
             }
             if name == browser {
                 found.browser = Some(value.to_owned());
-            } else if name == login {
+            } else if login.as_deref() == Some(name) {
                 found.login = Some(value.to_owned());
             } else if csrf.as_deref() == Some(name) {
                 found.csrf = Some(value.to_owned());
@@ -349,12 +370,12 @@ fn browser_response(state: &ApiState, step: BrowserStep) -> HttpResponse {
             }
             if let Some(binding) = bind_login {
                 // Lax: sent when the provider sends the browser back (a top-level GET).
-                let name = format!("{}{LOGIN_COOKIE}", style.prefix);
+                let name = login_cookie_name(&style, &binding.state);
                 set_cookie(
                     &mut response,
                     &style,
                     &name,
-                    &binding,
+                    &binding.value,
                     "SameSite=Lax; Max-Age=600",
                 );
             }
@@ -384,13 +405,6 @@ pub async fn authorization_server_metadata(state: Data<ApiState>) -> HttpRespons
 #[utoipa::path(tag = "oauth", params(("tail" = String, Path, description = "The issuer's path")), responses((status = 200, description = "RFC 8414 metadata"), (status = 404, description = "The façade is off")))]
 #[get("/.well-known/oauth-authorization-server/{tail:.*}")]
 pub async fn authorization_server_metadata_for(state: Data<ApiState>) -> HttpResponse {
-    metadata_response(&state)
-}
-
-/// The metadata at the OpenID Connect discovery address, for clients that probe only it.
-#[utoipa::path(tag = "oauth", responses((status = 200, description = "The same metadata"), (status = 404, description = "The façade is off")))]
-#[get("/.well-known/openid-configuration")]
-pub async fn openid_configuration(state: Data<ApiState>) -> HttpResponse {
     metadata_response(&state)
 }
 
@@ -472,7 +486,7 @@ pub async fn authorize(state: Data<ApiState>, request: HttpRequest) -> HttpRespo
     };
     let query = pairs(request.query_string().as_bytes());
     let step = facade
-        .authorize(&query, &cookies(&request, &state, None))
+        .authorize(&query, &cookies(&request, &state, None, None))
         .await;
     browser_response(&state, step)
 }
@@ -497,9 +511,14 @@ pub async fn consent_answer(
         .find(|(name, _)| name == "csrf")
         .map(|(_, value)| value.as_str());
     let step = facade
-        .consent(&form, &cookies(&request, &state, csrf))
+        .consent(&form, &cookies(&request, &state, csrf, None))
         .await;
-    browser_response(&state, step)
+    let mut response = browser_response(&state, step);
+    if let Some(csrf) = csrf {
+        let style = cookie_style(&state);
+        clear_cookie(&mut response, &style, &csrf_cookie_name(&style, csrf));
+    }
+    response
 }
 
 /// The identity provider's answer.
@@ -522,10 +541,23 @@ pub async fn callback(state: Data<ApiState>, request: HttpRequest) -> HttpRespon
         return not_enabled();
     };
     let query = pairs(request.query_string().as_bytes());
+    let login_state = query
+        .iter()
+        .find(|(name, _)| name == "state")
+        .map(|(_, value)| value.as_str());
     let step = facade
-        .callback(&query, &cookies(&request, &state, None))
+        .callback(&query, &cookies(&request, &state, None, login_state))
         .await;
-    browser_response(&state, step)
+    let mut response = browser_response(&state, step);
+    if let Some(login_state) = login_state {
+        let style = cookie_style(&state);
+        clear_cookie(
+            &mut response,
+            &style,
+            &login_cookie_name(&style, login_state),
+        );
+    }
+    response
 }
 
 /// A client's request to the token or revocation endpoint.
