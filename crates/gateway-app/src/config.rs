@@ -514,6 +514,9 @@ pub struct FacadeConfig {
     pub client_metadata_networks: Vec<String>,
     /// How long a fetched metadata document is trusted, in seconds.
     pub client_metadata_ttl_secs: u64,
+    /// Registered clients no one has logged in with for this many days are deleted (0:
+    /// kept for ever); longer than `refresh_token_ttl_secs`.
+    pub registered_client_ttl_days: u64,
     /// Where a login's subject, tenant and roles come from: `access_token` (the
     /// provider's, checked by the `[auth]` verifier) or `id_token`. Default:
     /// `access_token` for `entra`, `id_token` for `oidc`.
@@ -571,6 +574,7 @@ impl Default for FacadeConfig {
             client_metadata_documents: true,
             client_metadata_networks: Vec::new(),
             client_metadata_ttl_secs: 3600,
+            registered_client_ttl_days: 90,
             principal_from: None,
             revalidate_on_refresh: true,
             admin_scope: "mcp.admin".into(),
@@ -1741,6 +1745,14 @@ impl Settings {
             problems.push(format!(
                 "auth.facade.signing_key_rotation_days = {}: must be 1 to 365",
                 facade.signing_key_rotation_days
+            ));
+        }
+        if facade.registered_client_ttl_days > 0
+            && facade.registered_client_ttl_days * 86_400 <= facade.refresh_token_ttl_secs
+        {
+            problems.push(format!(
+                "auth.facade.registered_client_ttl_days = {}: must outlast refresh_token_ttl_secs ({} s), or be 0",
+                facade.registered_client_ttl_days, facade.refresh_token_ttl_secs
             ));
         }
         if facade.consent_ttl_days > 365 {

@@ -890,6 +890,8 @@ fn facade(
             .filter_map(|n| gateway_domain::Network::parse(n).ok())
             .collect(),
         metadata_ttl: Duration::from_secs(config.client_metadata_ttl_secs),
+        registered_client_ttl: (config.registered_client_ttl_days > 0)
+            .then(|| Duration::from_secs(config.registered_client_ttl_days * 86_400)),
         fetch_timeout: Duration::from_secs(5),
         roles_claim: auth.roles_claim.clone(),
         tenant_claim: auth.tenant_claim.clone(),
@@ -958,7 +960,10 @@ fn facade(
             };
             match facade.purge().await {
                 Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, "expired OAuth grants deleted"),
+                Ok(purged) => tracing::info!(
+                    purged,
+                    "expired OAuth grants and unused OAuth clients deleted"
+                ),
                 Err(error) => tracing::warn!(%error, "cannot delete expired OAuth grants"),
             }
         }

@@ -1336,5 +1336,41 @@ async fn the_facade_refuses_what_it_must() {
     }
     let jwks: Value = f.b.get("/oauth/jwks").await.json().await.expect("jwks");
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+
+    // Retention: clients used lately are kept; past their retention they are deleted
+    // (documents are fetched again when next used).
+    {
+        use gateway_domain::OAuthStore;
+        let store = f.a.store().await;
+        let now = chrono::Utc::now();
+        let hour = chrono::Duration::hours(1);
+        assert_eq!(
+            store
+                .purge_clients(Some(now - hour), now - hour)
+                .await
+                .expect("purge"),
+            0
+        );
+        assert!(
+            store
+                .purge_clients(Some(now + hour), now + hour)
+                .await
+                .expect("purge")
+                >= 3
+        );
+        let gone = f
+            .client
+            .get(authorize(&[
+                ("response_type", "code"),
+                ("client_id", &client_id),
+                ("redirect_uri", REDIRECT),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ]))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(gone.status(), 401, "a deleted client is unknown");
+    }
     f.upstream.stop().await;
 }

@@ -170,6 +170,17 @@ pub trait OAuthStore: Send + Sync {
     async fn family_revoked(&self, family: &str) -> Result<bool, RepositoryError>;
     /// Deletes grants that expired before `before`; returns how many.
     async fn purge_grants(&self, before: DateTime<Utc>) -> Result<u64, RepositoryError>;
+    /// Marks a client as used now (a login completed), so it is kept.
+    async fn touch_client(&self, client_id: &str, at: DateTime<Utc>)
+    -> Result<(), RepositoryError>;
+    /// Deletes registered clients last used before `registered_before` (when given) and
+    /// metadata documents fetched before `documents_before` (fetched again when next
+    /// used); returns how many.
+    async fn purge_clients(
+        &self,
+        registered_before: Option<DateTime<Utc>>,
+        documents_before: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError>;
     /// Every signing key not yet retired at `now`, newest first.
     async fn signing_keys(
         &self,

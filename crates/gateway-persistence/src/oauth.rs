@@ -238,6 +238,48 @@ impl OAuthStore for Store {
             .rows_affected)
     }
 
+    async fn touch_client(
+        &self,
+        client_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        oauth_client::Entity::update_many()
+            .col_expr(
+                oauth_client::Column::UpdatedAt,
+                Expr::value(at.trunc_subsecs(6)),
+            )
+            .filter(oauth_client::Column::ClientId.eq(client_id))
+            .exec(&self.db)
+            .await
+            .map_err(logged)?;
+        Ok(())
+    }
+
+    async fn purge_clients(
+        &self,
+        registered_before: Option<DateTime<Utc>>,
+        documents_before: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError> {
+        let mut stale = Condition::any().add(
+            Condition::all()
+                .add(oauth_client::Column::Source.eq(ClientSource::MetadataDocument.as_str()))
+                .add(oauth_client::Column::UpdatedAt.lt(documents_before.trunc_subsecs(6))),
+        );
+        if let Some(before) = registered_before {
+            stale = stale.add(
+                Condition::all()
+                    .add(oauth_client::Column::Source.eq(ClientSource::Registered.as_str()))
+                    .add(oauth_client::Column::UpdatedAt.lt(before.trunc_subsecs(6))),
+            );
+        }
+        Ok(oauth_client::Entity::delete_many()
+            .filter(stale)
+            .exec(&self.db)
+            .await
+            .map_err(logged)?
+            .rows_affected)
+    }
+
     async fn signing_keys(
         &self,
         now: DateTime<Utc>,

@@ -1102,6 +1102,9 @@ impl AuthorizationServer for Facade {
                 )
                 .await?;
             tracing::info!(client_id = %request.client_id, subject = %session.principal.subject, "OAuth login completed");
+            self.store
+                .touch_client(&request.client_id, Self::now())
+                .await?;
             self.audit(Audited {
                 action: "oauth/login",
                 client_id: &request.client_id,

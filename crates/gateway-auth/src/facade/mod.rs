@@ -68,6 +68,8 @@ pub struct FacadeSettings {
     pub metadata_networks: Vec<Network>,
     /// How long a fetched metadata document is trusted before it is fetched again.
     pub metadata_ttl: Duration,
+    /// How long a registered client no one logs in with is kept (`None`: for ever).
+    pub registered_client_ttl: Option<Duration>,
     /// Longest wait for a metadata document.
     pub fetch_timeout: Duration,
     /// Claim names of the roles and tenant, in upstream tokens and in the façade's.
@@ -229,11 +231,26 @@ impl Facade {
     /// Deletes grants expired for a day (kept that long so late replays are still
     /// recognised as replays).
     pub async fn purge(&self) -> Result<u64, String> {
-        let before = chrono::Utc::now() - chrono::Duration::days(1);
-        self.store
-            .purge_grants(before)
+        let now = chrono::Utc::now();
+        let grants = self
+            .store
+            .purge_grants(now - chrono::Duration::days(1))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        // Documents are fetched again when next used; registered clients go once no
+        // one has logged in with them for their retention.
+        let age = |ttl: Duration| chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let clients = self
+            .store
+            .purge_clients(
+                self.settings
+                    .registered_client_ttl
+                    .map(|ttl| now - age(ttl)),
+                now - age(self.settings.metadata_ttl.max(Duration::from_secs(86_400))),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(grants + clients)
     }
 }
 
