@@ -210,6 +210,45 @@ impl Fixture {
     }
 }
 
+/// `GET /oauth/authorize` on A for `client_id` with S256 PKCE and [`REDIRECT`], plus
+/// `extra` parameters.
+async fn authorize_as(
+    f: &Fixture,
+    client_id: &str,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend_from_slice(extra);
+    let url = format!(
+        "{}?{}",
+        f.a.url("/oauth/authorize"),
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(query)
+            .finish()
+    );
+    f.client.get(url).send().await.expect("sent")
+}
+
+/// A refresh grant for `client_id` with `token`, at `app`.
+async fn refresh_at(f: &Fixture, app: &TestApp, client_id: &str, token: &str) -> reqwest::Response {
+    f.form(
+        app.url("/oauth/token"),
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", token),
+        ],
+    )
+    .await
+}
+
 /// `(challenge, verifier)` of a fresh PKCE pair.
 fn pkce() -> (String, String) {
     use base64::Engine;
@@ -564,33 +603,21 @@ async fn a_real_sdk_client_logs_in_through_the_facade_served_by_two_instances() 
 
     // The first refresh token was rotated away: using it again revokes the login.
     let client_id = result["client_id"].as_str().expect("client id");
-    let replay = f
-        .form(
-            f.a.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", client_id),
-                (
-                    "refresh_token",
-                    result["first_refresh_token"].as_str().expect("first"),
-                ),
-            ],
-        )
-        .await;
+    let replay = refresh_at(
+        &f,
+        &f.a,
+        client_id,
+        result["first_refresh_token"].as_str().expect("first"),
+    )
+    .await;
     assert_eq!(error_of(replay).await, (400, "invalid_grant".to_owned()));
-    let after = f
-        .form(
-            f.b.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", client_id),
-                (
-                    "refresh_token",
-                    result["second_refresh_token"].as_str().expect("second"),
-                ),
-            ],
-        )
-        .await;
+    let after = refresh_at(
+        &f,
+        &f.b,
+        client_id,
+        result["second_refresh_token"].as_str().expect("second"),
+    )
+    .await;
     assert_eq!(
         error_of(after).await,
         (400, "invalid_grant".to_owned()),
@@ -635,18 +662,7 @@ async fn the_facade_refuses_what_it_must() {
     let (challenge, verifier) = pkce();
 
     // Unknown client, foreign redirect URI: an error page, never a redirect.
-    let unknown = f
-        .client
-        .get(authorize(&[
-            ("response_type", "code"),
-            ("client_id", "nobody"),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .expect("sent");
+    let unknown = authorize_as(&f, "nobody", &challenge, &[]).await;
     assert!(unknown.headers().get("location").is_none());
     assert_eq!(
         unknown.status(),
@@ -690,55 +706,30 @@ async fn the_facade_refuses_what_it_must() {
         assert_eq!(back["error"], "invalid_request");
         assert_eq!(back["iss"], f.a.address);
     }
-    let twice = f
-        .client
-        .get(authorize(&[
-            ("response_type", "code"),
-            ("client_id", &client_id),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("scope", "mcp.call"),
-            ("scope", "mcp.admin"),
-        ]))
-        .send()
-        .await
-        .expect("sent");
+    let twice = authorize_as(
+        &f,
+        &client_id,
+        &challenge,
+        &[("scope", "mcp.call"), ("scope", "mcp.admin")],
+    )
+    .await;
     assert_eq!(
         query_of(&location(&twice))["error"],
         "invalid_request",
         "a repeated parameter"
     );
-    let unknown_scope = f
-        .client
-        .get(authorize(&[
-            ("response_type", "code"),
-            ("client_id", &client_id),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("scope", "root"),
-        ]))
-        .send()
-        .await
-        .expect("sent");
+    let unknown_scope = authorize_as(&f, &client_id, &challenge, &[("scope", "root")]).await;
     assert_eq!(
         query_of(&location(&unknown_scope))["error"],
         "invalid_scope"
     );
-    let foreign_resource = f
-        .client
-        .get(authorize(&[
-            ("response_type", "code"),
-            ("client_id", &client_id),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-            ("resource", "https://other.example/mcp"),
-        ]))
-        .send()
-        .await
-        .expect("sent");
+    let foreign_resource = authorize_as(
+        &f,
+        &client_id,
+        &challenge,
+        &[("resource", "https://other.example/mcp")],
+    )
+    .await;
     assert_eq!(
         query_of(&location(&foreign_resource))["error"],
         "invalid_target"
@@ -828,16 +819,7 @@ async fn the_facade_refuses_what_it_must() {
             .1,
         "invalid_grant"
     );
-    let revoked = f
-        .form(
-            f.a.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", &client_id),
-                ("refresh_token", &refresh),
-            ],
-        )
-        .await;
+    let revoked = refresh_at(&f, &f.a, &client_id, &refresh).await;
     assert_eq!(error_of(revoked).await.1, "invalid_grant");
 
     // An expired code.
@@ -862,16 +844,7 @@ async fn the_facade_refuses_what_it_must() {
         )
         .await;
     assert_eq!(error_of(odd).await.1, "unsupported_grant_type");
-    let stranger = f
-        .form(
-            f.b.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", "nobody"),
-                ("refresh_token", "x"),
-            ],
-        )
-        .await;
+    let stranger = refresh_at(&f, &f.b, "nobody", "x").await;
     assert_eq!(error_of(stranger).await, (401, "invalid_client".to_owned()));
     let json_body = f
         .client
@@ -970,33 +943,11 @@ async fn the_facade_refuses_what_it_must() {
     // Client ID Metadata Documents: fetched from their URL, which they must name.
     let (documents_port, documents_handle) = serve_documents();
     let documented = format!("http://127.0.0.1:{documents_port}/client.json");
-    let page = f
-        .client
-        .get(authorize(&[
-            ("response_type", "code"),
-            ("client_id", &documented),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .expect("sent");
+    let page = authorize_as(&f, &documented, &challenge, &[]).await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("Documented"));
     let liar = format!("http://127.0.0.1:{documents_port}/liar.json");
-    let page = f
-        .client
-        .get(authorize(&[
-            ("response_type", "code"),
-            ("client_id", &liar),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", &challenge),
-            ("code_challenge_method", "S256"),
-        ]))
-        .send()
-        .await
-        .expect("sent");
+    let page = authorize_as(&f, &liar, &challenge, &[]).await;
     assert_eq!(page.status(), 401);
     assert!(
         page.text()
@@ -1009,18 +960,7 @@ async fn the_facade_refuses_what_it_must() {
         "https://169.254.169.254/latest/meta-data",
         "http://example.com/client.json",
     ] {
-        let page = f
-            .client
-            .get(authorize(&[
-                ("response_type", "code"),
-                ("client_id", private),
-                ("redirect_uri", REDIRECT),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ]))
-            .send()
-            .await
-            .expect("sent");
+        let page = authorize_as(&f, private, &challenge, &[]).await;
         assert_eq!(page.status(), 401, "{private}");
     }
     documents_handle.stop(true).await;
@@ -1180,16 +1120,7 @@ async fn the_facade_refuses_what_it_must() {
     for winner in winners {
         let tokens: Value = winner.json().await.expect("tokens");
         if let Some(next) = tokens["refresh_token"].as_str() {
-            let after = f
-                .form(
-                    f.a.url("/oauth/token"),
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("client_id", &client_id),
-                        ("refresh_token", next),
-                    ],
-                )
-                .await;
+            let after = refresh_at(&f, &f.a, &client_id, next).await;
             assert_eq!(
                 error_of(after).await.1,
                 "invalid_grant",
@@ -1213,16 +1144,7 @@ async fn the_facade_refuses_what_it_must() {
         )
         .await;
     assert_eq!(revoked.status(), 200);
-    let after = f
-        .form(
-            f.a.url("/oauth/token"),
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", &client_id),
-                ("refresh_token", refresh_token),
-            ],
-        )
-        .await;
+    let after = refresh_at(&f, &f.a, &client_id, refresh_token).await;
     assert_eq!(error_of(after).await.1, "invalid_grant");
 
     // The provider disables the account: the next refresh ends the login.
@@ -1358,18 +1280,7 @@ async fn the_facade_refuses_what_it_must() {
                 .expect("purge")
                 >= 3
         );
-        let gone = f
-            .client
-            .get(authorize(&[
-                ("response_type", "code"),
-                ("client_id", &client_id),
-                ("redirect_uri", REDIRECT),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-            ]))
-            .send()
-            .await
-            .expect("sent");
+        let gone = authorize_as(&f, &client_id, &challenge, &[]).await;
         assert_eq!(gone.status(), 401, "a deleted client is unknown");
     }
     f.upstream.stop().await;

@@ -730,6 +730,22 @@ impl Facade {
         self.tokens(client, &session, &grant.family).await
     }
 
+    /// Uses a pending login step (single use): its content, or the error page saying
+    /// `unknown` when there is none to use.
+    async fn take_pending(&self, key: &str, unknown: &str) -> Result<Pending, BrowserStep> {
+        match self
+            .store
+            .take_grant(GrantKind::Pending, key, Self::now())
+            .await
+        {
+            Ok(Taken::Fresh(grant)) => {
+                from_json::<Pending>(&grant.payload).map_err(BrowserStep::Refuse)
+            }
+            Ok(_) => Err(refuse(400, "invalid_request", unknown)),
+            Err(error) => Err(BrowserStep::Refuse(error.into())),
+        }
+    }
+
     /// The provider no longer vouches for a login: every refresh token of it is revoked.
     async fn end_login(
         &self,
@@ -916,25 +932,19 @@ impl AuthorizationServer for Facade {
             (Ok(h), Ok(c), Ok(d)) => (h, c, d),
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return BrowserStep::Refuse(e),
         };
-        let grant = match self
-            .store
-            .take_grant(GrantKind::Pending, &digest(handle), Self::now())
-            .await
-        {
-            Ok(Taken::Fresh(grant)) => grant,
-            Ok(_) => {
-                return refuse(
-                    400,
-                    "invalid_request",
-                    "this consent request is unknown, expired or already answered: start the login again",
-                );
-            }
-            Err(error) => return BrowserStep::Refuse(error.into()),
-        };
-        let Ok(Pending::Consent {
+        let pending = self
+            .take_pending(
+                &digest(handle),
+                "this consent request is unknown, expired or already answered: start the login again",
+            )
+            .await;
+        let Pending::Consent {
             request,
             csrf_digest,
-        }) = from_json::<Pending>(&grant.payload)
+        } = (match pending {
+            Ok(pending) => pending,
+            Err(step) => return step,
+        })
         else {
             return refuse(400, "invalid_request", "this is not a consent request");
         };
@@ -992,30 +1002,20 @@ impl AuthorizationServer for Facade {
             Ok(state) => state,
             Err(e) => return BrowserStep::Refuse(e),
         };
-        let grant = match self
-            .store
-            .take_grant(
-                GrantKind::Pending,
+        let pending = self
+            .take_pending(
                 &login_key(state, cookies.login.as_deref()),
-                Self::now(),
+                "the login's state is unknown, expired, already used or was begun in another browser (state mismatch): start the login again",
             )
-            .await
-        {
-            Ok(Taken::Fresh(grant)) => grant,
-            Ok(_) => {
-                return refuse(
-                    400,
-                    "invalid_request",
-                    "the login's state is unknown, expired, already used or was begun in another browser (state mismatch): start the login again",
-                );
-            }
-            Err(error) => return BrowserStep::Refuse(error.into()),
-        };
-        let Ok(Pending::Upstream {
+            .await;
+        let Pending::Upstream {
             request,
             verifier,
             nonce,
-        }) = from_json::<Pending>(&grant.payload)
+        } = (match pending {
+            Ok(pending) => pending,
+            Err(step) => return step,
+        })
         else {
             return refuse(400, "invalid_request", "the state is not a login's");
         };
