@@ -635,9 +635,11 @@ async fn a_real_sdk_client_logs_in_through_the_facade_served_by_two_instances() 
     // Registrations, logins and the replay are in the audit trail.
     let logins = audited(&f, "oauth/login").await;
     assert!(
-        logins
-            .iter()
-            .any(|e| e["subject"] == "alice" && e["target"] == client_id && e["outcome"] == "ok"),
+        logins.iter().any(|e| e["subject"] == "alice"
+            && e["target"] == client_id
+            && e["outcome"] == "ok"
+            && e["client_address"] == "127.0.0.1"
+            && e["request_id"].is_string()),
         "{logins:?}"
     );
     assert!(!audited(&f, "oauth/register").await.is_empty());

@@ -40,7 +40,7 @@ pub use name::{RESERVED_SERVER_NAME, ServerName, Tag, TenantId};
 pub use oauth::{
     AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
     ConsentRequest, GrantKind, LoginBinding, OAuthClientRecord, OAuthFailure, OAuthStore,
-    SigningKeyRecord, StoredGrant, Taken,
+    RequestMeta, SigningKeyRecord, StoredGrant, Taken,
 };
 pub use page::{Cursor, Page, PageRequest};
 pub use ports::{

@@ -297,6 +297,15 @@ pub struct BrowserCookies {
     pub login: Option<String>,
 }
 
+/// Where a request to the façade came from, for its audit events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<String>,
+    /// The client's address.
+    pub client_address: Option<String>,
+}
+
 /// Client authentication sent with HTTP Basic (`client_secret_basic`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct BasicCredentials {
@@ -324,24 +333,35 @@ pub trait AuthorizationServer: Send + Sync {
     /// The public signing keys (JWKS).
     async fn jwks(&self) -> Result<serde_json::Value, OAuthFailure>;
     /// Dynamic Client Registration (RFC 7591): the registration response.
-    async fn register(&self, body: &[u8]) -> Result<serde_json::Value, OAuthFailure>;
+    async fn register(
+        &self,
+        body: &[u8],
+        meta: &RequestMeta,
+    ) -> Result<serde_json::Value, OAuthFailure>;
     /// `GET /oauth/authorize`.
     async fn authorize(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
     /// `POST /oauth/consent`: the person approved or denied.
     async fn consent(&self, form: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
     /// `GET /oauth/callback`: the identity provider's answer.
-    async fn callback(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep;
+    async fn callback(
+        &self,
+        query: &[(String, String)],
+        cookies: &BrowserCookies,
+        meta: &RequestMeta,
+    ) -> BrowserStep;
     /// `POST /oauth/token`: the token response.
     async fn token(
         &self,
         form: &[(String, String)],
         basic: Option<BasicCredentials>,
+        meta: &RequestMeta,
     ) -> Result<serde_json::Value, OAuthFailure>;
     /// `POST /oauth/revoke` (RFC 7009): revokes a refresh token's family.
     async fn revoke(
         &self,
         form: &[(String, String)],
         basic: Option<BasicCredentials>,
+        meta: &RequestMeta,
     ) -> Result<(), OAuthFailure>;
     /// Makes a new signing key the active one; with `retire_previous`, the others stop
     /// being published at once (their tokens are refused), else once the tokens they

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gateway_domain::{
     AuditOutcome, AuthorizationServer, BasicCredentials, BrowserCookies, BrowserStep, ClientSource,
-    ConsentRequest, GrantKind, OAuthFailure, Principal, StoredGrant, Taken,
+    ConsentRequest, GrantKind, OAuthFailure, Principal, RequestMeta, StoredGrant, Taken,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -23,6 +23,16 @@ use super::upstream::Upstream;
 use super::{
     Audited, Facade, digest, hex, pkce_matches, pkce_shaped, random_handle, required, single,
 };
+
+tokio::task_local! {
+    /// The request being served, for the audit events it causes.
+    static REQUEST: RequestMeta;
+}
+
+/// The request being served on this task (empty outside one).
+pub(crate) fn current_request() -> RequestMeta {
+    REQUEST.try_with(Clone::clone).unwrap_or_default()
+}
 
 /// Longest `state` a client may send (it is echoed back).
 const MAX_STATE: usize = 2048;
@@ -846,16 +856,20 @@ impl AuthorizationServer for Facade {
         self.signer.jwks_document().await
     }
 
-    async fn register(&self, body: &[u8]) -> Result<Value, OAuthFailure> {
-        let registered = self.clients.register(body).await?;
-        self.audit_client(
-            "oauth/register",
-            registered["client_id"].as_str().unwrap_or_default(),
-            AuditOutcome::Ok,
-            None,
-        )
-        .await;
-        Ok(registered)
+    async fn register(&self, body: &[u8], meta: &RequestMeta) -> Result<Value, OAuthFailure> {
+        REQUEST
+            .scope(meta.clone(), async move {
+                let registered = self.clients.register(body).await?;
+                self.audit_client(
+                    "oauth/register",
+                    registered["client_id"].as_str().unwrap_or_default(),
+                    AuditOutcome::Ok,
+                    None,
+                )
+                .await;
+                Ok(registered)
+            })
+            .await
     }
 
     async fn authorize(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep {
@@ -997,7 +1011,14 @@ impl AuthorizationServer for Facade {
         }
     }
 
-    async fn callback(&self, query: &[(String, String)], cookies: &BrowserCookies) -> BrowserStep {
+    async fn callback(
+        &self,
+        query: &[(String, String)],
+        cookies: &BrowserCookies,
+        meta: &RequestMeta,
+    ) -> BrowserStep {
+        REQUEST
+            .scope(meta.clone(), async move {
         let state = match required(query, "state") {
             Ok(state) => state,
             Err(e) => return BrowserStep::Refuse(e),
@@ -1134,13 +1155,18 @@ impl AuthorizationServer for Facade {
                 self.error_redirect(&request, "temporarily_unavailable", &failure.description)
             }
         }
+                })
+            .await
     }
 
     async fn token(
         &self,
         form: &[(String, String)],
         basic: Option<BasicCredentials>,
+        meta: &RequestMeta,
     ) -> Result<Value, OAuthFailure> {
+        REQUEST
+            .scope(meta.clone(), async move {
         let grant_type = required(form, "grant_type")?;
         let client = self.token_client(form, basic).await?;
         match grant_type {
@@ -1157,13 +1183,18 @@ impl AuthorizationServer for Facade {
                 ),
             )),
         }
+                })
+            .await
     }
 
     async fn revoke(
         &self,
         form: &[(String, String)],
         basic: Option<BasicCredentials>,
+        meta: &RequestMeta,
     ) -> Result<(), OAuthFailure> {
+        REQUEST
+            .scope(meta.clone(), async move {
         let token = required(form, "token")?;
         let client = self.token_client(form, basic).await?;
         // Access tokens are short-lived JWTs and cannot be recalled; an unknown token
@@ -1180,6 +1211,8 @@ impl AuthorizationServer for Facade {
                 .await;
         }
         Ok(())
+                })
+            .await
     }
 
     async fn rotate_signing_key(&self, retire_previous: bool) -> Result<Vec<String>, OAuthFailure> {

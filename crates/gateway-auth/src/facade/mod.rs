@@ -188,15 +188,16 @@ impl Facade {
     /// Hands one event to the audit sink, if any.
     pub(crate) async fn audit(&self, event: Audited<'_>) {
         let Some(sink) = &self.audit else { return };
+        let request = flow::current_request();
         sink.record(AuditEvent {
             id: uuid::Uuid::now_v7(),
             at: chrono::Utc::now(),
-            request_id: None,
+            request_id: request.request_id,
             session_id: None,
             subject: event.subject.map(str::to_owned),
             tenant: event.tenant.map(str::to_owned),
             roles: event.roles.to_vec(),
-            client_address: None,
+            client_address: request.client_address,
             action: event.action.to_owned(),
             server: None,
             target: Some(event.client_id.chars().take(200).collect()),

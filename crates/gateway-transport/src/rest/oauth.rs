@@ -14,7 +14,9 @@ use actix_web::web::{Bytes, Data, Query};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gateway_domain::{BasicCredentials, BrowserCookies, BrowserStep, ConsentRequest, OAuthFailure};
+use gateway_domain::{
+    BasicCredentials, BrowserCookies, BrowserStep, ConsentRequest, OAuthFailure, RequestMeta,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -192,6 +194,18 @@ fn basic_credentials(request: &HttpRequest) -> Result<Option<BasicCredentials>, 
         client_id: unescape(id),
         secret: unescape(secret),
     }))
+}
+
+/// Where a request came from, for the audit events it causes.
+fn meta(request: &HttpRequest, state: &ApiState) -> RequestMeta {
+    RequestMeta {
+        request_id: super::middleware::current_request_id(),
+        client_address: super::ip_limit::client_address(
+            request,
+            state.ip_limits.trust_forwarded_for,
+        )
+        .map(|ip| ip.to_string()),
+    }
 }
 
 /// The façade's cookies a request carries: `csrf_value` (the consent form's
@@ -448,7 +462,7 @@ pub async fn register(state: Data<ApiState>, request: HttpRequest, body: Bytes) 
             false,
         );
     }
-    match facade.register(&body).await {
+    match facade.register(&body, &meta(&request, &state)).await {
         Ok(client) => no_store(HttpResponse::Created().json(client)),
         Err(failure) => oauth_error(&failure, false),
     }
@@ -546,7 +560,11 @@ pub async fn callback(state: Data<ApiState>, request: HttpRequest) -> HttpRespon
         .find(|(name, _)| name == "state")
         .map(|(_, value)| value.as_str());
     let step = facade
-        .callback(&query, &cookies(&request, &state, None, login_state))
+        .callback(
+            &query,
+            &cookies(&request, &state, None, login_state),
+            &meta(&request, &state),
+        )
         .await;
     let mut response = browser_response(&state, step);
     if let Some(login_state) = login_state {
@@ -639,7 +657,7 @@ pub async fn token(state: Data<ApiState>, request: HttpRequest, body: Bytes) -> 
         Err(response) => return *response,
     };
     let used_basic = basic.is_some();
-    match facade.token(&form, basic).await {
+    match facade.token(&form, basic, &meta(&request, &state)).await {
         Ok(tokens) => no_store(HttpResponse::Ok().json(tokens)),
         Err(failure) => oauth_error(&failure, used_basic),
     }
@@ -658,7 +676,7 @@ pub async fn revoke(state: Data<ApiState>, request: HttpRequest, body: Bytes) ->
         Err(response) => return *response,
     };
     let used_basic = basic.is_some();
-    match facade.revoke(&form, basic).await {
+    match facade.revoke(&form, basic, &meta(&request, &state)).await {
         Ok(()) => no_store(HttpResponse::Ok().finish()),
         Err(failure) => oauth_error(&failure, used_basic),
     }
