@@ -866,8 +866,6 @@ fn facade(
         _ => return Err(failed("client_secret", "required".into())),
     };
     let entra = auth.provider == AuthProvider::Entra;
-    let multi_tenant =
-        entra && matches!(auth.tenant_id.as_deref(), Some("organizations" | "common"));
     let scope_prefix = facade_scope_prefix(settings);
     let scopes = facade_scopes(settings);
     let settings_of_facade = gateway_auth::FacadeSettings {
@@ -905,12 +903,6 @@ fn facade(
             auth: client_auth,
             scope_prefix,
             extra_scopes: config.upstream_scopes.clone(),
-            require_issuer_match: !multi_tenant,
-            allowed_tenants: if multi_tenant {
-                auth.allowed_tenants.clone()
-            } else {
-                Vec::new()
-            },
             redirect_uri: format!("{public_url}/oauth/callback"),
         },
         principal_from: match config.principal_from {

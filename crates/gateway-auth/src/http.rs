@@ -78,17 +78,23 @@ impl AuthHttp {
 }
 
 /// Reads a response body of at most [`MAX_ANSWER_BYTES`].
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    read_at_most(response, MAX_ANSWER_BYTES).await
+}
+
+/// Reads a response body of at most `limit` bytes, refusing a larger one while reading.
+pub(crate) async fn read_at_most(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| format!("cannot read the answer: {e}"))?
     {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
-                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
-            ));
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
         }
         body.extend_from_slice(&chunk);
     }

@@ -348,7 +348,7 @@ impl ClientDirectory {
                 )));
             }
         };
-        let client_id = format!("mcpgw-{}", uuid_like()?);
+        let client_id = format!("mcpgw-{}", uuid::Uuid::new_v4().simple());
         let now = Utc::now();
         let record = OAuthClientRecord {
             client_id: client_id.clone(),
@@ -502,7 +502,7 @@ impl ClientDirectory {
         if url.scheme() != "https" && !(url.scheme() == "http" && loopback_allowed) {
             return Err(refuse("the URL must be https".into()));
         }
-        let mut response = self
+        let response = self
             .fetcher
             .get(url.clone())
             .header("accept", "application/json")
@@ -517,17 +517,9 @@ impl ClientDirectory {
         if !response.status().is_success() {
             return Err(refuse(format!("answered {}", response.status())));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = crate::http::read_at_most(response, MAX_CLIENT_DOCUMENT)
             .await
-            .map_err(|e| refuse(format!("cannot be read: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_CLIENT_DOCUMENT {
-                return Err(refuse(format!("larger than {MAX_CLIENT_DOCUMENT} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(refuse)?;
         let metadata: ClientMetadata = serde_json::from_slice(&body)
             .map_err(|e| refuse(format!("not a valid client metadata document: {e}")))?;
         if metadata.client_id.as_deref() != Some(client_id) {
@@ -595,12 +587,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
-}
-
-/// A registered client's id part: 128 random bits, hex.
-fn uuid_like() -> Result<String, OAuthFailure> {
-    let handle = random_handle()?;
-    Ok(hex(&Sha256::digest(handle.as_bytes()))[..32].to_owned())
 }
 
 /// Resolves names for the metadata fetcher, dropping refused addresses.

@@ -600,20 +600,7 @@ impl Facade {
             .await?
         {
             Taken::Fresh(grant) => grant,
-            Taken::Spent(grant) => {
-                let revoked = self.store.revoke_family(&grant.family).await?;
-                tracing::warn!(client_id = %grant.client_id, revoked, "authorization code replayed: the tokens issued from it are revoked");
-                self.audit_client(
-                    "oauth/replay",
-                    &grant.client_id,
-                    AuditOutcome::Denied,
-                    Some(400),
-                )
-                .await;
-                return Err(invalid_grant(
-                    "the authorization code was already used; the tokens issued from it are revoked",
-                ));
-            }
+            Taken::Spent(grant) => return Err(self.replayed(&grant, "authorization code").await),
             Taken::Missing => {
                 return Err(invalid_grant(
                     "the authorization code is unknown or expired",
@@ -673,7 +660,10 @@ impl Facade {
             .await?
         {
             Taken::Fresh(grant) => grant,
-            Taken::Spent(_) | Taken::Missing => return self.refused_refresh(&handle).await,
+            Taken::Spent(grant) => return Err(self.replayed(&grant, "refresh token").await),
+            Taken::Missing => {
+                return Err(invalid_grant("the refresh token is unknown or expired"));
+            }
         };
         let mut session: Session = from_json(&grant.payload)?;
         if session.client_id != client.client_id {
@@ -798,30 +788,25 @@ impl Facade {
         Ok(principal)
     }
 
-    /// A refresh token that cannot be used: reused after rotation (its login is
-    /// revoked), or unknown.
-    async fn refused_refresh(&self, handle: &str) -> Result<Value, OAuthFailure> {
-        match self
-            .store
-            .take_grant(GrantKind::Refresh, handle, Self::now())
-            .await?
-        {
-            Taken::Spent(grant) | Taken::Fresh(grant) => {
-                let revoked = self.store.revoke_family(&grant.family).await?;
-                tracing::warn!(client_id = %grant.client_id, revoked, "refresh token reused after rotation: the login's tokens are revoked");
-                self.audit_client(
-                    "oauth/replay",
-                    &grant.client_id,
-                    AuditOutcome::Denied,
-                    Some(400),
-                )
-                .await;
-                Err(invalid_grant(
-                    "the refresh token was already used or revoked; every refresh token of this login is revoked",
-                ))
+    /// A code or refresh token used a second time: every token of its login is
+    /// revoked, and the replay audited.
+    async fn replayed(&self, grant: &StoredGrant, what: &str) -> OAuthFailure {
+        match self.store.revoke_family(&grant.family).await {
+            Ok(revoked) => {
+                tracing::warn!(client_id = %grant.client_id, revoked, "{what} replayed: the login's tokens are revoked");
             }
-            Taken::Missing => Err(invalid_grant("the refresh token is unknown or expired")),
+            Err(error) => return error.into(),
         }
+        self.audit_client(
+            "oauth/replay",
+            &grant.client_id,
+            AuditOutcome::Denied,
+            Some(400),
+        )
+        .await;
+        invalid_grant(format!(
+            "the {what} was already used or revoked; every refresh token of its login is revoked"
+        ))
     }
 }
 

@@ -96,12 +96,6 @@ pub struct UpstreamIdp {
     pub scope_prefix: String,
     /// Asked for on every login besides `openid` (`profile`, `offline_access`, …).
     pub extra_scopes: Vec<String>,
-    /// Whether the ID token's `iss` must equal the discovered issuer (off only for a
-    /// multi-tenant Entra app, whose tokens name each tenant; `allowed_tenants` then
-    /// decides).
-    pub require_issuer_match: bool,
-    /// Tenants accepted (empty: any).
-    pub allowed_tenants: Vec<String>,
     /// The callback URL registered at the provider (`<public>/oauth/callback`).
     pub redirect_uri: String,
 }
@@ -297,28 +291,12 @@ impl Upstream {
         let id_token = response
             .id_token()
             .ok_or_else(|| idp_failure("token response", "no ID token"))?;
-        let verifier = client
-            .id_token_verifier()
-            .require_issuer_match(self.idp.require_issuer_match);
         id_token
-            .claims(&verifier, &Nonce::new(nonce.to_owned()))
+            .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned()))
             .map_err(|e| idp_refusal("access_denied", "login (its ID token is not valid)", e))?;
         // Verified above; the raw payload gives the claims openidconnect does not model
         // (roles, tenant).
         let claims = raw_claims(&id_token.to_string())?;
-        if !self.idp.allowed_tenants.is_empty() {
-            let tenant = claims
-                .get("tid")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if !self.idp.allowed_tenants.iter().any(|t| t == tenant) {
-                return Err(OAuthFailure {
-                    status: 403,
-                    error: "access_denied",
-                    description: "the signed-in account's tenant is not allowed".into(),
-                });
-            }
-        }
         Ok(UpstreamLogin {
             claims,
             access_token: response.access_token().secret().clone(),
@@ -376,9 +354,7 @@ impl Upstream {
         // nonce on a refresh).
         let claims = match response.id_token() {
             Some(id_token) => {
-                let verifier = client
-                    .id_token_verifier()
-                    .require_issuer_match(self.idp.require_issuer_match);
+                let verifier = client.id_token_verifier();
                 id_token
                     .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                     .map_err(|e| {
