@@ -11,6 +11,7 @@
 pub mod audit;
 mod bearer;
 pub mod cluster;
+mod direct;
 pub mod gateway;
 pub mod guard;
 pub mod monitor;

@@ -1029,6 +1029,33 @@ macro_rules! retryable {
 }
 
 retryable!(CallToolRequestParams, CallToolRequest);
+
+/// A `tools/call` on its way upstream, and whether its tool wants no argument as a
+/// header (then it may be sent directly, see `direct`).
+#[derive(Clone)]
+struct ToolCall {
+    params: CallToolRequestParams,
+    plain_arguments: bool,
+}
+
+impl Retryable for ToolCall {
+    fn take_input(&mut self) -> (Option<InputResponses>, Option<String>) {
+        self.params.take_input()
+    }
+
+    fn with_input(mut self, responses: Option<InputResponses>, state: Option<String>) -> Self {
+        self.params = self.params.with_input(responses, state);
+        self
+    }
+
+    fn into_request(self) -> ClientRequest {
+        let mut request = CallToolRequest::new(self.params);
+        if self.plain_arguments {
+            request.extensions.insert(super::direct::PlainArguments);
+        }
+        ClientRequest::CallToolRequest(request)
+    }
+}
 retryable!(GetPromptRequestParams, GetPromptRequest);
 retryable!(ReadResourceRequestParams, ReadResourceRequest);
 
@@ -1358,9 +1385,24 @@ impl GatewayServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // A tool that wants no argument as a header may be called directly on a
+        // 2026-07-28 upstream (see `direct`).
+        let plain = self
+            .runtime
+            .current()
+            .snapshot
+            .route(ListKind::Tools, Some(&route.server), &route.original)
+            .is_some_and(|exposed| match &exposed.item {
+                McpItem::Tool(tool) => !super::direct::wants_param_headers(&tool.input_schema),
+                _ => false,
+            });
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
+        let upstream = ToolCall {
+            params: upstream,
+            plain_arguments: plain,
+        };
         match self.forward_bridged(server, &ctx, upstream).await? {
             ServerResult::CallToolResult(mut result) => {
                 result.result_type.get_or_insert(ResultType::COMPLETE);

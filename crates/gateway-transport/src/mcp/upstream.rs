@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use gateway_domain::{ServerId, ServerName, Transport, UpstreamServer};
+use rmcp::model::ClientJsonRpcMessage;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, ClientRequest, CreateMessageRequestParams,
     CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorData, Implementation,
@@ -26,10 +27,16 @@ use rmcp::service::{
     ClientLifecycleMode, ClientServiceExt, InboundStreamOrigin, NotificationContext, Peer,
     PeerRequestOptions, RequestContext, RunningService,
 };
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpResponseLimits,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ClientHandler, RoleClient};
 use tokio::sync::{mpsc, oneshot};
+
+use super::direct::{
+    DirectAuth, DirectCall, Outcome as DirectOutcome, PlainArguments, Tap, Tapped, Target,
+};
 
 /// Environment variables a stdio upstream inherits from the gateway: enough to find
 /// and run a program (`npx`, `uvx`, `python`), nothing that could carry a secret.
@@ -809,6 +816,8 @@ enum State {
 struct Connection {
     state: tokio::sync::Mutex<State>,
     in_flight: Arc<InFlight>,
+    /// The Streamable HTTP session rmcp holds open, for direct calls.
+    tap: Arc<Tap>,
 }
 
 /// A forwarded request whose answer is pending.
@@ -822,25 +831,35 @@ pub struct PendingCall {
     peer: Peer<RoleClient>,
     id: RequestId,
     in_flight: Arc<InFlight>,
+    /// The id rmcp gave a direct call it took over (the session had expired).
+    handed_over: Option<Arc<Mutex<Option<RequestId>>>>,
 }
 
 impl PendingCall {
+    /// The id the upstream knows the request by now.
+    fn current_id(&self) -> RequestId {
+        self.handed_over
+            .as_ref()
+            .and_then(|id| id.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_else(|| self.id.clone())
+    }
+
     /// Notes that the forwarding loop took `event` from [`PendingCall::events`].
     pub fn consumed(&self, event: &CallEvent) {
         if matches!(event, CallEvent::Progress(_) | CallEvent::Log(_)) {
-            self.in_flight.consumed(&self.id);
+            self.in_flight.consumed(&self.current_id());
         }
     }
 
     /// Notifications of this request that arrived but are not relayed yet.
     pub fn undelivered(&self) -> usize {
-        self.in_flight.undelivered(&self.id)
+        self.in_flight.undelivered(&self.current_id())
     }
 
     /// Sends `notifications/cancelled` upstream (the client gave up or the call timed out).
     pub async fn cancel(&mut self, reason: &str) {
         let params = rmcp::model::CancelledNotificationParam::new(
-            Some(self.id.clone()),
+            Some(self.current_id()),
             Some(reason.to_owned()),
         );
         let _ = self.peer.notify_cancelled(params).await;
@@ -849,7 +868,7 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        self.in_flight.remove(&self.id);
+        self.in_flight.remove(&self.current_id());
     }
 }
 
@@ -859,6 +878,9 @@ pub struct UpstreamPool {
     connections: Mutex<HashMap<(ServerId, usize), Arc<Connection>>>,
     settings: UpstreamSettings,
     http: reqwest::Client,
+    /// Each thread's own client for direct calls, so a call's connection is driven by
+    /// the thread that waits for it.
+    local_http: thread_local::ThreadLocal<reqwest::Client>,
     events: mpsc::UnboundedSender<UpstreamEvent>,
     metrics: Arc<gateway_telemetry::Metrics>,
 }
@@ -879,6 +901,30 @@ fn header_map(
         .collect()
 }
 
+/// The HTTP client of upstream sessions: no delay on small writes, the egress policy
+/// on every name it resolves, redirects only within one origin.
+fn http_client(settings: &UpstreamSettings) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .dns_resolver(Arc::new(EgressResolver(settings.egress.clone())))
+        .pool_idle_timeout(Duration::from_secs(90))
+        // Static credentials must never follow a redirect to another origin.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same_origin = attempt.previous().last().is_some_and(|previous| {
+                previous.scheme() == attempt.url().scheme()
+                    && previous.host_str() == attempt.url().host_str()
+                    && previous.port_or_known_default() == attempt.url().port_or_known_default()
+            });
+            if same_origin && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
+        .build()
+        .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))
+}
+
 impl UpstreamPool {
     /// A pool whose connections report list changes on `events` and the upstream
     /// misbehaviour they absorb on `metrics`.
@@ -890,32 +936,22 @@ impl UpstreamPool {
         // reqwest is built without a TLS provider of its own; the process uses ring.
         // Installing twice (several runtimes in one test process) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .dns_resolver(Arc::new(EgressResolver(settings.egress.clone())))
-            .pool_idle_timeout(Duration::from_secs(90))
-            // Static credentials must never follow a redirect to another origin.
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let same_origin = attempt.previous().last().is_some_and(|previous| {
-                    previous.scheme() == attempt.url().scheme()
-                        && previous.host_str() == attempt.url().host_str()
-                        && previous.port_or_known_default() == attempt.url().port_or_known_default()
-                });
-                if same_origin && attempt.previous().len() < 5 {
-                    attempt.follow()
-                } else {
-                    attempt.stop()
-                }
-            }))
-            .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let http = http_client(&settings)?;
         Ok(Self {
             connections: Mutex::new(HashMap::new()),
             settings,
             http,
+            local_http: thread_local::ThreadLocal::new(),
             events,
             metrics,
         })
+    }
+
+    /// The calling thread's client for direct calls.
+    fn local_http(&self) -> Result<reqwest::Client, String> {
+        self.local_http
+            .get_or_try(|| http_client(&self.settings))
+            .cloned()
     }
 
     fn connection(&self, id: ServerId, endpoint: usize) -> Arc<Connection> {
@@ -929,6 +965,7 @@ impl UpstreamPool {
                 Arc::new(Connection {
                     state: tokio::sync::Mutex::new(State::Idle),
                     in_flight: Arc::new(InFlight::default()),
+                    tap: Arc::new(Tap::default()),
                 })
             })
             .clone()
@@ -977,13 +1014,15 @@ impl UpstreamPool {
         if let State::Open(session) = std::mem::replace(&mut *state, State::Idle) {
             let _ = session.service.cancel().await;
         }
+        // Direct calls wait for the new session's id.
+        connection.tap.clear();
         let client = GatewayClient {
             server: server.spec.name.clone(),
             server_id: server.id,
             in_flight: connection.in_flight.clone(),
             events: self.events.clone(),
         };
-        let opening = self.open(server, endpoint, client);
+        let opening = self.open(server, endpoint, client, connection.tap.clone());
         match tokio::time::timeout(self.settings.connect_timeout, opening).await {
             Ok(Ok(service)) => {
                 let peer = service.peer().clone();
@@ -1023,6 +1062,7 @@ impl UpstreamPool {
         server: &UpstreamServer,
         endpoint: usize,
         client: GatewayClient,
+        tap: Arc<Tap>,
     ) -> Result<RunningService<RoleClient, GatewayClient>, String> {
         // A server known to speak a session-based revision is not probed again
         // (probing waits up to 10 s for `server/discover` on servers that ignore it).
@@ -1066,11 +1106,13 @@ impl UpstreamPool {
                 config.reinit_on_expired_session = true;
                 let in_flight = client.in_flight.clone();
                 let Some(credentials) = oauth else {
+                    let http = Tapped {
+                        inner: self.http.clone(),
+                        tap,
+                        auth: DirectAuth::Plain,
+                    };
                     let transport = CountingTransport {
-                        inner: StreamableHttpClientTransport::with_client(
-                            self.http.clone(),
-                            config,
-                        ),
+                        inner: StreamableHttpClientTransport::with_client(http, config),
                         in_flight,
                         flood: self.notification_guard(server),
                     };
@@ -1093,6 +1135,11 @@ impl UpstreamPool {
                     http: self.http.clone(),
                     tokens,
                     credentials: Arc::new((**credentials).clone()),
+                };
+                let bearer = Tapped {
+                    inner: bearer.clone(),
+                    tap,
+                    auth: DirectAuth::Bearer(bearer),
                 };
                 let transport = CountingTransport {
                     inner: StreamableHttpClientTransport::with_client(bearer, config),
@@ -1301,6 +1348,20 @@ impl UpstreamPool {
     ) -> Result<PendingCall, UpstreamError> {
         let (peer, _) = self.peer(server, endpoint, false).await?;
         let connection = self.connection(server.id, endpoint);
+        if let ClientRequest::CallToolRequest(call) = &request
+            && let Some(target) = connection.tap.current()
+            // On 2026-07-28 a tool may want arguments as headers; rmcp writes those.
+            && (target.meta.is_none() || call.extensions.get::<PlainArguments>().is_some())
+            && let Some(headers) = target.headers_for(&call.params.name)
+        {
+            match self.local_http() {
+                Ok(http) => {
+                    let direct = (target, headers, http);
+                    return Ok(self.start_direct(server, &connection, peer, direct, request));
+                }
+                Err(reason) => tracing::warn!(%reason, "direct calls are off on this thread"),
+            }
+        }
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
             .await
@@ -1329,7 +1390,114 @@ impl UpstreamPool {
             peer,
             id,
             in_flight: connection.in_flight.clone(),
+            handed_over: None,
         })
+    }
+
+    /// Starts a `tools/call` as a direct call ([`super::direct`]) on the session rmcp
+    /// holds open; if that session turns out to have expired, rmcp sends the call on a
+    /// new one.
+    fn start_direct(
+        &self,
+        server: &UpstreamServer,
+        connection: &Connection,
+        peer: Peer<RoleClient>,
+        (target, headers, http): (
+            Arc<Target>,
+            HashMap<http::HeaderName, http::HeaderValue>,
+            reqwest::Client,
+        ),
+        mut request: ClientRequest,
+    ) -> PendingCall {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let number = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A string id never collides with rmcp's numbered requests on the same session.
+        let id = RequestId::String(format!("gw-{number}").into());
+        let fallback = request.clone();
+        let meta = rmcp::model::GetMeta::get_meta_mut(&mut request);
+        meta.set_progress_token(ProgressToken(rmcp::model::NumberOrString::String(
+            format!("gw-{number}").into(),
+        )));
+        if let Some(per_request) = &target.meta {
+            meta.0
+                .0
+                .extend(per_request.0.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let (sender, events) = mpsc::channel(64);
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_json_response_size = self.settings.max_response_bytes;
+        let mut flood: Option<FloodGuard> = None;
+        let (per_second, name, metrics) = (
+            self.settings.max_notifications_per_sec,
+            server.spec.name.clone(),
+            self.metrics.clone(),
+        );
+        let changes = self.events.clone();
+        let server_id = server.id;
+        let call = DirectCall {
+            target: target.clone(),
+            http,
+            id: id.clone(),
+            message: ClientJsonRpcMessage::request(request, id.clone()),
+            headers,
+            limits,
+            events: sender.clone(),
+            admit: Box::new(move || {
+                flood
+                    .get_or_insert_with(|| {
+                        FloodGuard::new(
+                            per_second,
+                            name.clone(),
+                            "notification_flood",
+                            metrics.clone(),
+                        )
+                    })
+                    .admit()
+            }),
+            on_change: Box::new(move |notification| {
+                let event = match notification {
+                    ServerNotification::ResourceUpdatedNotification(updated) => {
+                        UpstreamEvent::ResourceUpdated(server_id, updated.params.uri.clone())
+                    }
+                    _ => UpstreamEvent::ListChanged(server_id),
+                };
+                let _ = changes.send(event);
+            }),
+        };
+        let handed_over = Arc::new(Mutex::new(None));
+        let response = {
+            let (peer, in_flight, tap, handed_over) = (
+                peer.clone(),
+                connection.in_flight.clone(),
+                connection.tap.clone(),
+                handed_over.clone(),
+            );
+            async move {
+                match call.run().await {
+                    DirectOutcome::Answered(answer) => answer,
+                    DirectOutcome::SessionExpired => {
+                        if let Some(session) = &target.session {
+                            tap.forget(session);
+                        }
+                        let handle = peer
+                            .send_request_with_option(fallback, PeerRequestOptions::no_options())
+                            .await?;
+                        in_flight.insert(handle.id.clone(), handle.progress_token.clone(), sender);
+                        *handed_over.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(handle.id.clone());
+                        handle.await_response().await
+                    }
+                }
+            }
+        };
+        PendingCall {
+            response: Box::pin(response),
+            events,
+            peer,
+            id,
+            in_flight: connection.in_flight.clone(),
+            handed_over: Some(handed_over),
+        }
     }
 
     /// Closes the sessions of a server (removed, disabled, or its spec changed).

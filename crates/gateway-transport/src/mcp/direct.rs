@@ -1,0 +1,707 @@
+//! Direct calls: a `tools/call` for a Streamable HTTP upstream on a session-based
+//! revision is posted on the upstream's open session by the calling task itself,
+//! through an HTTP client of the calling thread, and its answer is read straight
+//! off the response.
+//!
+//! Why: through rmcp's client service, each forwarded call crossed threads about ten
+//! times (the service loop and the transport worker live on the main runtime, the
+//! downstream session on an actix worker) and every answer was tried against the
+//! variants of rmcp's untagged `ServerResult` in turn, `CallToolResult` among the
+//! last ones (docs/benchmarks.md measures both). A direct call stays on one thread
+//! and reads a `CallToolResult` as one.
+//!
+//! rmcp stays in charge of the session: it opens it, re-opens it when it expires,
+//! and carries everything else. [`Tapped`] wraps the session's HTTP client and
+//! notes the session id and headers rmcp sends, and a direct call reuses them; rmcp's
+//! own HTTP client does the exchange (the response limits, the status handling, the
+//! bounded SSE parser). Progress and log messages on the call's stream, and the
+//! server-to-client requests it carries (sampling, elicitation, roots), become the
+//! same [`CallEvent`]s the rmcp path produces; answers to those requests are posted
+//! back on the session. A call the upstream refuses with 404 (its session expired)
+//! is handed to rmcp, which opens a new session and sends it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use http::{HeaderName, HeaderValue};
+use rmcp::ServiceError;
+use rmcp::model::{
+    CallToolResult, ClientJsonRpcMessage, ClientResult, EmptyResult, ErrorData, JsonRpcMessage,
+    ProtocolVersion, RequestId, RequestMetaObject, ServerJsonRpcMessage, ServerNotification,
+    ServerRequest, ServerResult,
+};
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpResponseLimits,
+};
+use sse_stream::Sse;
+use tokio::sync::{mpsc, oneshot};
+
+use super::bearer::BearerClient;
+use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest};
+
+type HttpError = StreamableHttpError<reqwest::Error>;
+
+/// How often a direct call resumes a response stream the upstream closed before
+/// answering (`GET` with `Last-Event-ID`, as rmcp's transport does).
+const MAX_RESUMPTIONS: usize = 3;
+
+/// The longest `retry:` delay honoured before resuming a stream.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// How a direct call authenticates: as the session does.
+#[derive(Clone)]
+pub(super) enum DirectAuth {
+    /// Static headers only (they are among the session's headers).
+    Plain,
+    /// The gateway's own OAuth token, put on each request by [`BearerClient`].
+    Bearer(BearerClient),
+}
+
+/// The upstream session a direct call rides on, as rmcp's transport last used it.
+pub(super) struct Target {
+    pub(super) uri: Arc<str>,
+    /// The session id (session-based revisions); `None` on 2026-07-28.
+    pub(super) session: Option<Arc<str>>,
+    /// The session's headers: configured ones and `MCP-Protocol-Version`.
+    pub(super) headers: HashMap<HeaderName, HeaderValue>,
+    /// On 2026-07-28, what every request carries in `_meta`: the protocol version,
+    /// the client's identity and capabilities.
+    pub(super) meta: Option<RequestMetaObject>,
+    pub(super) auth: DirectAuth,
+}
+
+/// The `_meta` keys a 2026-07-28 request repeats on every request.
+const PER_REQUEST_META: [&str; 3] = [
+    "io.modelcontextprotocol/protocolVersion",
+    "io.modelcontextprotocol/clientInfo",
+    "io.modelcontextprotocol/clientCapabilities",
+];
+
+impl Target {
+    /// The headers of a `tools/call` of `tool`: the session's, plus on 2026-07-28
+    /// `Mcp-Method` and `Mcp-Name` (SEP-2243). `None` when the name cannot travel
+    /// as a bare header value (rmcp's transport then sends the call, encoded).
+    pub(super) fn headers_for(&self, tool: &str) -> Option<HashMap<HeaderName, HeaderValue>> {
+        let mut headers = self.headers.clone();
+        if self.meta.is_some() {
+            let bare = !tool.is_empty()
+                && tool.bytes().all(|b| b.is_ascii_graphic())
+                && !tool.starts_with("=?");
+            if !bare {
+                return None;
+            }
+            headers.insert(
+                HeaderName::from_static("mcp-method"),
+                HeaderValue::from_static("tools/call"),
+            );
+            headers.insert(
+                HeaderName::from_static("mcp-name"),
+                HeaderValue::from_str(tool).ok()?,
+            );
+        }
+        Some(headers)
+    }
+}
+
+/// Put on a `tools/call` request by the handler when the called tool's input schema
+/// asks for no argument as a header ([`wants_param_headers`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlainArguments;
+
+/// Whether a tool's input schema asks for arguments as `Mcp-Param-*` headers
+/// (`x-mcp-header`, SEP-2243): such calls go through rmcp's transport, which
+/// writes those headers.
+pub(super) fn wants_param_headers(schema: &serde_json::Map<String, serde_json::Value>) -> bool {
+    fn within(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => wants_param_headers(map),
+            serde_json::Value::Array(items) => items.iter().any(within),
+            _ => false,
+        }
+    }
+    schema
+        .iter()
+        .any(|(key, value)| key == "x-mcp-header" || within(value))
+}
+
+/// Where the session's client notes the session it uses, for direct calls to read.
+#[derive(Default)]
+pub(super) struct Tap(Mutex<Option<Arc<Target>>>);
+
+impl Tap {
+    /// The session a direct call may use now, if rmcp has one open on a
+    /// session-based revision.
+    pub(super) fn current(&self) -> Option<Arc<Target>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Forgets whatever session was noted (a new one is being opened).
+    pub(super) fn clear(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Forgets `session` (it expired, or rmcp ended it).
+    pub(super) fn forget(&self, session: &str) {
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_some_and(|target| target.session.as_deref() == Some(session))
+        {
+            *current = None;
+        }
+    }
+
+    /// Notes what rmcp sent: a session-based revision's session id and headers, or a
+    /// 2026-07-28 request's headers and per-request `_meta`.
+    fn record(
+        &self,
+        uri: &Arc<str>,
+        session: Option<&Arc<str>>,
+        headers: &HashMap<HeaderName, HeaderValue>,
+        message: &ClientJsonRpcMessage,
+        auth: &DirectAuth,
+    ) {
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if current
+            .as_ref()
+            .is_some_and(|target| target.session.as_ref() == session && target.uri == *uri)
+        {
+            return;
+        }
+        let Some(version) = headers
+            // By name: a `HeaderName` does not hash as the `str` it spells.
+            .get(&HeaderName::from_static("mcp-protocol-version"))
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                serde_json::from_value::<ProtocolVersion>(serde_json::Value::String(
+                    value.to_owned(),
+                ))
+                .ok()
+            })
+        else {
+            return;
+        };
+        let target = if version.has_initialize() {
+            let Some(session) = session else {
+                return;
+            };
+            Target {
+                uri: uri.clone(),
+                session: Some(session.clone()),
+                headers: headers.clone(),
+                meta: None,
+                auth: auth.clone(),
+            }
+        } else {
+            // Only a request shows the per-request `_meta` of the revision.
+            let JsonRpcMessage::Request(request) = message else {
+                return;
+            };
+            let sent = rmcp::model::GetMeta::get_meta(&request.request);
+            let mut meta = RequestMetaObject::new();
+            for key in PER_REQUEST_META {
+                let Some(value) = sent.0.0.get(key) else {
+                    return;
+                };
+                meta.0.0.insert(key.to_owned(), value.clone());
+            }
+            // The headers that describe one message are not the session's.
+            let headers = headers
+                .iter()
+                .filter(|(name, _)| {
+                    let name = name.as_str();
+                    name != "mcp-method" && name != "mcp-name" && !name.starts_with("mcp-param-")
+                })
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            Target {
+                uri: uri.clone(),
+                session: None,
+                headers,
+                meta: Some(meta),
+                auth: auth.clone(),
+            }
+        };
+        *current = Some(Arc::new(target));
+    }
+}
+
+/// The HTTP client of an upstream session (rmcp's reqwest client, or
+/// [`BearerClient`]), noting on a [`Tap`] the session every request carries.
+#[derive(Clone)]
+pub(super) struct Tapped<C> {
+    pub(super) inner: C,
+    pub(super) tap: Arc<Tap>,
+    pub(super) auth: DirectAuth,
+}
+
+impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClient for Tapped<C> {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        self.tap.record(
+            &uri,
+            session_id.as_ref(),
+            &custom_headers,
+            &message,
+            &self.auth,
+        );
+        self.inner
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        self.tap.record(
+            &uri,
+            session_id.as_ref(),
+            &custom_headers,
+            &message,
+            &self.auth,
+        );
+        self.inner
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        self.tap.record(
+            &uri,
+            session_id.as_ref(),
+            &custom_headers,
+            &message,
+            &self.auth,
+        );
+        self.inner
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), HttpError> {
+        self.tap.forget(&session_id);
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}
+
+/// How a direct call ended.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "returned once per call and matched at once; boxing would add an allocation"
+)]
+pub(super) enum Outcome {
+    /// The upstream answered (a result or a JSON-RPC error).
+    Answered(Result<ServerResult, ServiceError>),
+    /// The upstream no longer knows the session (404): nothing was done, and the
+    /// call may be sent again on a new session.
+    SessionExpired,
+}
+
+/// One direct call: what it sends, where, and where its events go.
+pub(super) struct DirectCall {
+    pub(super) target: Arc<Target>,
+    /// The calling thread's HTTP client.
+    pub(super) http: reqwest::Client,
+    pub(super) id: RequestId,
+    pub(super) message: ClientJsonRpcMessage,
+    /// [`Target::headers_for`] the called tool.
+    pub(super) headers: HashMap<HeaderName, HeaderValue>,
+    pub(super) limits: StreamableHttpResponseLimits,
+    pub(super) events: mpsc::Sender<CallEvent>,
+    /// Whether a notification (not a list change) may be relayed; false drops it.
+    pub(super) admit: Box<dyn FnMut() -> bool + Send>,
+    /// List changes and resource updates the upstream sends on the call's stream.
+    pub(super) on_change: Box<dyn Fn(&ServerNotification) + Send>,
+}
+
+impl DirectCall {
+    /// Posts the call and reads its stream until the answer.
+    pub(super) async fn run(self) -> Outcome {
+        match self.target.auth.clone() {
+            DirectAuth::Plain => {
+                let client = self.http.clone();
+                self.exchange(&client).await
+            }
+            DirectAuth::Bearer(bearer) => {
+                let client = BearerClient {
+                    http: self.http.clone(),
+                    ..bearer
+                };
+                self.exchange(&client).await
+            }
+        }
+    }
+
+    async fn exchange<C: StreamableHttpClient<Error = reqwest::Error>>(
+        mut self,
+        client: &C,
+    ) -> Outcome {
+        let target = self.target.clone();
+        let message = std::mem::replace(
+            &mut self.message,
+            ClientJsonRpcMessage::response(ClientResult::empty(()), self.id.clone()),
+        );
+        let headers = std::mem::take(&mut self.headers);
+        let posted = client
+            .post_message_with_response_limits(
+                target.uri.clone(),
+                message,
+                target.session.clone(),
+                None,
+                headers,
+                self.limits,
+            )
+            .await;
+        let mut stream = match posted {
+            Err(StreamableHttpError::SessionExpired) => return Outcome::SessionExpired,
+            Err(error) => return Outcome::Answered(Err(transport_error(error))),
+            Ok(StreamableHttpPostResponse::Accepted) => {
+                return Outcome::Answered(Err(ServiceError::UnexpectedResponse));
+            }
+            Ok(StreamableHttpPostResponse::Json(message, _)) => {
+                let answer = match message {
+                    JsonRpcMessage::Response(response) if response.id == self.id => {
+                        Ok(response.result)
+                    }
+                    JsonRpcMessage::Error(error) => Err(ServiceError::McpError(error.error)),
+                    _ => Err(ServiceError::UnexpectedResponse),
+                };
+                return Outcome::Answered(answer);
+            }
+            Ok(StreamableHttpPostResponse::Sse(stream, _)) => stream,
+            Ok(_) => return Outcome::Answered(Err(ServiceError::UnexpectedResponse)),
+        };
+        let mut last_event_id = None;
+        let mut retry = None;
+        let mut resumptions = 0;
+        loop {
+            while let Some(event) = stream.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        return Outcome::Answered(Err(transport_error(StreamableHttpError::<
+                            reqwest::Error,
+                        >::Sse(
+                            error
+                        ))));
+                    }
+                };
+                if event.id.is_some() {
+                    last_event_id = event.id;
+                }
+                if let Some(delay) = event.retry {
+                    retry = Some(Duration::from_millis(delay).min(MAX_RETRY_DELAY));
+                }
+                let Some(data) = event.data.filter(|data| !data.trim().is_empty()) else {
+                    continue;
+                };
+                if let Some(answer) = self.take(client, &data).await {
+                    return Outcome::Answered(answer);
+                }
+            }
+            // The stream ended before the answer: resume it where it stopped.
+            let Some(last) = last_event_id.clone() else {
+                return Outcome::Answered(Err(ServiceError::TransportClosed));
+            };
+            if resumptions == MAX_RESUMPTIONS {
+                return Outcome::Answered(Err(ServiceError::TransportClosed));
+            }
+            resumptions += 1;
+            if let Some(delay) = retry {
+                tokio::time::sleep(delay).await;
+            }
+            stream = match client
+                .get_stream_with_max_sse_event_size(
+                    target.uri.clone(),
+                    target.session.clone(),
+                    Some(last),
+                    None,
+                    target.headers.clone(),
+                    self.limits.max_sse_event_size,
+                )
+                .await
+            {
+                Ok(stream) => stream,
+                Err(error) => return Outcome::Answered(Err(transport_error(error))),
+            };
+        }
+    }
+
+    /// Handles one message of the call's stream; returns the answer when it is one.
+    async fn take<C: StreamableHttpClient<Error = reqwest::Error>>(
+        &mut self,
+        client: &C,
+        data: &str,
+    ) -> Option<Result<ServerResult, ServiceError>> {
+        if let Some(answer) = answer_of(data, &self.id) {
+            return Some(answer);
+        }
+        let message = match serde_json::from_str::<ServerJsonRpcMessage>(data) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(%error, "upstream sent an unreadable message on a call's stream; ignored");
+                return None;
+            }
+        };
+        match message {
+            JsonRpcMessage::Response(response) if response.id == self.id => {
+                Some(Ok(response.result))
+            }
+            JsonRpcMessage::Error(error) if error.id.as_ref() == Some(&self.id) => {
+                Some(Err(ServiceError::McpError(error.error)))
+            }
+            JsonRpcMessage::Notification(notification) => {
+                self.notified(notification.notification).await;
+                None
+            }
+            JsonRpcMessage::Request(request) => {
+                let reply = self.ask(request.request).await;
+                let message = match reply {
+                    Ok(result) => ClientJsonRpcMessage::response(result, request.id),
+                    Err(error) => ClientJsonRpcMessage::error(error, Some(request.id)),
+                };
+                let target = &self.target;
+                if let Err(error) = client
+                    .post_message_with_response_limits(
+                        target.uri.clone(),
+                        message,
+                        target.session.clone(),
+                        None,
+                        target.headers.clone(),
+                        self.limits,
+                    )
+                    .await
+                {
+                    tracing::warn!(%error, "cannot send the client's answer to the upstream");
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    async fn notified(&mut self, notification: ServerNotification) {
+        let event = match notification {
+            ServerNotification::ProgressNotification(progress) => {
+                CallEvent::Progress(progress.params)
+            }
+            ServerNotification::LoggingMessageNotification(log) => CallEvent::Log(log.params),
+            ServerNotification::ToolListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_)
+            | ServerNotification::ResourceListChangedNotification(_)
+            | ServerNotification::ResourceUpdatedNotification(_) => {
+                (self.on_change)(&notification);
+                return;
+            }
+            _ => return,
+        };
+        if (self.admit)() {
+            let _ = self.events.send(event).await;
+        }
+    }
+
+    /// Relays a server-to-client request to the downstream client and waits for its
+    /// answer.
+    async fn ask(&mut self, request: ServerRequest) -> Result<ClientResult, ErrorData> {
+        let forwarded = match request {
+            ServerRequest::PingRequest(_) => return Ok(ClientResult::EmptyResult(EmptyResult {})),
+            ServerRequest::CreateMessageRequest(request) => {
+                ForwardedRequest::Sampling(request.params)
+            }
+            ServerRequest::ElicitRequest(request) => ForwardedRequest::Elicitation(request.params),
+            ServerRequest::ListRootsRequest(_) => ForwardedRequest::Roots,
+            _ => {
+                return Err(ErrorData::new(
+                    rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                    "the gateway does not relay this request",
+                    None,
+                ));
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(CallEvent::Request(forwarded, reply))
+            .await
+            .map_err(|_| {
+                ErrorData::internal_error("the client call this request belongs to has ended", None)
+            })?;
+        match answer.await.map_err(|_| {
+            ErrorData::internal_error("the client call ended before answering", None)
+        })?? {
+            ForwardedReply::Sampling(result) => {
+                Ok(ClientResult::CreateMessageResult(Box::new(result)))
+            }
+            ForwardedReply::Elicitation(result) => Ok(ClientResult::ElicitResult(result)),
+            ForwardedReply::Roots(result) => Ok(ClientResult::ListRootsResult(result)),
+        }
+    }
+}
+
+/// The call's answer, read as the `CallToolResult` it almost always is: `None`
+/// when `data` is another message, or a result of another shape (which the caller
+/// then reads as rmcp reads any result).
+fn answer_of(data: &str, id: &RequestId) -> Option<Result<ServerResult, ServiceError>> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        id: RequestId,
+        result: CallToolResult,
+    }
+    let answer = serde_json::from_str::<Answer>(data).ok()?;
+    (answer.id == *id).then(|| Ok(ServerResult::CallToolResult(answer.result)))
+}
+
+/// A transport failure, kept as the source of the error so
+/// [`super::upstream::never_connected`] can tell a refused connection.
+fn transport_error(error: HttpError) -> ServiceError {
+    ServiceError::TransportSend(rmcp::transport::DynamicTransportError::from_parts(
+        "upstream",
+        std::any::TypeId::of::<DirectCall>(),
+        Box::new(error),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_result_is_read_as_one_and_other_messages_are_not() {
+        let id = RequestId::String("gw-1".into());
+        let data =
+            r#"{"jsonrpc":"2.0","id":"gw-1","result":{"content":[{"type":"text","text":"hi"}]}}"#;
+        assert!(matches!(
+            answer_of(data, &id),
+            Some(Ok(ServerResult::CallToolResult(_)))
+        ));
+        // Another request's answer, a notification, an error and a task are not.
+        let other = r#"{"jsonrpc":"2.0","id":"gw-2","result":{"content":[]}}"#;
+        assert!(answer_of(other, &id).is_none());
+        let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"gw-1","progress":1}}"#;
+        assert!(answer_of(progress, &id).is_none());
+        let error = r#"{"jsonrpc":"2.0","id":"gw-1","error":{"code":-32602,"message":"no"}}"#;
+        assert!(answer_of(error, &id).is_none());
+        let task = r#"{"jsonrpc":"2.0","id":"gw-1","result":{"task":{"taskId":"t"}}}"#;
+        assert!(answer_of(task, &id).is_none());
+    }
+
+    #[test]
+    fn only_a_session_based_revision_is_tapped() {
+        let tap = Tap::default();
+        let message = ClientJsonRpcMessage::notification(
+            rmcp::model::ClientNotification::InitializedNotification(Default::default()),
+        );
+        let uri: Arc<str> = "http://127.0.0.1:1/mcp".into();
+        let session: Arc<str> = "s-1".into();
+        let mut headers = HashMap::new();
+        headers.insert(
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderValue::from_static("2026-07-28"),
+        );
+        tap.record(&uri, Some(&session), &headers, &message, &DirectAuth::Plain);
+        assert!(
+            tap.current().is_none(),
+            "on 2026-07-28 only a request shows the per-request metadata"
+        );
+        headers.insert(
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderValue::from_static("2025-06-18"),
+        );
+        tap.record(&uri, None, &headers, &message, &DirectAuth::Plain);
+        assert!(tap.current().is_none(), "no session id yet");
+        tap.record(&uri, Some(&session), &headers, &message, &DirectAuth::Plain);
+        assert_eq!(
+            tap.current()
+                .and_then(|t| t.session.as_deref().map(str::to_owned)),
+            Some("s-1".into())
+        );
+        tap.forget("s-2");
+        assert!(tap.current().is_some(), "another session is not forgotten");
+        tap.forget("s-1");
+        assert!(tap.current().is_none());
+    }
+}
