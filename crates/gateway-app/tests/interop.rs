@@ -433,40 +433,61 @@ async fn sampling_and_elicitation_requests_reach_the_calling_client() {
         "@modelcontextprotocol/server-everything/dist/index.js",
     );
     let app = gateway().await;
-    // server-everything speaks the session-based revision, over stdio here: its
-    // sampling and elicitation requests arrive while its call is the only one in
-    // flight, which is how the gateway attributes them on a stdio session.
+    // server-everything speaks the session-based revision. Over stdio its sampling and
+    // elicitation requests arrive while its call is the only one in flight, which is
+    // how the gateway attributes them on a stdio session; over Streamable HTTP they
+    // arrive on the call's own response stream (a direct call), and the client's
+    // answers are posted back on the upstream's session.
     register(&app, json!({"name": "everything", "transport": {"type": "stdio", "command": node(&peers), "args": [everything, "stdio"]}})).await;
+    let port = free_port();
+    let _http_upstream = Spawned(
+        Command::new(node(&peers))
+            .arg(&everything)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server-everything starts"),
+    );
+    wait_for_port(port).await;
+    register(&app, json!({"name": "everything-http", "transport": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")}})).await;
+    for server in ["everything", "everything-http"] {
+        let seen = python_sampling(&peers, &app.url("/mcp"), server);
+        assert!(
+            seen["sampling"]
+                .as_str()
+                .is_some_and(|t| t.contains("sampled by the test client")),
+            "{server}: {seen}"
+        );
+        assert!(
+            seen["elicitation"]
+                .as_str()
+                .is_some_and(|t| t.contains("decline")),
+            "{server}: {seen}"
+        );
+    }
+}
+
+/// Runs `peers/python_sampling.py` against `url` for `server`'s trigger tools.
+fn python_sampling(peers: &Path, url: &str, server: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/python_sampling.py");
     let output = Command::new(peers.join("py/bin/python"))
         .arg(script)
         .args([
-            app.url("/mcp").as_str(),
-            "everything__trigger-sampling-request",
-            "everything__trigger-elicitation-request",
+            url,
+            &format!("{server}__trigger-sampling-request"),
+            &format!("{server}__trigger-elicitation-request"),
         ])
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "{stdout}{}",
+        "{server}: {stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let seen: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json");
-    assert!(
-        seen["sampling"]
-            .as_str()
-            .is_some_and(|t| t.contains("sampled by the test client")),
-        "{seen}"
-    );
-    assert!(
-        seen["elicitation"]
-            .as_str()
-            .is_some_and(|t| t.contains("decline")),
-        "{seen}"
-    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("json")
 }
 
 /// A real OAuth 2 / OIDC provider process (oauth2-mock-server, pinned in `peers/`): the

@@ -222,6 +222,70 @@ async fn calls_return_every_content_type_untouched() {
     up.stop().await;
 }
 
+/// Calls to an upstream on a session-based revision go straight onto its session
+/// (`direct.rs`). When the upstream restarts it forgets that session: the next call
+/// gets 404 there, and the gateway sends it again on a new session. No call fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_survives_an_upstream_that_forgot_its_session() {
+    let up = gateway_test_upstream::serve_http_with(
+        gateway_test_upstream::TestUpstream::new().session_era_only(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("test upstream serves");
+    let address = up.addr();
+    let app = gateway().await;
+    let catalog = register(&app, "legacy", &up.url(), json!({})).await;
+    // Discovery settles on a session-based revision; a gateway that knows it opens a
+    // session with `initialize` (rmcp's discovery may speak it without one).
+    let app = app.restart().await;
+    let server = app.get("/api/v1/servers/legacy").await;
+    let server: Value = server.json().await.expect("server");
+    let version = server["health"]["protocol_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        version.starts_with("2025-"),
+        "a session-based revision was negotiated: {version} ({catalog})"
+    );
+    let (client, mut pushed) = connect(&app.url("/mcp")).await;
+    let echo = || call("legacy__echo", json!({"text": "hi"}));
+    let result = client.peer().call_tool(echo()).await.expect("call");
+    assert!(text_of(&result).contains("hi"), "{result:?}");
+    // Progress on the call's own stream reaches the caller.
+    let result = client
+        .peer()
+        .call_tool(call(
+            "legacy__progress",
+            json!({"steps": 2, "delay_ms": 10}),
+        ))
+        .await
+        .expect("call");
+    assert_eq!(text_of(&result), "done");
+    let mut progress = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(300), pushed.recv()).await
+    {
+        progress += usize::from(matches!(event, Pushed::Progress(_)));
+    }
+    assert_eq!(progress, 2, "every progress notification arrives");
+
+    up.stop().await;
+    let again = gateway_test_upstream::serve_http_with(
+        gateway_test_upstream::TestUpstream::new().session_era_only(),
+        address,
+    )
+    .await
+    .expect("the upstream restarts on its port");
+    for round in 0..3 {
+        let result = client.peer().call_tool(echo()).await;
+        let result = result.unwrap_or_else(|e| panic!("call {round} after the restart: {e}"));
+        assert!(text_of(&result).contains("hi"), "{result:?}");
+    }
+    again.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_reaches_the_caller_under_its_own_token() {
     let up = upstream().await;

@@ -18,7 +18,7 @@ use rmcp::{
         CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
         CompletionInfo, ErrorData, GetPromptRequestParams, GetPromptResponse, Implementation,
         ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
-        LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams,
+        LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams, ProtocolVersion,
         ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
         SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
         UnsubscribeRequestParams,
@@ -40,6 +40,9 @@ pub struct TestUpstream {
     shared: Arc<Shared>,
     session: Arc<Session>,
     page_size: Option<usize>,
+    /// Speaks only the session-based revisions (no 2026-07-28), as most deployed
+    /// servers still do.
+    session_era_only: bool,
     /// `Authorization` headers received over HTTP (recorded by `serve_http`).
     pub(crate) authorizations: Arc<Mutex<Vec<String>>>,
     /// Bearer checking over HTTP (see [`TestUpstream::accept_issued_tokens_from`]).
@@ -137,6 +140,13 @@ impl TestUpstream {
         self
     }
 
+    /// Refuses the 2026-07-28 revision: clients must `initialize` a session.
+    #[must_use]
+    pub fn session_era_only(mut self) -> Self {
+        self.session_era_only = true;
+        self
+    }
+
     /// A handle for a new MCP session: same tools and peers, fresh per-session state.
     #[must_use]
     pub fn new_session(&self) -> Self {
@@ -144,6 +154,7 @@ impl TestUpstream {
             shared: Arc::clone(&self.shared),
             session: Arc::default(),
             page_size: self.page_size,
+            session_era_only: self.session_era_only,
             authorizations: Arc::clone(&self.authorizations),
             bearer_check: Arc::clone(&self.bearer_check),
         }
@@ -305,6 +316,19 @@ fn severity(level: LoggingLevel) -> u8 {
 }
 
 impl ServerHandler for TestUpstream {
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        if self.session_era_only {
+            ProtocolVersion::KNOWN_VERSIONS
+                .iter()
+                .filter(|version| version.has_initialize())
+                .cloned()
+                .collect::<Vec<_>>()
+                .into()
+        } else {
+            ProtocolVersion::KNOWN_VERSIONS.into()
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_tools()

@@ -41,7 +41,7 @@ use sse_stream::Sse;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bearer::BearerClient;
-use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest};
+use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, SharedFlood};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -68,10 +68,14 @@ pub(super) struct Target {
     pub(super) session: Option<Arc<str>>,
     /// The session's headers: configured ones and `MCP-Protocol-Version`.
     pub(super) headers: HashMap<HeaderName, HeaderValue>,
+    /// The `MCP-Protocol-Version` rmcp sent (a new one means a new negotiation).
+    version: HeaderValue,
     /// On 2026-07-28, what every request carries in `_meta`: the protocol version,
     /// the client's identity and capabilities.
     pub(super) meta: Option<RequestMetaObject>,
     pub(super) auth: DirectAuth,
+    /// The session's notification budget (`mcp.max_upstream_notifications_per_sec`).
+    pub(super) flood: SharedFlood,
 }
 
 /// The `_meta` keys a 2026-07-28 request repeats on every request.
@@ -167,28 +171,33 @@ impl Tap {
         headers: &HashMap<HeaderName, HeaderValue>,
         message: &ClientJsonRpcMessage,
         auth: &DirectAuth,
+        flood: &SharedFlood,
     ) {
-        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if current
-            .as_ref()
-            .is_some_and(|target| target.session.as_ref() == session && target.uri == *uri)
-        {
-            return;
-        }
-        let Some(version) = headers
-            // By name: a `HeaderName` does not hash as the `str` it spells.
-            .get(&HeaderName::from_static("mcp-protocol-version"))
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                serde_json::from_value::<ProtocolVersion>(serde_json::Value::String(
-                    value.to_owned(),
-                ))
-                .ok()
-            })
+        // By name: a `HeaderName` does not hash as the `str` it spells.
+        let Some(sent_version) = headers.get(&HeaderName::from_static("mcp-protocol-version"))
         else {
             return;
         };
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|target| {
+            target.session.as_ref() == session
+                && target.uri == *uri
+                && target.version == sent_version
+        }) {
+            return;
+        }
+        // Whatever was noted is out of date; a message that shows no new target
+        // leaves none (rmcp's transport sends the calls until one does).
+        *current = None;
+        let Some(version) = sent_version.to_str().ok().and_then(|value| {
+            serde_json::from_value::<ProtocolVersion>(serde_json::Value::String(value.to_owned()))
+                .ok()
+        }) else {
+            return;
+        };
         let target = if version.has_initialize() {
+            // A session-based revision spoken without a session (rmcp's discovery can
+            // settle on one) has no per-request metadata to copy: not tapped.
             let Some(session) = session else {
                 return;
             };
@@ -196,8 +205,10 @@ impl Tap {
                 uri: uri.clone(),
                 session: Some(session.clone()),
                 headers: headers.clone(),
+                version: sent_version.clone(),
                 meta: None,
                 auth: auth.clone(),
+                flood: flood.clone(),
             }
         } else {
             // Only a request shows the per-request `_meta` of the revision.
@@ -225,8 +236,10 @@ impl Tap {
                 uri: uri.clone(),
                 session: None,
                 headers,
+                version: sent_version.clone(),
                 meta: Some(meta),
                 auth: auth.clone(),
+                flood: flood.clone(),
             }
         };
         *current = Some(Arc::new(target));
@@ -240,6 +253,7 @@ pub(super) struct Tapped<C> {
     pub(super) inner: C,
     pub(super) tap: Arc<Tap>,
     pub(super) auth: DirectAuth,
+    pub(super) flood: SharedFlood,
 }
 
 impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClient for Tapped<C> {
@@ -259,6 +273,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClien
             &custom_headers,
             &message,
             &self.auth,
+            &self.flood,
         );
         self.inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
@@ -280,6 +295,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClien
             &custom_headers,
             &message,
             &self.auth,
+            &self.flood,
         );
         self.inner
             .post_message_with_max_sse_event_size(
@@ -308,6 +324,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClien
             &custom_headers,
             &message,
             &self.auth,
+            &self.flood,
         );
         self.inner
             .post_message_with_response_limits(
@@ -393,8 +410,6 @@ pub(super) struct DirectCall {
     pub(super) headers: HashMap<HeaderName, HeaderValue>,
     pub(super) limits: StreamableHttpResponseLimits,
     pub(super) events: mpsc::Sender<CallEvent>,
-    /// Whether a notification (not a list change) may be relayed; false drops it.
-    pub(super) admit: Box<dyn FnMut() -> bool + Send>,
     /// List changes and resource updates the upstream sends on the call's stream.
     pub(super) on_change: Box<dyn Fn(&ServerNotification) + Send>,
 }
@@ -580,7 +595,13 @@ impl DirectCall {
             }
             _ => return,
         };
-        if (self.admit)() {
+        let admitted = self
+            .target
+            .flood
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit();
+        if admitted {
             let _ = self.events.send(event).await;
         }
     }
@@ -670,8 +691,93 @@ mod tests {
     }
 
     #[test]
+    fn a_2026_request_leaves_its_headers_and_metadata_for_direct_calls() {
+        let metrics = gateway_telemetry::Metrics::new("test").expect("metrics");
+        let flood: SharedFlood = Arc::new(Mutex::new(super::super::upstream::FloodGuard::new(
+            100,
+            gateway_domain::ServerName::parse("t").expect("a server name"),
+            "notification_flood",
+            Arc::new(metrics),
+        )));
+        let mut request = rmcp::model::ClientRequest::ListToolsRequest(Default::default());
+        let meta = rmcp::model::GetMeta::get_meta_mut(&mut request);
+        meta.set_protocol_version(ProtocolVersion::V_2026_07_28);
+        meta.set_client_info(rmcp::model::Implementation::new("mcp-gateway", "1"));
+        meta.set_client_capabilities(Default::default());
+        meta.set_progress_token(rmcp::model::ProgressToken(
+            rmcp::model::NumberOrString::Number(7),
+        ));
+        let message = ClientJsonRpcMessage::request(request, RequestId::Number(7));
+        let mut headers = HashMap::new();
+        for (name, value) in [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+            ("x-api-key", "configured"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let tap = Tap::default();
+        let uri: Arc<str> = "http://127.0.0.1:1/mcp".into();
+        tap.record(&uri, None, &headers, &message, &DirectAuth::Plain, &flood);
+        let target = tap.current().expect("tapped");
+        assert!(target.session.is_none());
+        let meta = target.meta.as_ref().expect("per-request metadata");
+        let keys: Vec<&String> = meta.0.0.keys().collect();
+        assert_eq!(keys.len(), 3, "no progress token: {keys:?}");
+        assert!(meta.protocol_version().is_some() && meta.client_info().is_some());
+        let call = target.headers_for("echo").expect("a bare name");
+        assert_eq!(
+            call.get(&HeaderName::from_static("mcp-method"))
+                .map(|v| v.as_bytes()),
+            Some(&b"tools/call"[..])
+        );
+        assert_eq!(
+            call.get(&HeaderName::from_static("mcp-name"))
+                .map(|v| v.as_bytes()),
+            Some(&b"echo"[..])
+        );
+        assert_eq!(
+            call.get(&HeaderName::from_static("x-api-key"))
+                .map(|v| v.as_bytes()),
+            Some(&b"configured"[..])
+        );
+        // A name that needs encoding goes through rmcp's transport.
+        assert!(target.headers_for("with space").is_none());
+        assert!(target.headers_for("ünï").is_none());
+        // rmcp's discovery may settle on an older revision without a session: the
+        // 2026-07-28 target is dropped, and nothing replaces it.
+        headers.insert(
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderValue::from_static("2025-11-25"),
+        );
+        tap.record(&uri, None, &headers, &message, &DirectAuth::Plain, &flood);
+        assert!(tap.current().is_none());
+    }
+
+    #[test]
+    fn header_annotations_are_found_at_any_depth() {
+        let plain = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let annotated = serde_json::json!({"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}});
+        let nested = serde_json::json!({"anyOf": [{"properties": {"r": {"x-mcp-header": "R"}}}]});
+        let object = |v: serde_json::Value| v.as_object().cloned().expect("object");
+        assert!(!wants_param_headers(&object(plain)));
+        assert!(wants_param_headers(&object(annotated)));
+        assert!(wants_param_headers(&object(nested)));
+    }
+
+    #[test]
     fn only_a_session_based_revision_is_tapped() {
         let tap = Tap::default();
+        let metrics = gateway_telemetry::Metrics::new("test").expect("metrics");
+        let flood: SharedFlood = Arc::new(Mutex::new(super::super::upstream::FloodGuard::new(
+            100,
+            gateway_domain::ServerName::parse("t").expect("a server name"),
+            "notification_flood",
+            Arc::new(metrics),
+        )));
         let message = ClientJsonRpcMessage::notification(
             rmcp::model::ClientNotification::InitializedNotification(Default::default()),
         );
@@ -682,7 +788,14 @@ mod tests {
             HeaderName::from_static("mcp-protocol-version"),
             HeaderValue::from_static("2026-07-28"),
         );
-        tap.record(&uri, Some(&session), &headers, &message, &DirectAuth::Plain);
+        tap.record(
+            &uri,
+            Some(&session),
+            &headers,
+            &message,
+            &DirectAuth::Plain,
+            &flood,
+        );
         assert!(
             tap.current().is_none(),
             "on 2026-07-28 only a request shows the per-request metadata"
@@ -691,9 +804,16 @@ mod tests {
             HeaderName::from_static("mcp-protocol-version"),
             HeaderValue::from_static("2025-06-18"),
         );
-        tap.record(&uri, None, &headers, &message, &DirectAuth::Plain);
+        tap.record(&uri, None, &headers, &message, &DirectAuth::Plain, &flood);
         assert!(tap.current().is_none(), "no session id yet");
-        tap.record(&uri, Some(&session), &headers, &message, &DirectAuth::Plain);
+        tap.record(
+            &uri,
+            Some(&session),
+            &headers,
+            &message,
+            &DirectAuth::Plain,
+            &flood,
+        );
         assert_eq!(
             tap.current()
                 .and_then(|t| t.session.as_deref().map(str::to_owned)),

@@ -502,7 +502,7 @@ async fn log_stderr(stderr: tokio::process::ChildStderr, mut guard: FloodGuard) 
 struct CountingTransport<T> {
     inner: T,
     in_flight: Arc<InFlight>,
-    flood: FloodGuard,
+    flood: SharedFlood,
 }
 
 /// List changes and resource updates are never dropped (missing the last one would
@@ -517,11 +517,14 @@ fn is_change_signal(notification: &ServerNotification) -> bool {
     )
 }
 
+/// A session's [`FloodGuard`], shared by its transport and its direct calls.
+pub(super) type SharedFlood = Arc<Mutex<FloodGuard>>;
+
 /// Caps what one upstream session may make the gateway relay or log per second
 /// (governor's GCRA): beyond the budget a message is dropped before any work is
 /// spent on it, counted in `gateway_upstream_faults_total`, and reported in the log
 /// at most once per second.
-struct FloodGuard {
+pub(super) struct FloodGuard {
     budget: governor::DefaultDirectRateLimiter,
     server: ServerName,
     fault: &'static str,
@@ -531,7 +534,7 @@ struct FloodGuard {
 }
 
 impl FloodGuard {
-    fn new(
+    pub(super) fn new(
         per_second: u32,
         server: ServerName,
         fault: &'static str,
@@ -549,7 +552,7 @@ impl FloodGuard {
     }
 
     /// Whether one more message fits the budget; a drop is counted and reported.
-    fn admit(&mut self) -> bool {
+    pub(super) fn admit(&mut self) -> bool {
         if self.budget.check().is_ok() {
             return true;
         }
@@ -603,7 +606,12 @@ impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleC
             let message = self.inner.receive().await;
             match &message {
                 Some(rmcp::model::JsonRpcMessage::Notification(notification))
-                    if !is_change_signal(&notification.notification) && !self.flood.admit() => {}
+                    if !is_change_signal(&notification.notification)
+                        && !self
+                            .flood
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .admit() => {}
                 _ => break message,
             }
         };
@@ -1106,15 +1114,17 @@ impl UpstreamPool {
                 config.reinit_on_expired_session = true;
                 let in_flight = client.in_flight.clone();
                 let Some(credentials) = oauth else {
+                    let flood = self.notification_guard(server);
                     let http = Tapped {
                         inner: self.http.clone(),
                         tap,
                         auth: DirectAuth::Plain,
+                        flood: flood.clone(),
                     };
                     let transport = CountingTransport {
                         inner: StreamableHttpClientTransport::with_client(http, config),
                         in_flight,
-                        flood: self.notification_guard(server),
+                        flood,
                     };
                     return client
                         .serve_with_lifecycle(transport, lifecycle)
@@ -1136,15 +1146,17 @@ impl UpstreamPool {
                     tokens,
                     credentials: Arc::new((**credentials).clone()),
                 };
+                let flood = self.notification_guard(server);
                 let bearer = Tapped {
                     inner: bearer.clone(),
                     tap,
                     auth: DirectAuth::Bearer(bearer),
+                    flood: flood.clone(),
                 };
                 let transport = CountingTransport {
                     inner: StreamableHttpClientTransport::with_client(bearer, config),
                     in_flight,
-                    flood: self.notification_guard(server),
+                    flood,
                 };
                 client
                     .serve_with_lifecycle(transport, lifecycle)
@@ -1196,13 +1208,15 @@ impl UpstreamPool {
         }
     }
 
-    fn notification_guard(&self, server: &UpstreamServer) -> FloodGuard {
-        FloodGuard::new(
+    /// The notification budget of one upstream session, shared by its transport and
+    /// the direct calls made on it.
+    fn notification_guard(&self, server: &UpstreamServer) -> SharedFlood {
+        Arc::new(Mutex::new(FloodGuard::new(
             self.settings.max_notifications_per_sec,
             server.spec.name.clone(),
             "notification_flood",
             self.metrics.clone(),
-        )
+        )))
     }
 
     /// 2026-07-28 upstreams announce list changes only on a `subscriptions/listen`
@@ -1426,12 +1440,6 @@ impl UpstreamPool {
         let (sender, events) = mpsc::channel(64);
         let mut limits = StreamableHttpResponseLimits::default();
         limits.max_json_response_size = self.settings.max_response_bytes;
-        let mut flood: Option<FloodGuard> = None;
-        let (per_second, name, metrics) = (
-            self.settings.max_notifications_per_sec,
-            server.spec.name.clone(),
-            self.metrics.clone(),
-        );
         let changes = self.events.clone();
         let server_id = server.id;
         let call = DirectCall {
@@ -1442,18 +1450,6 @@ impl UpstreamPool {
             headers,
             limits,
             events: sender.clone(),
-            admit: Box::new(move || {
-                flood
-                    .get_or_insert_with(|| {
-                        FloodGuard::new(
-                            per_second,
-                            name.clone(),
-                            "notification_flood",
-                            metrics.clone(),
-                        )
-                    })
-                    .admit()
-            }),
             on_change: Box::new(move |notification| {
                 let event = match notification {
                     ServerNotification::ResourceUpdatedNotification(updated) => {
@@ -1476,6 +1472,9 @@ impl UpstreamPool {
                 match call.run().await {
                     DirectOutcome::Answered(answer) => answer,
                     DirectOutcome::SessionExpired => {
+                        tracing::info!(
+                            "the upstream no longer knows its session; the call goes on a new one"
+                        );
                         if let Some(session) = &target.session {
                             tap.forget(session);
                         }
