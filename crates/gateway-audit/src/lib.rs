@@ -1,6 +1,7 @@
 //! The audit pipeline, the adapter behind the domain's [`gateway_domain::AuditSink`]
 //! port. A call hands its event to a bounded queue and goes on; one writer task takes
-//! events in batches (up to `batch_size`, or what arrived within `flush_interval`) and
+//! events in batches (what arrived within `flush_interval` of the first, up to
+//! `batch_size` per insert; the writer sleeps meanwhile rather than wake per event) and
 //! inserts each batch in one statement through the
 //! [`gateway_domain::AuditRepository`], retrying while the database is down.
 //!
@@ -127,6 +128,8 @@ impl Spill {
 /// The pipeline: [`AuditSink`] for callers, a writer task behind it.
 pub struct AuditPipeline {
     sender: mpsc::Sender<AuditEvent>,
+    /// Wakes the writer early once a full batch waits.
+    batch_ready: Arc<tokio::sync::Notify>,
     settings: AuditSettings,
     counters: Arc<Counters>,
     spill: Arc<Spill>,
@@ -151,9 +154,11 @@ impl AuditPipeline {
             path: settings.spill_file.clone(),
             lock: Mutex::new(()),
         });
+        let batch_ready = Arc::new(tokio::sync::Notify::new());
         let writer = Writer {
             repository,
             receiver,
+            batch_ready: batch_ready.clone(),
             closing: closing_seen,
             settings: settings.clone(),
             counters: counters.clone(),
@@ -165,6 +170,7 @@ impl AuditPipeline {
         let task = tokio::spawn(writer.run());
         Arc::new(Self {
             sender,
+            batch_ready,
             settings,
             counters,
             spill,
@@ -230,6 +236,17 @@ impl AuditPipeline {
     }
 }
 
+impl AuditPipeline {
+    /// The writer sleeps while a batch gathers; a full batch (or a full queue) need
+    /// not wait for the flush interval. Only then is it woken.
+    fn wake_for_full_batch(&self) {
+        let queued = self.sender.max_capacity() - self.sender.capacity();
+        if queued >= self.settings.batch_size.min(self.sender.max_capacity()) {
+            self.batch_ready.notify_one();
+        }
+    }
+}
+
 #[async_trait]
 impl AuditSink for AuditPipeline {
     fn record_now(&self, event: AuditEvent) {
@@ -237,9 +254,11 @@ impl AuditSink for AuditPipeline {
         if self.closed.load(Ordering::SeqCst) {
             return self.spill_one(event);
         }
+        let sent = self.sender.try_send(event);
+        self.wake_for_full_batch();
         if let Err(
             mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event),
-        ) = self.sender.try_send(event)
+        ) = sent
         {
             self.spill_one(event);
         }
@@ -250,7 +269,9 @@ impl AuditSink for AuditPipeline {
         if self.closed.load(Ordering::SeqCst) {
             return self.spill_one(event);
         }
-        let event = match self.sender.try_send(event) {
+        let sent = self.sender.try_send(event);
+        self.wake_for_full_batch();
+        let event = match sent {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(event)) => event,
             Err(mpsc::error::TrySendError::Closed(event)) => return self.spill_one(event),
@@ -287,6 +308,7 @@ enum Next {
 struct Writer {
     repository: Arc<dyn AuditRepository>,
     receiver: mpsc::Receiver<AuditEvent>,
+    batch_ready: Arc<tokio::sync::Notify>,
     closing: watch::Receiver<Option<Duration>>,
     settings: AuditSettings,
     counters: Arc<Counters>,
@@ -345,15 +367,28 @@ impl Writer {
                 Next::Event(Some(event)) => *event,
                 Next::Event(None) | Next::Closing => break,
             };
-            let mut batch = vec![first];
+            // The batch gathers while the writer sleeps: waiting on the queue would
+            // wake this task (on another thread than the request's) once per event.
             let deadline = tokio::time::Instant::now() + self.settings.flush_interval;
-            while batch.len() < self.settings.batch_size {
-                match tokio::time::timeout_at(deadline, self.receiver.recv()).await {
-                    Ok(Some(event)) => batch.push(event),
-                    _ => break,
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.batch_ready.notified() => {}
+                _ = self.closing.wait_for(Option::is_some) => {}
+            }
+            let mut batch = vec![first];
+            loop {
+                while batch.len() < self.settings.batch_size {
+                    match self.receiver.try_recv() {
+                        Ok(event) => batch.push(event),
+                        Err(_) => break,
+                    }
+                }
+                let full = batch.len() >= self.settings.batch_size;
+                self.write(std::mem::take(&mut batch)).await;
+                if !full {
+                    break;
                 }
             }
-            self.write(batch).await;
         }
         // Shutting down: nothing more enters the queue; write what it holds.
         self.receiver.close();
