@@ -64,6 +64,23 @@ async fn wait_for_port(port: u16) {
     panic!("nothing listens on port {port}");
 }
 
+/// server-everything serving Streamable HTTP on a free port, once it listens.
+async fn everything_over_http(peers: &Path, everything: &Path) -> (Spawned, u16) {
+    let port = free_port();
+    let child = Spawned(
+        Command::new(node(peers))
+            .arg(everything)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server-everything starts"),
+    );
+    wait_for_port(port).await;
+    (child, port)
+}
+
 async fn gateway() -> TestApp {
     TestApp::spawn_with(TestBackend::Sqlite, |s| {
         s.upstreams.allow_stdio = true;
@@ -148,18 +165,7 @@ async fn server_everything_through_the_gateway_with_the_python_sdk() {
         &peers,
         "@modelcontextprotocol/server-everything/dist/index.js",
     );
-    let port = free_port();
-    let _http_upstream = Spawned(
-        Command::new(node(&peers))
-            .arg(&everything)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("server-everything starts"),
-    );
-    wait_for_port(port).await;
+    let (_http_upstream, port) = everything_over_http(&peers, &everything).await;
     let app = gateway().await;
     register(&app, json!({"name": "everything", "transport": {"type": "stdio", "command": node(&peers), "args": [everything, "stdio"]}})).await;
     register(&app, json!({"name": "everything-http", "transport": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")}})).await;
@@ -439,18 +445,7 @@ async fn sampling_and_elicitation_requests_reach_the_calling_client() {
     // arrive on the call's own response stream (a direct call), and the client's
     // answers are posted back on the upstream's session.
     register(&app, json!({"name": "everything", "transport": {"type": "stdio", "command": node(&peers), "args": [everything, "stdio"]}})).await;
-    let port = free_port();
-    let _http_upstream = Spawned(
-        Command::new(node(&peers))
-            .arg(&everything)
-            .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("server-everything starts"),
-    );
-    wait_for_port(port).await;
+    let (_http_upstream, port) = everything_over_http(&peers, &everything).await;
     register(&app, json!({"name": "everything-http", "transport": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")}})).await;
     for server in ["everything", "everything-http"] {
         let seen = python_sampling(&peers, &app.url("/mcp"), server);

@@ -256,6 +256,20 @@ pub(super) struct Tapped<C> {
     pub(super) flood: SharedFlood,
 }
 
+impl<C> Tapped<C> {
+    /// Notes a message rmcp sends on the tap (see [`Tap::record`]).
+    fn note(
+        &self,
+        uri: &Arc<str>,
+        session: Option<&Arc<str>>,
+        headers: &HashMap<HeaderName, HeaderValue>,
+        message: &ClientJsonRpcMessage,
+    ) {
+        self.tap
+            .record(uri, session, headers, message, &self.auth, &self.flood);
+    }
+}
+
 impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClient for Tapped<C> {
     type Error = reqwest::Error;
 
@@ -267,14 +281,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClien
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.tap.record(
-            &uri,
-            session_id.as_ref(),
-            &custom_headers,
-            &message,
-            &self.auth,
-            &self.flood,
-        );
+        self.note(&uri, session_id.as_ref(), &custom_headers, &message);
         self.inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await
@@ -289,14 +296,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClien
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.tap.record(
-            &uri,
-            session_id.as_ref(),
-            &custom_headers,
-            &message,
-            &self.auth,
-            &self.flood,
-        );
+        self.note(&uri, session_id.as_ref(), &custom_headers, &message);
         self.inner
             .post_message_with_max_sse_event_size(
                 uri,
@@ -318,14 +318,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpClien
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.tap.record(
-            &uri,
-            session_id.as_ref(),
-            &custom_headers,
-            &message,
-            &self.auth,
-            &self.flood,
-        );
+        self.note(&uri, session_id.as_ref(), &custom_headers, &message);
         self.inner
             .post_message_with_response_limits(
                 uri,
