@@ -314,6 +314,47 @@ async fn progress_reaches_the_caller_under_its_own_token() {
     up.stop().await;
 }
 
+/// Disabling a server closes its upstream session, and the calls in flight on it
+/// (direct calls included) end then, not when the upstream would have answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_server_ends_its_calls_in_flight() {
+    let up = upstream().await;
+    let app = gateway().await;
+    register(
+        &app,
+        "busy",
+        &up.url(),
+        json!({"request_timeout_ms": 20_000}),
+    )
+    .await;
+    let (client, _) = connect(&app.url("/mcp")).await;
+    let started = Instant::now();
+    let peer = client.peer().clone();
+    let call_in_flight = tokio::spawn(async move {
+        peer.call_tool(call("busy__sleep", json!({"ms": 10_000})))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let disabled = app
+        .client
+        .post(app.url("/api/v1/servers/busy/disable"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(disabled.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(5), call_in_flight)
+        .await
+        .expect("the call ends with its session")
+        .expect("joined");
+    assert!(ended.is_err(), "no answer from a closed session: {ended:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    up.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstreams_time_out_with_a_named_error() {
     let up = upstream().await;

@@ -241,7 +241,13 @@ impl AuditPipeline {
     /// not wait for the flush interval. Only then is it woken.
     fn wake_for_full_batch(&self) {
         let queued = self.sender.max_capacity() - self.sender.capacity();
-        if queued >= self.settings.batch_size.min(self.sender.max_capacity()) {
+        // Half the queue at most, so producers do not wait on a full one.
+        let threshold = self
+            .settings
+            .batch_size
+            .min(self.sender.max_capacity() / 2)
+            .max(1);
+        if queued >= threshold {
             self.batch_ready.notify_one();
         }
     }

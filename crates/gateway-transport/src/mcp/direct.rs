@@ -45,11 +45,12 @@ use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, SharedFlood};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
-/// How often a direct call resumes a response stream the upstream closed before
-/// answering (`GET` with `Last-Event-ID`, as rmcp's transport does).
-const MAX_RESUMPTIONS: usize = 3;
+/// Attempts in a row to resume a response stream that closed or broke before the
+/// answer (`GET` with `Last-Event-ID`, as rmcp's transport does); a resumed stream
+/// that delivers an event starts the count again. The call's timeout bounds the rest.
+const MAX_RESUMPTIONS: usize = 5;
 
-/// The longest `retry:` delay honoured before resuming a stream.
+/// The longest wait before resuming a stream (`retry:` or backoff).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// How a direct call authenticates: as the session does.
@@ -76,6 +77,9 @@ pub(super) struct Target {
     pub(super) auth: DirectAuth,
     /// The session's notification budget (`mcp.max_upstream_notifications_per_sec`).
     pub(super) flood: SharedFlood,
+    /// Cancelled when the session is closed or re-opened: calls on it end, as rmcp's
+    /// pending requests do.
+    ended: tokio_util::sync::CancellationToken,
 }
 
 /// The `_meta` keys a 2026-07-28 request repeats on every request.
@@ -146,9 +150,12 @@ impl Tap {
             .clone()
     }
 
-    /// Forgets whatever session was noted (a new one is being opened).
+    /// Forgets whatever session was noted, and ends the direct calls on it (the
+    /// session is being closed, or a new one opened).
     pub(super) fn clear(&self) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        if let Some(target) = self.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            target.ended.cancel();
+        }
     }
 
     /// Forgets `session` (it expired, or rmcp ended it).
@@ -209,6 +216,7 @@ impl Tap {
                 meta: None,
                 auth: auth.clone(),
                 flood: flood.clone(),
+                ended: tokio_util::sync::CancellationToken::new(),
             }
         } else {
             // Only a request shows the per-request `_meta` of the revision.
@@ -240,6 +248,7 @@ impl Tap {
                 meta: Some(meta),
                 auth: auth.clone(),
                 flood: flood.clone(),
+                ended: tokio_util::sync::CancellationToken::new(),
             }
         };
         *current = Some(Arc::new(target));
@@ -408,8 +417,17 @@ pub(super) struct DirectCall {
 }
 
 impl DirectCall {
-    /// Posts the call and reads its stream until the answer.
+    /// Posts the call and reads its stream until the answer, or until its session is
+    /// closed.
     pub(super) async fn run(self) -> Outcome {
+        let ended = self.target.ended.clone();
+        tokio::select! {
+            outcome = self.exchange_with_auth() => outcome,
+            () = ended.cancelled() => Outcome::Answered(Err(ServiceError::TransportClosed)),
+        }
+    }
+
+    async fn exchange_with_auth(self) -> Outcome {
         match self.target.auth.clone() {
             DirectAuth::Plain => {
                 let client = self.http.clone();
@@ -456,7 +474,13 @@ impl DirectCall {
                     JsonRpcMessage::Response(response) if response.id == self.id => {
                         Ok(response.result)
                     }
-                    JsonRpcMessage::Error(error) => Err(ServiceError::McpError(error.error)),
+                    // The answer to this POST: its id, or none if the upstream could
+                    // not read the request.
+                    JsonRpcMessage::Error(error)
+                        if error.id.as_ref().is_none_or(|id| *id == self.id) =>
+                    {
+                        Err(ServiceError::McpError(error.error))
+                    }
                     _ => Err(ServiceError::UnexpectedResponse),
                 };
                 return Outcome::Answered(answer);
@@ -466,19 +490,20 @@ impl DirectCall {
         };
         let mut last_event_id = None;
         let mut retry = None;
-        let mut resumptions = 0;
+        let mut attempts = 0;
         loop {
+            let mut broken = None;
             while let Some(event) = stream.next().await {
                 let event = match event {
                     Ok(event) => event,
                     Err(error) => {
-                        return Outcome::Answered(Err(transport_error(StreamableHttpError::<
-                            reqwest::Error,
-                        >::Sse(
-                            error
-                        ))));
+                        broken = Some(transport_error(StreamableHttpError::<reqwest::Error>::Sse(
+                            error,
+                        )));
+                        break;
                     }
                 };
+                attempts = 0;
                 if event.id.is_some() {
                     last_event_id = event.id;
                 }
@@ -492,30 +517,35 @@ impl DirectCall {
                     return Outcome::Answered(answer);
                 }
             }
-            // The stream ended before the answer: resume it where it stopped.
+            // The stream ended or broke before the answer: resume it where it stopped,
+            // if the upstream numbered its events.
+            let failure = broken.unwrap_or(ServiceError::TransportClosed);
             let Some(last) = last_event_id.clone() else {
-                return Outcome::Answered(Err(ServiceError::TransportClosed));
+                return Outcome::Answered(Err(failure));
             };
-            if resumptions == MAX_RESUMPTIONS {
-                return Outcome::Answered(Err(ServiceError::TransportClosed));
-            }
-            resumptions += 1;
-            if let Some(delay) = retry {
-                tokio::time::sleep(delay).await;
-            }
-            stream = match client
-                .get_stream_with_max_sse_event_size(
-                    target.uri.clone(),
-                    target.session.clone(),
-                    Some(last),
-                    None,
-                    target.headers.clone(),
-                    self.limits.max_sse_event_size,
-                )
-                .await
-            {
-                Ok(stream) => stream,
-                Err(error) => return Outcome::Answered(Err(transport_error(error))),
+            stream = loop {
+                if attempts == MAX_RESUMPTIONS {
+                    return Outcome::Answered(Err(failure));
+                }
+                attempts += 1;
+                let backoff = Duration::from_millis(100 << attempts.min(6)).min(MAX_RETRY_DELAY);
+                tokio::time::sleep(retry.unwrap_or(backoff)).await;
+                match client
+                    .get_stream_with_max_sse_event_size(
+                        target.uri.clone(),
+                        target.session.clone(),
+                        Some(last.clone()),
+                        None,
+                        target.headers.clone(),
+                        self.limits.max_sse_event_size,
+                    )
+                    .await
+                {
+                    Ok(stream) => break stream,
+                    Err(error) => {
+                        tracing::debug!(%error, attempts, "resuming an upstream response stream failed");
+                    }
+                }
             };
         }
     }
@@ -565,7 +595,9 @@ impl DirectCall {
                     )
                     .await
                 {
+                    // The upstream would wait for that answer until the timeout.
                     tracing::warn!(%error, "cannot send the client's answer to the upstream");
+                    return Some(Err(transport_error(error)));
                 }
                 None
             }

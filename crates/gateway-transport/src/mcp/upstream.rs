@@ -876,7 +876,15 @@ impl PendingCall {
 
 impl Drop for PendingCall {
     fn drop(&mut self) {
-        self.in_flight.remove(&self.current_id());
+        self.in_flight.remove(&self.id);
+        if let Some(handed_over) = &self.handed_over
+            && let Some(id) = handed_over
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+        {
+            self.in_flight.remove(id);
+        }
     }
 }
 
@@ -1428,16 +1436,23 @@ impl UpstreamPool {
         // A string id never collides with rmcp's numbered requests on the same session.
         let id = RequestId::String(format!("gw-{number}").into());
         let fallback = request.clone();
-        let meta = rmcp::model::GetMeta::get_meta_mut(&mut request);
-        meta.set_progress_token(ProgressToken(rmcp::model::NumberOrString::String(
+        let token = ProgressToken(rmcp::model::NumberOrString::String(
             format!("gw-{number}").into(),
-        )));
+        ));
+        let meta = rmcp::model::GetMeta::get_meta_mut(&mut request);
+        meta.set_progress_token(token.clone());
         if let Some(per_request) = &target.meta {
             meta.0
                 .0
                 .extend(per_request.0.0.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let (sender, events) = mpsc::channel(64);
+        // Registered like any forwarded request: what the upstream sends for this call
+        // on another stream (its standalone GET stream) finds it, and no other call.
+        connection
+            .in_flight
+            .insert(id.clone(), token, sender.clone());
+        connection.in_flight.sent(id.clone());
         let mut limits = StreamableHttpResponseLimits::default();
         limits.max_json_response_size = self.settings.max_response_bytes;
         let changes = self.events.clone();
@@ -1468,8 +1483,11 @@ impl UpstreamPool {
                 connection.tap.clone(),
                 handed_over.clone(),
             );
+            let direct_id = id.clone();
             async move {
-                match call.run().await {
+                let outcome = call.run().await;
+                in_flight.answered(&direct_id);
+                match outcome {
                     DirectOutcome::Answered(answer) => answer,
                     DirectOutcome::SessionExpired => {
                         tracing::info!(
@@ -1516,6 +1534,7 @@ impl UpstreamPool {
                 .collect()
         };
         for connection in closing {
+            connection.tap.clear();
             let previous = std::mem::replace(&mut *connection.state.lock().await, State::Idle);
             if let State::Open(session) = previous {
                 let _ = session.service.cancel().await;
