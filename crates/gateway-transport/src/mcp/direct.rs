@@ -38,10 +38,13 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpResponseLimits,
 };
 use sse_stream::Sse;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::bearer::BearerClient;
-use super::upstream::{CallEvent, ForwardedReply, ForwardedRequest, SharedFlood};
+use super::upstream::{
+    CallEvent, ForwardedReply, ForwardedRequest, SharedFlood, UpstreamEvent, ask_caller,
+    change_event,
+};
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
@@ -116,9 +119,11 @@ impl Target {
 }
 
 /// Put on a `tools/call` request by the handler when the called tool's input schema
-/// asks for no argument as a header ([`wants_param_headers`]).
+/// asks for arguments as headers ([`wants_param_headers`], found once per catalog
+/// snapshot): on 2026-07-28 such a call goes through rmcp's transport. Every
+/// `tools/call` is built by `GatewayServer::send_tool`, which puts it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PlainArguments;
+pub(crate) struct HeaderArguments;
 
 /// Whether a tool's input schema asks for arguments as `Mcp-Param-*` headers
 /// (`x-mcp-header`, SEP-2243): such calls go through rmcp's transport, which
@@ -404,55 +409,47 @@ pub(super) enum Outcome {
 /// One direct call: what it sends, where, and where its events go.
 pub(super) struct DirectCall {
     pub(super) target: Arc<Target>,
-    /// The calling thread's HTTP client.
-    pub(super) http: reqwest::Client,
     pub(super) id: RequestId,
-    pub(super) message: ClientJsonRpcMessage,
-    /// [`Target::headers_for`] the called tool.
-    pub(super) headers: HashMap<HeaderName, HeaderValue>,
     pub(super) limits: StreamableHttpResponseLimits,
     pub(super) events: mpsc::Sender<CallEvent>,
-    /// List changes and resource updates the upstream sends on the call's stream.
-    pub(super) on_change: Box<dyn Fn(&ServerNotification) + Send>,
+    /// The upstream, and where its list changes and resource updates go.
+    pub(super) server: gateway_domain::ServerId,
+    pub(super) changes: mpsc::UnboundedSender<UpstreamEvent>,
 }
 
 impl DirectCall {
-    /// Posts the call and reads its stream until the answer, or until its session is
-    /// closed.
-    pub(super) async fn run(self) -> Outcome {
+    /// Posts `message` with `headers` ([`Target::headers_for`] the tool) through `http`
+    /// (the calling thread's client) and reads the stream until the answer, or until
+    /// the session is closed.
+    pub(super) async fn run(
+        mut self,
+        http: reqwest::Client,
+        message: ClientJsonRpcMessage,
+        headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Outcome {
         let ended = self.target.ended.clone();
+        let exchange = async {
+            match self.target.auth.clone() {
+                DirectAuth::Plain => self.exchange(&http, message, headers).await,
+                DirectAuth::Bearer(bearer) => {
+                    let client = BearerClient { http, ..bearer };
+                    self.exchange(&client, message, headers).await
+                }
+            }
+        };
         tokio::select! {
-            outcome = self.exchange_with_auth() => outcome,
+            outcome = exchange => outcome,
             () = ended.cancelled() => Outcome::Answered(Err(ServiceError::TransportClosed)),
         }
     }
 
-    async fn exchange_with_auth(self) -> Outcome {
-        match self.target.auth.clone() {
-            DirectAuth::Plain => {
-                let client = self.http.clone();
-                self.exchange(&client).await
-            }
-            DirectAuth::Bearer(bearer) => {
-                let client = BearerClient {
-                    http: self.http.clone(),
-                    ..bearer
-                };
-                self.exchange(&client).await
-            }
-        }
-    }
-
     async fn exchange<C: StreamableHttpClient<Error = reqwest::Error>>(
-        mut self,
+        &mut self,
         client: &C,
+        message: ClientJsonRpcMessage,
+        headers: HashMap<HeaderName, HeaderValue>,
     ) -> Outcome {
         let target = self.target.clone();
-        let message = std::mem::replace(
-            &mut self.message,
-            ClientJsonRpcMessage::response(ClientResult::empty(()), self.id.clone()),
-        );
-        let headers = std::mem::take(&mut self.headers);
         let posted = client
             .post_message_with_response_limits(
                 target.uri.clone(),
@@ -470,20 +467,10 @@ impl DirectCall {
                 return Outcome::Answered(Err(ServiceError::UnexpectedResponse));
             }
             Ok(StreamableHttpPostResponse::Json(message, _)) => {
-                let answer = match message {
-                    JsonRpcMessage::Response(response) if response.id == self.id => {
-                        Ok(response.result)
-                    }
-                    // The answer to this POST: its id, or none if the upstream could
-                    // not read the request.
-                    JsonRpcMessage::Error(error)
-                        if error.id.as_ref().is_none_or(|id| *id == self.id) =>
-                    {
-                        Err(ServiceError::McpError(error.error))
-                    }
-                    _ => Err(ServiceError::UnexpectedResponse),
-                };
-                return Outcome::Answered(answer);
+                return Outcome::Answered(match answer_in(message, &self.id) {
+                    Read::Answer(answer) => answer,
+                    Read::Other(_) => Err(ServiceError::UnexpectedResponse),
+                });
             }
             Ok(StreamableHttpPostResponse::Sse(stream, _)) => stream,
             Ok(_) => return Outcome::Answered(Err(ServiceError::UnexpectedResponse)),
@@ -566,13 +553,11 @@ impl DirectCall {
                 return None;
             }
         };
+        let message = match answer_in(message, &self.id) {
+            Read::Answer(answer) => return Some(answer),
+            Read::Other(other) => other,
+        };
         match message {
-            JsonRpcMessage::Response(response) if response.id == self.id => {
-                Some(Ok(response.result))
-            }
-            JsonRpcMessage::Error(error) if error.id.as_ref() == Some(&self.id) => {
-                Some(Err(ServiceError::McpError(error.error)))
-            }
             JsonRpcMessage::Notification(notification) => {
                 self.notified(notification.notification).await;
                 None
@@ -611,14 +596,12 @@ impl DirectCall {
                 CallEvent::Progress(progress.params)
             }
             ServerNotification::LoggingMessageNotification(log) => CallEvent::Log(log.params),
-            ServerNotification::ToolListChangedNotification(_)
-            | ServerNotification::PromptListChangedNotification(_)
-            | ServerNotification::ResourceListChangedNotification(_)
-            | ServerNotification::ResourceUpdatedNotification(_) => {
-                (self.on_change)(&notification);
+            other => {
+                if let Some(change) = change_event(self.server, &other) {
+                    let _ = self.changes.send(change);
+                }
                 return;
             }
-            _ => return,
         };
         let admitted = self
             .target
@@ -649,16 +632,7 @@ impl DirectCall {
                 ));
             }
         };
-        let (reply, answer) = oneshot::channel();
-        self.events
-            .send(CallEvent::Request(forwarded, reply))
-            .await
-            .map_err(|_| {
-                ErrorData::internal_error("the client call this request belongs to has ended", None)
-            })?;
-        match answer.await.map_err(|_| {
-            ErrorData::internal_error("the client call ended before answering", None)
-        })?? {
+        match ask_caller(&self.events, forwarded).await? {
             ForwardedReply::Sampling(result) => {
                 Ok(ClientResult::CreateMessageResult(Box::new(result)))
             }
@@ -666,6 +640,27 @@ impl DirectCall {
             ForwardedReply::Roots(result) => Ok(ClientResult::ListRootsResult(result)),
         }
     }
+}
+
+/// `message` as the answer to request `id`: a response with its id, or an error with
+/// its id or none (the upstream could not read the request). Other messages come
+/// back as they are.
+fn answer_in(message: ServerJsonRpcMessage, id: &RequestId) -> Read {
+    match message {
+        JsonRpcMessage::Response(response) if response.id == *id => {
+            Read::Answer(Ok(response.result))
+        }
+        JsonRpcMessage::Error(error) if error.id.as_ref().is_none_or(|sent| sent == id) => {
+            Read::Answer(Err(ServiceError::McpError(error.error)))
+        }
+        other => Read::Other(other),
+    }
+}
+
+/// A message of the call's stream, read: its answer, or something else.
+enum Read {
+    Answer(Result<ServerResult, ServiceError>),
+    Other(ServerJsonRpcMessage),
 }
 
 /// The call's answer, read as the `CallToolResult` it almost always is: `None`

@@ -305,12 +305,23 @@ pub struct Current {
     /// Compiled input schemas of the tools `gateway__call_tool` checked, by exposed
     /// name (`None`: the schema does not compile). Dropped with the snapshot.
     validators: Mutex<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
+    /// The tools (upstream names, by server) whose input schema asks for arguments as
+    /// `Mcp-Param-*` headers: found once per snapshot, usually none.
+    header_argument_tools: HashMap<ServerId, std::collections::HashSet<String>>,
 }
 
 /// Compiled schemas kept per snapshot at most (then the cache starts over).
 const MAX_VALIDATORS: usize = 4096;
 
 impl Current {
+    /// Whether `tool` of `server` (its upstream name) wants arguments as headers
+    /// (see `direct::wants_param_headers`).
+    pub fn wants_header_arguments(&self, server: ServerId, tool: &str) -> bool {
+        self.header_argument_tools
+            .get(&server)
+            .is_some_and(|tools| tools.contains(tool))
+    }
+
     /// The validator of the input schema of tool `name` on `/mcp` (compiled once per
     /// snapshot); `None` for an unknown tool or a schema that does not compile.
     pub fn validator(&self, name: &str) -> Option<Arc<jsonschema::Validator>> {
@@ -386,6 +397,7 @@ impl McpRuntime {
             views: HashMap::new(),
             hashes: BTreeMap::new(),
             validators: Mutex::default(),
+            header_argument_tools: HashMap::new(),
         };
         // The configuration file's rules hold from the start, even while the database
         // cannot be read.
@@ -1088,12 +1100,25 @@ impl McpRuntime {
                 self.current().views.clone()
             }
         };
+        let mut header_argument_tools: HashMap<ServerId, std::collections::HashSet<String>> =
+            HashMap::new();
+        for (exposed, _) in snapshot.all(ListKind::Tools) {
+            if let McpItem::Tool(tool) = &exposed.item
+                && super::direct::wants_param_headers(&tool.input_schema)
+            {
+                header_argument_tools
+                    .entry(exposed.route.server_id)
+                    .or_default()
+                    .insert(exposed.route.original.clone());
+            }
+        }
         let next = Arc::new(Current {
             snapshot,
             servers: by_id,
             views,
             hashes,
             validators: Mutex::default(),
+            header_argument_tools,
         });
         let previous = std::mem::replace(
             &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),

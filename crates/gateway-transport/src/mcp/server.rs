@@ -1030,12 +1030,12 @@ macro_rules! retryable {
 
 retryable!(CallToolRequestParams, CallToolRequest);
 
-/// A `tools/call` on its way upstream, and whether its tool wants no argument as a
-/// header (then it may be sent directly, see `direct`).
+/// A `tools/call` on its way upstream, and whether its tool wants arguments as
+/// headers (then it is not sent directly to a 2026-07-28 upstream, see `direct`).
 #[derive(Clone)]
 struct ToolCall {
     params: CallToolRequestParams,
-    plain_arguments: bool,
+    header_arguments: bool,
 }
 
 impl Retryable for ToolCall {
@@ -1050,8 +1050,8 @@ impl Retryable for ToolCall {
 
     fn into_request(self) -> ClientRequest {
         let mut request = CallToolRequest::new(self.params);
-        if self.plain_arguments {
-            request.extensions.insert(super::direct::PlainArguments);
+        if self.header_arguments {
+            request.extensions.insert(super::direct::HeaderArguments);
         }
         ClientRequest::CallToolRequest(request)
     }
@@ -1385,23 +1385,16 @@ impl GatewayServer {
         request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        // A tool that wants no argument as a header may be called directly on a
-        // 2026-07-28 upstream (see `direct`).
-        let plain = self
+        let header_arguments = self
             .runtime
             .current()
-            .snapshot
-            .route(ListKind::Tools, Some(&route.server), &route.original)
-            .is_some_and(|exposed| match &exposed.item {
-                McpItem::Tool(tool) => !super::direct::wants_param_headers(&tool.input_schema),
-                _ => false,
-            });
+            .wants_header_arguments(route.server_id, &route.original);
         let mut upstream = request;
         upstream.name = route.original.into();
         upstream.meta = upstream_meta(upstream.meta.take());
         let upstream = ToolCall {
             params: upstream,
-            plain_arguments: plain,
+            header_arguments,
         };
         match self.forward_bridged(server, &ctx, upstream).await? {
             ServerResult::CallToolResult(mut result) => {

@@ -35,7 +35,7 @@ use rmcp::{ClientHandler, RoleClient};
 use tokio::sync::{mpsc, oneshot};
 
 use super::direct::{
-    DirectAuth, DirectCall, Outcome as DirectOutcome, PlainArguments, Tap, Tapped, Target,
+    DirectAuth, DirectCall, HeaderArguments, Outcome as DirectOutcome, Tap, Tapped, Target,
 };
 
 /// Environment variables a stdio upstream inherits from the gateway: enough to find
@@ -674,15 +674,38 @@ impl GatewayClient {
                 None,
             ));
         };
-        let (reply, answer) = oneshot::channel();
-        call.send(CallEvent::Request(request, reply))
-            .await
-            .map_err(|_| {
-                ErrorData::internal_error("the client call this request belongs to has ended", None)
-            })?;
-        answer.await.map_err(|_| {
-            ErrorData::internal_error("the client call ended before answering", None)
-        })?
+        ask_caller(&call, request).await
+    }
+}
+
+/// Hands a server-to-client request to the forwarding loop of the call it belongs to
+/// and waits for the downstream client's answer.
+pub(super) async fn ask_caller(
+    call: &mpsc::Sender<CallEvent>,
+    request: ForwardedRequest,
+) -> Result<ForwardedReply, ErrorData> {
+    let (reply, answer) = oneshot::channel();
+    call.send(CallEvent::Request(request, reply))
+        .await
+        .map_err(|_| {
+            ErrorData::internal_error("the client call this request belongs to has ended", None)
+        })?;
+    answer
+        .await
+        .map_err(|_| ErrorData::internal_error("the client call ended before answering", None))?
+}
+
+/// The runtime's news in a list change or resource update an upstream sent.
+pub(super) fn change_event(
+    server: ServerId,
+    notification: &ServerNotification,
+) -> Option<UpstreamEvent> {
+    match notification {
+        ServerNotification::ResourceUpdatedNotification(updated) => Some(
+            UpstreamEvent::ResourceUpdated(server, updated.params.uri.clone()),
+        ),
+        _ if is_change_signal(notification) => Some(UpstreamEvent::ListChanged(server)),
+        _ => None,
     }
 }
 
@@ -886,6 +909,13 @@ impl Drop for PendingCall {
             self.in_flight.remove(id);
         }
     }
+}
+
+/// What a direct call needs: the session, the call's headers, the thread's client.
+struct DirectRoute {
+    target: Arc<Target>,
+    headers: HashMap<http::HeaderName, http::HeaderValue>,
+    http: reqwest::Client,
 }
 
 /// Every upstream connection of the process.
@@ -1370,19 +1400,8 @@ impl UpstreamPool {
     ) -> Result<PendingCall, UpstreamError> {
         let (peer, _) = self.peer(server, endpoint, false).await?;
         let connection = self.connection(server.id, endpoint);
-        if let ClientRequest::CallToolRequest(call) = &request
-            && let Some(target) = connection.tap.current()
-            // On 2026-07-28 a tool may want arguments as headers; rmcp writes those.
-            && (target.meta.is_none() || call.extensions.get::<PlainArguments>().is_some())
-            && let Some(headers) = target.headers_for(&call.params.name)
-        {
-            match self.local_http() {
-                Ok(http) => {
-                    let direct = (target, headers, http);
-                    return Ok(self.start_direct(server, &connection, peer, direct, request));
-                }
-                Err(reason) => tracing::warn!(%reason, "direct calls are off on this thread"),
-            }
+        if let Some(route) = self.direct_route(&connection, &request) {
+            return Ok(self.start_direct(server, &connection, &peer, route, request));
         }
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::no_options())
@@ -1416,29 +1435,54 @@ impl UpstreamPool {
         })
     }
 
-    /// Starts a `tools/call` as a direct call ([`super::direct`]) on the session rmcp
-    /// holds open; if that session turns out to have expired, rmcp sends the call on a
-    /// new one.
+    /// How `request` goes as a direct call ([`super::direct`]), if it can: a
+    /// `tools/call`, on a session rmcp holds open, and on 2026-07-28 for a tool that
+    /// wants no argument as a header (rmcp writes those).
+    fn direct_route(
+        &self,
+        connection: &Connection,
+        request: &ClientRequest,
+    ) -> Option<DirectRoute> {
+        let ClientRequest::CallToolRequest(call) = request else {
+            return None;
+        };
+        let target = connection.tap.current()?;
+        if target.meta.is_some() && call.extensions.get::<HeaderArguments>().is_some() {
+            return None;
+        }
+        let headers = target.headers_for(&call.params.name)?;
+        let http = self
+            .local_http()
+            .inspect_err(|reason| tracing::warn!(%reason, "direct calls are off on this thread"))
+            .ok()?;
+        Some(DirectRoute {
+            target,
+            headers,
+            http,
+        })
+    }
+
+    /// Starts a direct call; if its session turns out to have expired, rmcp sends the
+    /// call on a new one.
     fn start_direct(
         &self,
         server: &UpstreamServer,
         connection: &Connection,
-        peer: Peer<RoleClient>,
-        (target, headers, http): (
-            Arc<Target>,
-            HashMap<http::HeaderName, http::HeaderValue>,
-            reqwest::Client,
-        ),
+        peer: &Peer<RoleClient>,
+        DirectRoute {
+            target,
+            headers,
+            http,
+        }: DirectRoute,
         mut request: ClientRequest,
     ) -> PendingCall {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let number = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A string id never collides with rmcp's numbered requests on the same session.
-        let id = RequestId::String(format!("gw-{number}").into());
+        let label: Arc<str> = format!("gw-{number}").into();
+        let id = RequestId::String(label.clone());
+        let token = ProgressToken(rmcp::model::NumberOrString::String(label));
         let fallback = request.clone();
-        let token = ProgressToken(rmcp::model::NumberOrString::String(
-            format!("gw-{number}").into(),
-        ));
         let meta = rmcp::model::GetMeta::get_meta_mut(&mut request);
         meta.set_progress_token(token.clone());
         if let Some(per_request) = &target.meta {
@@ -1455,26 +1499,15 @@ impl UpstreamPool {
         connection.in_flight.sent(id.clone());
         let mut limits = StreamableHttpResponseLimits::default();
         limits.max_json_response_size = self.settings.max_response_bytes;
-        let changes = self.events.clone();
-        let server_id = server.id;
         let call = DirectCall {
             target: target.clone(),
-            http,
             id: id.clone(),
-            message: ClientJsonRpcMessage::request(request, id.clone()),
-            headers,
             limits,
             events: sender.clone(),
-            on_change: Box::new(move |notification| {
-                let event = match notification {
-                    ServerNotification::ResourceUpdatedNotification(updated) => {
-                        UpstreamEvent::ResourceUpdated(server_id, updated.params.uri.clone())
-                    }
-                    _ => UpstreamEvent::ListChanged(server_id),
-                };
-                let _ = changes.send(event);
-            }),
+            server: server.id,
+            changes: self.events.clone(),
         };
+        let message = ClientJsonRpcMessage::request(request, id.clone());
         let handed_over = Arc::new(Mutex::new(None));
         let response = {
             let (peer, in_flight, tap, handed_over) = (
@@ -1485,7 +1518,7 @@ impl UpstreamPool {
             );
             let direct_id = id.clone();
             async move {
-                let outcome = call.run().await;
+                let outcome = call.run(http, message, headers).await;
                 in_flight.answered(&direct_id);
                 match outcome {
                     DirectOutcome::Answered(answer) => answer,
@@ -1510,7 +1543,7 @@ impl UpstreamPool {
         PendingCall {
             response: Box::pin(response),
             events,
-            peer,
+            peer: peer.clone(),
             id,
             in_flight: connection.in_flight.clone(),
             handed_over: Some(handed_over),
